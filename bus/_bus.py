@@ -1,0 +1,488 @@
+"""The connection as trio code sees it: ``async with open_bus(...) as bus``.
+
+nats-py runs on a trio-asyncio loop. Trio code never awaits asyncio per message:
+publishes go through the :mod:`._outbox` pump, deliveries come back through
+:mod:`._subscription` buffers, replies through :mod:`._requests`. Only rare
+operations (connect, close) cross with ``aio_as_trio``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+import trio_asyncio
+from nats import errors as nats_errors
+from nats.aio.client import Client
+
+from volta._nursery import open_nursery
+
+from ._connect import ConnectionMonitor
+from ._errors import (
+    BusClosed,
+    InvalidSubject,
+    MessageDecodeError,
+    NoResponders,
+    PayloadTooLarge,
+    RequestTimeout,
+)
+from ._events import ConnectionEvent, ConnectionEventKind, EventFanout
+from ._loop import asyncio_loop
+from ._message import Message, encode_message
+from ._options import BusOptions, redact_url
+from ._outbox import Command, Completion, Outbox
+from ._requests import RequestMux, is_no_responders, wait_reply
+from ._subjects import validate_subject
+from ._subscription import (
+    Delivery,
+    MessageSubscription,
+    Overflow,
+    Subscription,
+    SubscriptionBuffer,
+    to_delivery,
+)
+
+if TYPE_CHECKING:
+    from nats.aio.subscription import Subscription as NatsSubscription
+
+log = logging.getLogger("volta.bus")
+
+_YIELD_EVERY = 128
+_SUBJECT_CACHE_SIZE = 4096
+DEFAULT_MAX_MESSAGES = 65_536
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+_BURST_MESSAGES = 8192
+_BURST_BYTES = 8 * 1024 * 1024
+
+
+@attrs.frozen
+class BusStatistics:
+    """Counters of one bus connection."""
+
+    connected: bool
+    """Whether the client is connected right now."""
+    server: str | None
+    """The server it is connected to (redacted)."""
+    published: int
+    """Publishes handed to nats-py."""
+    publish_failed: int
+    """Publishes nats-py refused after they were queued."""
+    queued_bytes: int
+    """Payload bytes queued by trio code, not yet handed to nats-py."""
+    subscriptions: int
+    """Open subscriptions (not counting the request inbox)."""
+    delivered: int
+    """Messages handed to consumers by the open subscriptions."""
+    dropped: int
+    """Messages the open subscriptions dropped (slow consumers)."""
+    malformed: int
+    """Invalid messages skipped by the open subscriptions."""
+    requests_waiting: int
+    """Requests waiting for a reply."""
+    reconnects: int
+    """Reconnections since the bus opened."""
+    events_lost: int
+    """Connection events a slow watcher did not receive."""
+
+
+class Bus:
+    """A NATS connection for trio code. Made by :func:`open_bus`."""
+
+    def __init__(
+        self,
+        client: Client,
+        options: BusOptions,
+        outbox: Outbox,
+        requests: RequestMux,
+        events: EventFanout,
+        monitor: ConnectionMonitor,
+    ) -> None:
+        self._client = client
+        self._options = options
+        self._outbox = outbox
+        self._requests = requests
+        self._events = events
+        self._monitor = monitor
+        self._buffers: set[SubscriptionBuffer] = set()
+        self._valid_subjects: set[str] = set()
+        self._since_yield = 0
+        self._closed: BusClosed | None = None
+
+    # state --------------------------------------------------------------------
+
+    @property
+    def options(self) -> BusOptions:
+        """The options the bus was opened with."""
+        return self._options
+
+    @property
+    def connected(self) -> bool:
+        """True while the client is connected (False while reconnecting)."""
+        return bool(self._client.is_connected)
+
+    @property
+    def closed(self) -> bool:
+        """True once the bus is closed for good."""
+        return self._closed is not None
+
+    @property
+    def server(self) -> str | None:
+        """The URL of the server in use, credentials redacted."""
+        url = self._client.connected_url
+        return redact_url(url.geturl()) if url is not None else None
+
+    @property
+    def max_payload(self) -> int:
+        """The largest payload the server accepts, in bytes."""
+        return int(self._client.max_payload)
+
+    def statistics(self) -> BusStatistics:
+        """The counters as they are now."""
+        buffers = list(self._buffers)
+        return BusStatistics(
+            connected=self.connected,
+            server=self.server,
+            published=self._outbox.published,
+            publish_failed=self._outbox.failed,
+            queued_bytes=self._outbox.queued_bytes,
+            subscriptions=len(buffers),
+            delivered=sum(b.delivered for b in buffers),
+            dropped=sum(b.dropped for b in buffers),
+            malformed=sum(b.malformed for b in buffers),
+            requests_waiting=self._requests.waiting,
+            reconnects=self._monitor.reconnects,
+            events_lost=self._events.lost,
+        )
+
+    def watch_events(
+        self, buffer: int = 256
+    ) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[ConnectionEvent]]:
+        """``async with bus.watch_events() as events: async for event in events``.
+
+        A watcher that falls more than ``buffer`` events behind loses the newest
+        ones (counted in ``statistics().events_lost``); it never stalls the bus.
+        """
+        return self._events.watch(buffer)
+
+    # publishing ---------------------------------------------------------------
+
+    def _check_subject(self, subject: str) -> None:
+        if subject in self._valid_subjects:
+            return
+        validate_subject(subject)
+        if len(self._valid_subjects) < _SUBJECT_CACHE_SIZE:
+            self._valid_subjects.add(subject)
+
+    async def publish(
+        self,
+        subject: str,
+        data: bytes | Message,
+        *,
+        reply: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Publish bytes, or a message encoded as JSON.
+
+        Returns once the publish is queued in order behind earlier ones; it waits
+        only when the outbox is full (backpressure). Core NATS is at most once.
+
+        Raises:
+            InvalidSubject: the subject (or reply subject) is malformed.
+            PayloadTooLarge: the payload exceeds the server's max_payload.
+            BusClosed: the bus is closed.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self._closed is not None:
+            raise self._closed
+        payload = encode_message(data) if isinstance(data, Message) else bytes(data)
+        self._check_subject(subject)
+        if reply is not None:
+            self._check_subject(reply)
+        if len(payload) > self._client.max_payload:
+            raise PayloadTooLarge(subject, len(payload), self._client.max_payload)
+        await self._outbox.put_publish(
+            subject, payload, reply or "", dict(headers) if headers else None
+        )
+        self._since_yield += 1
+        if self._since_yield >= _YIELD_EVERY:
+            # Queued already: yield without a cancellation point, so a cancelled
+            # caller never sees an error for a publish that will go out.
+            self._since_yield = 0
+            await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def respond(self, request: Delivery, data: bytes | Message) -> None:
+        """Answer a request delivery on its reply subject.
+
+        Raises:
+            ValueError: the delivery has no reply subject.
+        """
+        if not request.reply:
+            raise ValueError(f"the delivery on {request.subject!r} has no reply subject")
+        await self.publish(request.reply, data)
+
+    async def flush(self, timeout: float = 5.0) -> None:
+        """Wait until everything published so far has reached the server.
+
+        Raises:
+            RequestTimeout: the server did not confirm within ``timeout``.
+            BusClosed: the bus is closed.
+        """
+        completion: Completion[None] = Completion()
+
+        async def run(client: Client) -> None:
+            # A task of its own, so the pump keeps sending while we wait for the PONG.
+            # nats-py annotates the timeout as int; it is used as a float.
+            task = asyncio.ensure_future(client.flush(timeout))  # type: ignore[arg-type]
+            task.add_done_callback(lambda t: _complete_from_task(t, completion))
+
+        if self._closed is not None:
+            raise self._closed
+        self._outbox.put_command(Command(run, None))
+        with trio.move_on_after(timeout + 0.5):
+            try:
+                await completion.wait()
+            except (nats_errors.TimeoutError, nats_errors.FlushTimeoutError, TimeoutError):
+                raise RequestTimeout("(flush)", timeout) from None
+            return
+        raise RequestTimeout("(flush)", timeout)
+
+    # subscribing --------------------------------------------------------------
+
+    @asynccontextmanager
+    async def subscribe(
+        self,
+        subject: str,
+        *,
+        queue: str | None = None,
+        max_messages: int = DEFAULT_MAX_MESSAGES,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        overflow: Overflow = Overflow.DROP_NEWEST,
+    ) -> AsyncIterator[Subscription]:
+        """Subscribe for the duration of the block; iterate to receive deliveries.
+
+        Args:
+            subject: may contain wildcards (``*``, a final ``>``).
+            queue: a queue group: each message goes to one member of the group.
+            max_messages: messages held for a slow consumer before the overflow policy acts.
+            max_bytes: bytes held for a slow consumer before the overflow policy acts.
+            overflow: which message to drop when the buffer is full.
+
+        Raises:
+            InvalidSubject: the subject or queue name is malformed.
+            BusClosed: the bus is closed.
+        """
+        async with self._subscription(subject, queue, max_messages, max_bytes, overflow) as buffer:
+            yield Subscription(buffer)
+
+    @asynccontextmanager
+    async def subscribe_messages(
+        self,
+        subject: str,
+        *,
+        queue: str | None = None,
+        max_messages: int = DEFAULT_MAX_MESSAGES,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        overflow: Overflow = Overflow.DROP_NEWEST,
+    ) -> AsyncIterator[MessageSubscription]:
+        """Like :meth:`subscribe`, but yields decoded messages and skips malformed ones."""
+        async with self._subscription(subject, queue, max_messages, max_bytes, overflow) as buffer:
+            yield MessageSubscription(buffer, self._on_malformed)
+
+    def _on_malformed(self, subject: str, error: MessageDecodeError) -> None:
+        log.warning("malformed message on %s skipped: %s", subject, error)
+        self._monitor.emit(ConnectionEventKind.MALFORMED, f"{subject}: {error}")
+
+    def _on_overflow(self, subject: str) -> None:
+        log.warning("slow consumer on %s: buffer full, dropping messages", subject)
+        self._monitor.emit(ConnectionEventKind.SLOW_CONSUMER, subject)
+
+    @asynccontextmanager
+    async def _subscription(
+        self,
+        subject: str,
+        queue: str | None,
+        max_messages: int,
+        max_bytes: int,
+        overflow: Overflow,
+    ) -> AsyncIterator[SubscriptionBuffer]:
+        validate_subject(subject, wildcards=True)
+        if queue is not None and (not queue or any(c.isspace() for c in queue)):
+            raise InvalidSubject(f"invalid queue group {queue!r}")
+        if max_messages < 1 or max_bytes < 1:
+            raise ValueError("max_messages and max_bytes must be positive")
+        if self._closed is not None:
+            raise self._closed
+        buffer = SubscriptionBuffer(
+            subject,
+            queue,
+            max_messages=max_messages,
+            max_bytes=max_bytes,
+            overflow=overflow,
+            on_overflow=self._on_overflow,
+        )
+        abandoned = False
+
+        async def run(client: Client) -> NatsSubscription:
+            # nats-py keeps its own queue in front of ours. Our callback empties it
+            # at once, but a burst parsed from one socket read lands there before
+            # the callback runs, so it gets a burst's worth of headroom.
+            sub = await client.subscribe(
+                subject,
+                queue=queue or "",
+                cb=buffer.on_message,
+                pending_msgs_limit=max_messages + _BURST_MESSAGES,
+                pending_bytes_limit=max_bytes + _BURST_BYTES,
+            )
+            if abandoned:
+                await sub.unsubscribe()
+            return sub
+
+        completion: Completion[NatsSubscription] = Completion()
+        self._outbox.put_command(Command(run, completion))
+        try:
+            nats_subscription = await completion.wait()
+        except BaseException:
+            abandoned = True  # the pump unsubscribes it as soon as it exists
+            raise
+        self._buffers.add(buffer)
+        try:
+            yield buffer
+        finally:
+            self._buffers.discard(buffer)
+            buffer.close(BusClosed(f"subscription to {subject!r} is closed"))
+            if self._closed is None:
+
+                async def unsubscribe(_client: Client) -> None:
+                    await nats_subscription.unsubscribe()
+
+                self._outbox.put_command(Command(unsubscribe, None))
+
+    # request-reply ------------------------------------------------------------
+
+    async def request(
+        self,
+        subject: str,
+        data: bytes | Message,
+        *,
+        timeout: float = 5.0,
+        headers: Mapping[str, str] | None = None,
+    ) -> Delivery:
+        """Publish a request and wait for the first reply.
+
+        Raises:
+            RequestTimeout: no reply within ``timeout`` seconds (names the subject).
+            NoResponders: nobody is subscribed to ``subject``.
+            InvalidSubject, PayloadTooLarge, BusClosed: as for :meth:`publish`.
+        """
+        token, reply_subject, completion = self._requests.open()
+        try:
+            await self.publish(subject, data, reply=reply_subject, headers=headers)
+            msg = await wait_reply(completion, timeout)
+        finally:
+            self._requests.discard(token)
+        if msg is None:
+            raise RequestTimeout(subject, timeout)
+        if is_no_responders(msg):
+            raise NoResponders(subject)
+        return to_delivery(msg)
+
+    # lifecycle ------------------------------------------------------------------
+
+    def mark_closed(self, reason: str) -> None:
+        """Fail everything waiting and refuse new work (the connection is gone)."""
+        if self._closed is not None:
+            return
+        self._closed = BusClosed(f"the bus is closed: {reason}")
+        self._outbox.close(self._closed)
+        self._requests.fail_all(self._closed)
+        for buffer in self._buffers:
+            buffer.close(self._closed)
+
+    async def close(self) -> None:
+        """Flush what is queued (bounded), then close the connection."""
+        timeout = self._options.close_timeout
+        if self._closed is None and self._client.is_connected:
+            with trio.move_on_after(timeout):
+                await self._outbox.wait_empty()
+                await trio_asyncio.aio_as_trio(self._client.flush)(timeout)
+        self.mark_closed("closed by its owner")
+        with trio.move_on_after(timeout):
+            await trio_asyncio.aio_as_trio(self._client.close)()
+
+
+def _complete_from_task(task: asyncio.Future[Any], completion: Completion[None]) -> None:
+    if task.cancelled():
+        completion.set_error(BusClosed("flush cancelled"))
+    elif task.exception() is not None:
+        completion.set_error(task.exception())  # type: ignore[arg-type]
+    else:
+        completion.set_result(None)
+
+
+@asynccontextmanager
+async def open_bus(
+    options: BusOptions | str | Sequence[str] | None = None, **overrides: Any
+) -> AsyncIterator[Bus]:
+    """Connect to NATS for the duration of the block.
+
+    Args:
+        options: a :class:`BusOptions`, a URL, a comma-separated list of URLs or a
+            sequence of URLs; None means the defaults (``nats://127.0.0.1:4222``).
+            The bus does not read the environment: use ``BusOptions.from_environ``.
+        overrides: fields of :class:`BusOptions` to change.
+
+    Yields:
+        The connected bus. On exit, queued publishes are flushed (bounded by
+        ``close_timeout``) and the connection is closed.
+
+    Raises:
+        ConnectFailed: the first connection failed (and was not to be retried).
+        ValueError: the options are invalid.
+    """
+    options = _coerce_options(options, overrides)
+    events = EventFanout()
+    monitor = ConnectionMonitor(options, events)
+    async with asyncio_loop():
+        client = await monitor.connect()
+        try:
+            outbox = Outbox(
+                options.outbox_max_bytes, lambda text: monitor.emit(ConnectionEventKind.ERROR, text)
+            )
+            requests = RequestMux(client.new_inbox())
+            await trio_asyncio.aio_as_trio(client.subscribe)(
+                requests.subscription_subject, cb=requests.on_reply
+            )
+            bus = Bus(client, options, outbox, requests, events, monitor)
+            monitor.when_closed = bus.mark_closed
+            async with open_nursery() as nursery:
+                nursery.start_soon(_run_pump, outbox, client, monitor.online)
+                try:
+                    yield bus
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await bus.close()
+                    nursery.cancel_scope.cancel()
+        finally:
+            if not client.is_closed:
+                with trio.CancelScope(shield=True), trio.move_on_after(options.close_timeout):
+                    await trio_asyncio.aio_as_trio(client.close)()
+            events.close()
+
+
+async def _run_pump(outbox: Outbox, client: Client, online: asyncio.Event) -> None:
+    await trio_asyncio.aio_as_trio(outbox.pump)(client, online)
+
+
+def _coerce_options(
+    options: BusOptions | str | Sequence[str] | None, overrides: Mapping[str, Any]
+) -> BusOptions:
+    if options is None:
+        return BusOptions(**overrides)
+    if isinstance(options, BusOptions):
+        return attrs.evolve(options, **overrides) if overrides else options
+    return BusOptions(servers=options, **overrides)

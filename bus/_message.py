@@ -1,0 +1,230 @@
+"""The Volta message, and its one JSON codec.
+
+On the wire a message is a JSON object::
+
+    {"id": "…", "from": "alpha", "to": "beta", "message": "hello", "type": "text",
+     "metadata": {}, "timestamp": "2026-11-25T18:00:00.123456Z"}
+
+Decoding is strict about the fields it knows (each error names the field and the
+reason) and ignores the ones it does not, so a newer sender can add fields
+without breaking older agents. The codec is written out by hand rather than
+generated: it runs once per message on the hot path, and its error messages are
+part of the protocol (docs/PROTOCOL.md).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+
+from ._errors import MessageDecodeError
+from ._subjects import validate_agent_id
+
+BROADCAST = "broadcast"
+"""The ``to`` of a message sent to every agent (no agent may use this id)."""
+
+_MAX_ID_LENGTH = 128
+
+
+class MessageType(enum.Enum):
+    """What a message asks of its receiver."""
+
+    TEXT = "text"
+    COMMAND = "command"
+    QUERY = "query"
+    RESPONSE = "response"
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _freeze_metadata(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(value))
+
+
+def _check_agent_id(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    try:
+        validate_agent_id(value)
+    except ValueError as error:
+        raise ValueError(f"{attribute.name}: {error}") from None
+
+
+def _check_message_id(_instance: object, _attribute: attrs.Attribute[str], value: str) -> None:
+    if not value or len(value) > _MAX_ID_LENGTH:
+        raise ValueError(f"id: must be 1-{_MAX_ID_LENGTH} characters")
+
+
+def _check_utc(_instance: object, _attribute: attrs.Attribute[datetime], value: datetime) -> None:
+    if value.utcoffset() is None:
+        raise ValueError("timestamp: must be timezone-aware")
+
+
+@attrs.frozen
+class Message:
+    """One message between agents, as trio code sees it."""
+
+    sender: str = attrs.field(validator=_check_agent_id)
+    """Agent id of the sender (``from`` on the wire)."""
+    to: str = attrs.field(validator=_check_agent_id)
+    """Agent id of the receiver, or ``"broadcast"``."""
+    message: str = attrs.field(validator=attrs.validators.instance_of(str))
+    """The content."""
+    type: MessageType = attrs.field(default=MessageType.TEXT, converter=MessageType)
+    """What the message asks of its receiver."""
+    metadata: Mapping[str, Any] = attrs.field(
+        factory=dict, converter=_freeze_metadata, eq=True, hash=False
+    )
+    """Free-form JSON object; ``in_reply_to`` marks a response."""
+    id: str = attrs.field(factory=_new_id, validator=_check_message_id)
+    """Unique id of this message."""
+    timestamp: datetime = attrs.field(factory=_utc_now, validator=_check_utc)
+    """When the message was created (timezone-aware; encoded as UTC)."""
+
+    @property
+    def in_reply_to(self) -> str | None:
+        """The id of the message this one answers, if it is a response."""
+        value = self.metadata.get("in_reply_to")
+        return value if isinstance(value, str) else None
+
+    def reply(
+        self,
+        message: str,
+        *,
+        sender: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Message:
+        """Build the response to this message.
+
+        Args:
+            message: the content of the response.
+            sender: who answers; defaults to this message's receiver.
+            metadata: extra metadata; ``in_reply_to`` is always set to this id.
+        """
+        return Message(
+            sender=sender if sender is not None else self.to,
+            to=self.sender,
+            message=message,
+            type=MessageType.RESPONSE,
+            metadata={**(metadata or {}), "in_reply_to": self.id},
+        )
+
+
+def format_timestamp(value: datetime) -> str:
+    """ISO 8601 in UTC with a ``Z`` suffix, microsecond precision."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def message_to_dict(message: Message) -> dict[str, Any]:
+    """The JSON-ready dict of a message (wire field names)."""
+    return {
+        "id": message.id,
+        "from": message.sender,
+        "to": message.to,
+        "message": message.message,
+        "type": message.type.value,
+        "metadata": dict(message.metadata),
+        "timestamp": format_timestamp(message.timestamp),
+    }
+
+
+def encode_message(message: Message) -> bytes:
+    """Encode a message as compact UTF-8 JSON.
+
+    Raises:
+        TypeError: metadata holds something JSON cannot represent.
+    """
+    return json.dumps(message_to_dict(message), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _require_str(document: Mapping[str, Any], field: str) -> str:
+    if field not in document:
+        raise MessageDecodeError(field, "required field is missing")
+    value = document[field]
+    if not isinstance(value, str):
+        raise MessageDecodeError(field, f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _agent_id_field(document: Mapping[str, Any], field: str) -> str:
+    value = _require_str(document, field)
+    try:
+        return validate_agent_id(value)
+    except ValueError as error:
+        raise MessageDecodeError(field, str(error)) from None
+
+
+def _parse_timestamp(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise MessageDecodeError("timestamp", f"not an ISO 8601 date-time: {text!r}") from None
+    if value.utcoffset() is None:
+        raise MessageDecodeError("timestamp", "must carry a UTC offset (e.g. a trailing 'Z')")
+    return value.astimezone(UTC)
+
+
+def message_from_dict(document: object) -> Message:
+    """Build a message from a decoded JSON document.
+
+    Unknown fields are ignored (forward compatibility).
+
+    Raises:
+        MessageDecodeError: a known field is missing or invalid; the error names it.
+    """
+    if not isinstance(document, dict):
+        raise MessageDecodeError("$", f"expected a JSON object, got {type(document).__name__}")
+    message_id = _require_str(document, "id")
+    if not message_id or len(message_id) > _MAX_ID_LENGTH:
+        raise MessageDecodeError("id", f"must be 1-{_MAX_ID_LENGTH} characters")
+    sender = _agent_id_field(document, "from")
+    to = _agent_id_field(document, "to")
+    content = _require_str(document, "message")
+    type_text = _require_str(document, "type")
+    try:
+        message_type = MessageType(type_text)
+    except ValueError:
+        allowed = ", ".join(t.value for t in MessageType)
+        raise MessageDecodeError("type", f"{type_text!r} is not one of {allowed}") from None
+    metadata = document.get("metadata", {})
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        raise MessageDecodeError(
+            "metadata", f"expected a JSON object, got {type(metadata).__name__}"
+        )
+    timestamp = _parse_timestamp(_require_str(document, "timestamp"))
+    return Message(
+        sender=sender,
+        to=to,
+        message=content,
+        type=message_type,
+        metadata=metadata,
+        id=message_id,
+        timestamp=timestamp,
+    )
+
+
+def decode_message(data: bytes | str) -> Message:
+    """Decode one message from JSON bytes.
+
+    Raises:
+        MessageDecodeError: the payload is not UTF-8 JSON, not an object, or a
+            known field is missing or invalid.
+    """
+    try:
+        document = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise MessageDecodeError("$", f"not valid UTF-8 JSON ({error})") from None
+    return message_from_dict(document)

@@ -1,0 +1,218 @@
+"""Outbound: trio code queues, one long-lived asyncio task sends.
+
+``publish`` from trio only appends to a deque and, if the pump sleeps, sets one
+asyncio event; the pump then hands the whole batch to nats-py in one go. So a
+publish costs no loop hop, and nats-py writes a batch with one socket write.
+
+Commands that are not publishes (subscribe, unsubscribe, flush) travel through
+the same deque, so they keep their order with the publishes around them, and
+their result comes back to the waiting trio task through a :class:`Completion`.
+
+While the client is reconnecting the pump holds everything (instead of letting
+nats-py drop what overflows its reconnect buffer); publishers wait once
+``max_bytes`` are queued. That turns an outage into backpressure, not loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import trio
+from nats import errors as nats_errors
+
+from ._errors import BusClosed
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+
+log = logging.getLogger("volta.bus")
+
+T = TypeVar("T")
+
+_YIELD_EVERY = 1024
+
+
+class Completion(Generic[T]):
+    """A result produced on the asyncio side and awaited by one trio task."""
+
+    __slots__ = ("_done", "_error", "_value")
+
+    def __init__(self) -> None:
+        self._done = trio.Event()
+        self._value: T | None = None
+        self._error: BaseException | None = None
+
+    def set_result(self, value: T) -> None:
+        """Deliver the value (sync; callable from asyncio callbacks)."""
+        if not self._done.is_set():
+            self._value = value
+            self._done.set()
+
+    def set_error(self, error: BaseException) -> None:
+        """Deliver an error instead."""
+        if not self._done.is_set():
+            self._error = error
+            self._done.set()
+
+    @property
+    def done(self) -> bool:
+        """True once a result or error was delivered."""
+        return self._done.is_set()
+
+    async def wait(self) -> T:
+        """The value, or raise the error."""
+        await self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
+
+
+class Command:
+    """Work for the pump other than a plain publish."""
+
+    def __init__(
+        self, run: Callable[[Client], Awaitable[Any]], completion: Completion[Any] | None
+    ) -> None:
+        self.run = run
+        self.completion = completion
+
+    async def execute(self, client: Client) -> None:
+        """Run on the asyncio side; report the outcome to the completion."""
+        try:
+            result = await self.run(client)
+        except Exception as error:
+            if self.completion is None:
+                log.warning("bus command failed: %r", error)
+            else:
+                self.completion.set_error(error)
+        else:
+            if self.completion is not None:
+                self.completion.set_result(result)
+
+
+_Publish = tuple[str, bytes, str, "dict[str, str] | None"]
+
+
+class Outbox:
+    """The queue from trio to the pump, bounded in bytes."""
+
+    def __init__(self, max_bytes: int, on_error: Callable[[str], None]) -> None:
+        self._items: deque[_Publish | Command] = deque()
+        self._bytes = 0
+        self._max_bytes = max_bytes
+        self._on_error = on_error
+        self._wakeup = asyncio.Event()
+        self._room = trio.lowlevel.ParkingLot()
+        self._empty = trio.lowlevel.ParkingLot()
+        self._closed: BaseException | None = None
+        self.published = 0
+        self.failed = 0
+
+    # trio side ------------------------------------------------------------------
+
+    @property
+    def queued_bytes(self) -> int:
+        """Payload bytes queued and not yet handed to nats-py."""
+        return self._bytes
+
+    def _kick(self) -> None:
+        if not self._wakeup.is_set():
+            self._wakeup.set()
+
+    async def put_publish(
+        self, subject: str, payload: bytes, reply: str, headers: dict[str, str] | None
+    ) -> None:
+        """Queue a publish; waits only while ``max_bytes`` are already queued.
+
+        Raises:
+            BusClosed: the bus is closed.
+        """
+        while self._bytes >= self._max_bytes and self._closed is None:
+            await self._room.park()
+        if self._closed is not None:
+            raise BusClosed("the bus is closed") from self._closed
+        self._items.append((subject, payload, reply, headers))
+        self._bytes += len(payload)
+        self._kick()
+
+    def put_command(self, command: Command) -> None:
+        """Queue a command behind everything queued before it.
+
+        Raises:
+            BusClosed: the bus is closed.
+        """
+        if self._closed is not None:
+            raise BusClosed("the bus is closed") from self._closed
+        self._items.append(command)
+        self._kick()
+
+    async def wait_empty(self) -> None:
+        """Wait until the pump has handed everything to nats-py."""
+        while self._items and self._closed is None:
+            await self._empty.park()
+
+    def close(self, error: BaseException) -> None:
+        """Refuse new work, fail queued commands, wake every waiter."""
+        if self._closed is None:
+            self._closed = error
+        while self._items:
+            item = self._items.popleft()
+            if isinstance(item, Command) and item.completion is not None:
+                item.completion.set_error(BusClosed("the bus is closed"))
+        self._bytes = 0
+        self._room.unpark_all()
+        self._empty.unpark_all()
+
+    # asyncio side -----------------------------------------------------------------
+
+    async def pump(self, client: Client, online: asyncio.Event) -> None:
+        """Drain the queue into nats-py forever (run as one asyncio task)."""
+        items = self._items
+        handed = 0
+        while True:
+            if not items:
+                if self._empty:
+                    self._empty.unpark_all()
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            if not online.is_set():
+                await online.wait()
+                continue
+            item = items.popleft()
+            if isinstance(item, Command):
+                await item.execute(client)
+            else:
+                subject, payload, reply, headers = item
+                self._bytes -= len(payload)
+                try:
+                    await client.publish(subject, payload, reply=reply, headers=headers)
+                except (
+                    nats_errors.OutboundBufferLimitError,
+                    nats_errors.ConnectionReconnectingError,
+                ):
+                    # The link dropped under us: keep the message for after the reconnect.
+                    items.appendleft(item)
+                    self._bytes += len(payload)
+                    online.clear()
+                    continue
+                except nats_errors.ConnectionClosedError:
+                    items.appendleft(item)
+                    self._bytes += len(payload)
+                    return
+                except Exception as error:
+                    self.failed += 1
+                    self._on_error(f"publish to {subject!r} failed: {error!r}")
+                else:
+                    self.published += 1
+            if self._room and self._bytes < self._max_bytes:
+                self._room.unpark_all()
+            handed += 1
+            if handed >= _YIELD_EVERY:
+                # Let nats-py's flusher and readers run during a long batch.
+                handed = 0
+                await asyncio.sleep(0)

@@ -1,0 +1,76 @@
+"""Request-reply over one wildcard inbox subscription per connection.
+
+Each request gets a token; the reply subject is ``<inbox prefix>.<token>``. The
+asyncio-side callback of the ``<prefix>.*`` subscription finds the waiting trio
+task by its token and wakes it directly, so a request costs no loop hop.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING
+
+import trio
+
+from ._outbox import Completion
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+
+NO_RESPONDERS_STATUS = "503"
+
+
+class RequestMux:
+    """Matches replies to the requests waiting for them."""
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
+        self._offset = len(prefix) + 1
+        self._tokens = itertools.count(1)
+        self._waiting: dict[str, Completion[Msg]] = {}
+
+    @property
+    def subscription_subject(self) -> str:
+        """The wildcard subject that receives every reply."""
+        return f"{self._prefix}.*"
+
+    @property
+    def waiting(self) -> int:
+        """Requests still waiting for a reply."""
+        return len(self._waiting)
+
+    def open(self) -> tuple[str, str, Completion[Msg]]:
+        """Register a request: its token, reply subject and completion."""
+        token = format(next(self._tokens), "x")
+        completion: Completion[Msg] = Completion()
+        self._waiting[token] = completion
+        return token, f"{self._prefix}.{token}", completion
+
+    def discard(self, token: str) -> None:
+        """Forget a request (answered, timed out or cancelled)."""
+        self._waiting.pop(token, None)
+
+    async def on_reply(self, msg: Msg) -> None:
+        """nats-py callback of the inbox subscription (asyncio side)."""
+        completion = self._waiting.pop(msg.subject[self._offset :], None)
+        if completion is not None:
+            completion.set_result(msg)
+
+    def fail_all(self, error: BaseException) -> None:
+        """Wake every waiting request with ``error`` (the bus is closing)."""
+        waiting, self._waiting = self._waiting, {}
+        for completion in waiting.values():
+            completion.set_error(error)
+
+
+def is_no_responders(msg: Msg) -> bool:
+    """True if the server answered that nobody listens on the subject."""
+    headers = msg.headers
+    return headers is not None and headers.get("Status") == NO_RESPONDERS_STATUS and not msg.data
+
+
+async def wait_reply(completion: Completion[Msg], timeout: float) -> Msg | None:
+    """The reply, or None when ``timeout`` seconds pass first."""
+    with trio.move_on_after(timeout):
+        return await completion.wait()
+    return None

@@ -1,0 +1,98 @@
+"""Every subject Volta uses, and the checks that keep ids from reshaping them.
+
+An agent id becomes one token of a subject (``agent.<id>.message``). A dot, a
+wildcard (``*``, ``>``) or white space inside an id would add tokens or turn a
+publish into a wildcard subscription, so ids are checked before any subject is
+built from them.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ._errors import InvalidSubject
+
+AGENT_BROADCAST = "agent.broadcast"
+"""Messages for every agent."""
+
+AGENT_ANNOUNCE = "agent.announce"
+"""An agent says who it is on start-up and after every reconnect."""
+
+AGENT_STATUS_ALL = "agent.*.status"
+"""Wildcard over every agent's heartbeat subject (for directories and dashboards)."""
+
+MCP_LIST_AGENTS = "mcp.list_agents"
+"""Request-reply: which agents are known, and their state."""
+
+CAPABILITY_REQUEST = "capability.request"
+"""Request-reply: run a capability on some agent that has it."""
+
+_AGENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# A subject token may hold anything printable except the separators and wildcards.
+_TOKEN = re.compile(r"[^\s.*>]+")
+_WILDCARD_TOKEN = re.compile(r"[^\s.*>]+|\*|>")
+
+
+def validate_agent_id(agent_id: str) -> str:
+    """Check that an agent id is safe to place in a subject.
+
+    Args:
+        agent_id: 1 to 64 characters from ``A-Z a-z 0-9 _ -``.
+
+    Returns:
+        The same id, so the call can be used inline.
+
+    Raises:
+        InvalidSubject: the id is empty, too long or holds any other character.
+    """
+    if not isinstance(agent_id, str) or not _AGENT_ID.fullmatch(agent_id):
+        raise InvalidSubject(
+            f"invalid agent id {agent_id!r}: use 1-64 characters from A-Z a-z 0-9 _ -"
+        )
+    return agent_id
+
+
+def validate_subject(subject: str, *, wildcards: bool = False) -> str:
+    """Check that a subject is well formed.
+
+    Args:
+        subject: dot-separated tokens, none empty, no white space.
+        wildcards: allow ``*`` tokens and a final ``>`` (for subscriptions).
+
+    Returns:
+        The same subject.
+
+    Raises:
+        InvalidSubject: the subject is empty, has an empty token, white space, or
+            a wildcard where none is allowed.
+    """
+    if not isinstance(subject, str) or not subject:
+        raise InvalidSubject(f"invalid subject {subject!r}: empty")
+    tokens = subject.split(".")
+    pattern = _WILDCARD_TOKEN if wildcards else _TOKEN
+    for index, token in enumerate(tokens):
+        if not pattern.fullmatch(token):
+            raise InvalidSubject(f"invalid subject {subject!r}: bad token {token!r}")
+        if token == ">" and index != len(tokens) - 1:
+            raise InvalidSubject(f"invalid subject {subject!r}: '>' must be the last token")
+    return subject
+
+
+def agent_message(agent_id: str) -> str:
+    """The subject of direct messages to one agent: ``agent.<id>.message``."""
+    return f"agent.{validate_agent_id(agent_id)}.message"
+
+
+def agent_status(agent_id: str) -> str:
+    """The heartbeat subject of one agent: ``agent.<id>.status``."""
+    return f"agent.{validate_agent_id(agent_id)}.status"
+
+
+def agent_id_from_subject(subject: str) -> str | None:
+    """The agent id inside ``agent.<id>.message`` or ``agent.<id>.status``, else None."""
+    parts = subject.split(".")
+    if len(parts) == 3 and parts[0] == "agent" and parts[2] in ("message", "status"):
+        agent_id = parts[1]
+        if _AGENT_ID.fullmatch(agent_id):
+            return agent_id
+    return None

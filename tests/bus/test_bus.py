@@ -1,0 +1,303 @@
+"""The bus against a real nats-server: pub/sub, queues, requests, errors, events.
+
+Rules: loopback only, a fresh server per test, real time (no autojump_clock:
+the sockets are real). Waits are bounded with ``trio.fail_after``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import trio
+
+from volta.bus import (
+    Bus,
+    BusClosed,
+    BusOptions,
+    ConnectFailed,
+    ConnectionEventKind,
+    Delivery,
+    InvalidSubject,
+    Message,
+    MessageType,
+    NatsServer,
+    NatsServerConfig,
+    NoResponders,
+    PayloadTooLarge,
+    RequestTimeout,
+    open_bus,
+    run_nats_server,
+)
+
+
+async def serve_echo(
+    bus: Bus,
+    subject: str,
+    *,
+    queue: str | None = None,
+    tag: bytes = b"",
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    async with bus.subscribe(subject, queue=queue) as requests:
+        await bus.flush()
+        task_status.started()
+        async for request in requests:
+            await bus.respond(request, tag + request.data)
+
+
+async def test_publish_subscribe_in_order(nats_server: NatsServer) -> None:
+    async with open_bus(nats_server.url) as sender, open_bus(nats_server.url) as receiver:
+        async with receiver.subscribe("orders.>") as orders:
+            await receiver.flush()
+            for n in range(500):
+                await sender.publish(f"orders.{n % 3}", str(n).encode(), headers={"n": str(n)})
+            with trio.fail_after(5):
+                got = [await orders.receive() for _ in range(500)]
+    assert [int(d.data) for d in got] == list(range(500))
+    assert got[4].subject == "orders.1"
+    assert got[4].headers == {"n": "4"}
+    assert orders.statistics().delivered == 500
+
+
+async def test_messages_round_trip_through_the_server(nats_server: NatsServer) -> None:
+    async with open_bus(nats_server.url) as bus:
+        async with bus.subscribe_messages("agent.beta.message") as inbox:
+            await bus.flush()
+            sent = Message(
+                sender="alpha",
+                to="beta",
+                message="hi",
+                type=MessageType.QUERY,
+                metadata={"trace": [1, 2]},
+            )
+            await bus.publish("agent.beta.message", sent)
+            with trio.fail_after(5):
+                received = await anext(inbox)
+    assert received == sent
+
+
+async def test_malformed_messages_are_skipped_counted_and_reported(
+    nats_server: NatsServer,
+) -> None:
+    async with open_bus(nats_server.url) as bus, bus.watch_events() as events:
+        async with bus.subscribe_messages("in") as inbox:
+            await bus.flush()
+            await bus.publish("in", b"{broken")
+            await bus.publish("in", json.dumps({"id": "x", "from": "a.b"}).encode())
+            good = Message(sender="a", to="b", message="ok")
+            await bus.publish("in", good)
+            with trio.fail_after(5):
+                assert await anext(inbox) == good
+            assert inbox.statistics().malformed == 2
+            with trio.fail_after(5):
+                kinds = [(await events.receive()).kind for _ in range(2)]
+    assert kinds == [ConnectionEventKind.MALFORMED, ConnectionEventKind.MALFORMED]
+
+
+async def test_queue_group_delivers_each_message_once_and_spreads_load(
+    nats_server: NatsServer,
+) -> None:
+    counts = {"a": 0, "b": 0}
+    total = 400
+
+    async with open_bus(nats_server.url) as bus:
+
+        async def worker(name: str, task_status: trio.TaskStatus[None]) -> None:
+            async with bus.subscribe("jobs", queue="workers") as jobs:
+                await bus.flush()
+                task_status.started()
+                async for _ in jobs:
+                    counts[name] += 1
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(worker, "a")
+            await nursery.start(worker, "b")
+            for n in range(total):
+                await bus.publish("jobs", str(n).encode())
+            await bus.flush()
+            with trio.fail_after(5):
+                while sum(counts.values()) < total:
+                    await trio.sleep(0.01)
+            await trio.sleep(0.1)  # nothing more may arrive
+            nursery.cancel_scope.cancel()
+    assert sum(counts.values()) == total
+    assert counts["a"] > total // 10
+    assert counts["b"] > total // 10
+
+
+async def test_request_reply(nats_server: NatsServer) -> None:
+    async with open_bus(nats_server.url) as client, open_bus(nats_server.url) as server:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(serve_echo, server, "echo")
+            replies = [await client.request("echo", f"{n}".encode(), timeout=5) for n in range(50)]
+            nursery.cancel_scope.cancel()
+    assert [r.data for r in replies] == [f"{n}".encode() for n in range(50)]
+    assert client.statistics().requests_waiting == 0
+
+
+async def test_concurrent_requests_get_their_own_replies(nats_server: NatsServer) -> None:
+    results: dict[int, bytes] = {}
+    async with open_bus(nats_server.url) as bus, trio.open_nursery() as servers:
+        await servers.start(serve_echo, bus, "echo")
+
+        async def ask(n: int) -> None:
+            results[n] = (await bus.request("echo", str(n).encode(), timeout=5)).data
+
+        async with trio.open_nursery() as askers:
+            for n in range(100):
+                askers.start_soon(ask, n)
+        servers.cancel_scope.cancel()
+    assert results == {n: str(n).encode() for n in range(100)}
+
+
+async def test_request_timeout_names_the_subject(nats_server: NatsServer) -> None:
+    async with open_bus(nats_server.url) as bus:
+        async with bus.subscribe("silent"):  # a responder that never answers
+            await bus.flush()
+            start = trio.current_time()
+            with pytest.raises(RequestTimeout, match=r"no reply on 'silent' within 0\.3 s"):
+                await bus.request("silent", b"?", timeout=0.3)
+            assert trio.current_time() - start >= 0.3
+        assert bus.statistics().requests_waiting == 0
+
+
+async def test_no_responders_fails_at_once(nats_server: NatsServer) -> None:
+    async with open_bus(nats_server.url) as bus:
+        start = trio.current_time()
+        with pytest.raises(NoResponders, match=r"'nobody\.home'"):
+            await bus.request("nobody.home", b"?", timeout=10)
+        assert trio.current_time() - start < 2
+
+
+async def test_payload_above_max_payload_is_refused_before_sending(
+    nats_server: NatsServer,
+) -> None:
+    async with open_bus(nats_server.url) as bus, bus.subscribe("big") as big:
+        await bus.flush()
+        too_big = b"x" * (bus.max_payload + 1)
+        with pytest.raises(PayloadTooLarge, match="above the server's max_payload"):
+            await bus.publish("big", too_big)
+        await bus.publish("big", b"small")
+        with trio.fail_after(5):
+            assert (await big.receive()).data == b"small"
+    assert bus.max_payload == 1024 * 1024
+
+
+@pytest.mark.parametrize("subject", ["", "a b", "a..b", "a.*", "a.>"])
+async def test_invalid_publish_subjects(nats_server: NatsServer, subject: str) -> None:
+    async with open_bus(nats_server.url) as bus:
+        with pytest.raises(InvalidSubject):
+            await bus.publish(subject, b"x")
+        with pytest.raises(InvalidSubject):
+            await bus.request(subject, b"x", timeout=1)
+
+
+async def test_invalid_subscriptions(nats_server: NatsServer) -> None:
+    async with open_bus(nats_server.url) as bus:
+        with pytest.raises(InvalidSubject):
+            async with bus.subscribe("a.>.b"):
+                pass  # pragma: no cover
+        with pytest.raises(InvalidSubject, match="queue group"):
+            async with bus.subscribe("a", queue="two words"):
+                pass  # pragma: no cover
+
+
+async def test_respond_needs_a_reply_subject(nats_server: NatsServer) -> None:
+    async with open_bus(nats_server.url) as bus:
+        with pytest.raises(ValueError, match="no reply subject"):
+            await bus.respond(Delivery(subject="x", data=b""), b"y")
+
+
+async def test_unsubscribe_on_block_exit(nats_server: NatsServer) -> None:
+    async with open_bus(nats_server.url) as bus:
+        async with bus.subscribe("gone"):
+            await bus.flush()
+        await bus.flush()
+        with pytest.raises(NoResponders):
+            await bus.request("gone", b"?", timeout=5)
+
+
+async def test_closed_bus_refuses_work(nats_server: NatsServer) -> None:
+    async with open_bus(nats_server.url) as bus:
+        pass
+    assert bus.closed
+    with pytest.raises(BusClosed):
+        await bus.publish("x", b"y")
+    with pytest.raises(BusClosed):
+        async with bus.subscribe("x"):
+            pass  # pragma: no cover
+
+
+async def test_publishes_queued_before_close_are_flushed(nats_server: NatsServer) -> None:
+    async with open_bus(nats_server.url) as receiver, receiver.subscribe("last.words") as words:
+        await receiver.flush()
+        async with open_bus(nats_server.url) as sender:
+            for n in range(1000):
+                await sender.publish("last.words", str(n).encode())
+        with trio.fail_after(5):
+            got = [await words.receive() for _ in range(1000)]
+    assert int(got[-1].data) == 999
+
+
+async def test_connect_failure_is_clear_and_hides_credentials() -> None:
+    with pytest.raises(ConnectFailed, match="could not connect") as caught:
+        async with open_bus("nats://bob:hunter2@127.0.0.1:1", connect_timeout=1):
+            pass  # pragma: no cover
+    assert "hunter2" not in str(caught.value)
+    assert "bob:***@127.0.0.1:1" in str(caught.value)
+
+
+async def test_bad_credentials_are_refused_without_leaking_them() -> None:
+    config = NatsServerConfig(extra_args=("--user", "bob", "--pass", "right-password"))
+    async with run_nats_server(config) as server:
+        url = f"nats://bob:wrong-password@127.0.0.1:{server.port}"
+        with pytest.raises(ConnectFailed, match=r"(?i)authorization") as caught:
+            async with open_bus(url):
+                pass  # pragma: no cover
+        assert "wrong-password" not in str(caught.value)
+        good = f"nats://bob:right-password@127.0.0.1:{server.port}"
+        async with open_bus(good) as bus:
+            assert bus.connected
+            assert bus.server == f"nats://bob:***@127.0.0.1:{server.port}"
+            assert "right-password" not in repr(bus.statistics())
+
+
+async def test_credentials_from_options() -> None:
+    config = NatsServerConfig(extra_args=("--auth", "s3cret-token"))
+    async with run_nats_server(config) as server:
+        async with open_bus(BusOptions(servers=(server.url,), token="s3cret-token")) as bus:
+            assert bus.connected
+
+
+async def test_a_cluster_url_list_fails_over_to_a_live_server(nats_server: NatsServer) -> None:
+    urls = ["nats://127.0.0.1:1", nats_server.url]
+    async with open_bus(urls) as bus:
+        assert bus.server == nats_server.url
+
+
+async def test_retry_initial_connect_waits_for_a_late_server() -> None:
+    async with run_nats_server() as server:
+        url = server.url
+        await server.kill()
+        async with trio.open_nursery() as nursery:
+
+            async def start_late() -> None:
+                await trio.sleep(0.5)
+                await server.restart()
+
+            nursery.start_soon(start_late)
+            with trio.fail_after(10):
+                async with open_bus(url, retry_initial_connect=True) as bus:
+                    assert bus.connected
+
+
+async def test_connected_event_and_statistics(nats_server: NatsServer) -> None:
+    async with open_bus(nats_server.url) as bus:
+        await bus.publish("x", b"1")
+        await bus.flush()
+        stats = bus.statistics()
+    assert stats.connected
+    assert stats.published == 1
+    assert stats.queued_bytes == 0
+    assert stats.server == nats_server.url

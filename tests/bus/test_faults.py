@@ -1,0 +1,210 @@
+"""Fault injection: kill -9 the server, floods, slow consumers, giving up.
+
+Rules: loopback only, one server per test (the tests kill it), real time,
+every wait bounded by ``trio.fail_after``.
+"""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.lowlevel
+
+from volta.bus import (
+    Bus,
+    BusClosed,
+    ConnectionEvent,
+    ConnectionEventKind,
+    NatsServer,
+    Overflow,
+    ReconnectPolicy,
+    open_bus,
+)
+
+FAST_RECONNECT = ReconnectPolicy(initial_delay=0.05, max_delay=0.2, jitter=0.1)
+
+
+async def next_event(
+    events: trio.MemoryReceiveChannel[ConnectionEvent], kind: ConnectionEventKind
+) -> ConnectionEvent:
+    async for event in events:
+        if event.kind is kind:
+            return event
+    raise AssertionError(f"no {kind} event")  # pragma: no cover
+
+
+async def test_kill_9_during_traffic_then_restart(nats_server: NatsServer) -> None:
+    received: list[int] = []
+    async with (
+        open_bus(nats_server.url, reconnect=FAST_RECONNECT) as publisher,
+        open_bus(nats_server.url, reconnect=FAST_RECONNECT) as consumer,
+        consumer.watch_events() as events,
+        consumer.subscribe("ticks") as ticks,
+        trio.open_nursery() as nursery,
+    ):
+        await consumer.flush()
+
+        async def collect() -> None:
+            async for delivery in ticks:
+                received.append(int(delivery.data))
+
+        async def publish_forever() -> None:
+            n = 0
+            while True:
+                await publisher.publish("ticks", str(n).encode())
+                n += 1
+                await trio.sleep(0.001)
+
+        nursery.start_soon(collect)
+        nursery.start_soon(publish_forever)
+        with trio.fail_after(5):
+            while len(received) < 100:
+                await trio.sleep(0.01)
+
+        await nats_server.kill()
+        with trio.fail_after(10):
+            disconnected = await next_event(events, ConnectionEventKind.DISCONNECTED)
+        assert not consumer.connected
+        before_restart = len(received)
+
+        await nats_server.restart()
+        with trio.fail_after(10):
+            reconnected = await next_event(events, ConnectionEventKind.RECONNECTED)
+        assert disconnected.at < reconnected.at
+        assert consumer.connected
+
+        # The same subscription delivers again, without being re-created.
+        with trio.fail_after(10):
+            while len(received) < before_restart + 100:
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert consumer.statistics().reconnects == 1
+    assert received == sorted(received)  # order kept even across the outage
+
+
+async def test_requests_work_again_after_a_restart(nats_server: NatsServer) -> None:
+    async with (
+        open_bus(nats_server.url, reconnect=FAST_RECONNECT) as bus,
+        bus.watch_events() as events,
+        trio.open_nursery() as nursery,
+    ):
+
+        async def echo(task_status: trio.TaskStatus[None]) -> None:
+            async with bus.subscribe("echo") as requests:
+                await bus.flush()
+                task_status.started()
+                async for request in requests:
+                    await bus.respond(request, request.data)
+
+        await nursery.start(echo)
+        assert (await bus.request("echo", b"before", timeout=5)).data == b"before"
+        await nats_server.kill()
+        await nats_server.restart()
+        with trio.fail_after(10):
+            await next_event(events, ConnectionEventKind.RECONNECTED)
+        assert (await bus.request("echo", b"after", timeout=5)).data == b"after"
+        nursery.cancel_scope.cancel()
+
+
+async def test_publishes_during_an_outage_wait_and_go_out_after_reconnect(
+    nats_server: NatsServer,
+) -> None:
+    # One connection publishes and subscribes: on reconnect nats-py replays the
+    # subscription before our pump resumes, so nothing can race past it.
+    async with (
+        open_bus(nats_server.url, reconnect=FAST_RECONNECT) as bus,
+        bus.watch_events() as events,
+        bus.subscribe("held") as held,
+    ):
+        await bus.flush()
+        await nats_server.kill()
+        with trio.fail_after(10):
+            await next_event(events, ConnectionEventKind.DISCONNECTED)
+        for n in range(20):  # queued in the outbox, not lost in a dead socket
+            await bus.publish("held", str(n).encode())
+        assert bus.statistics().queued_bytes > 0
+        await nats_server.restart()
+        with trio.fail_after(10):
+            await next_event(events, ConnectionEventKind.RECONNECTED)
+            got = [int((await held.receive()).data) for _ in range(20)]
+    assert got == list(range(20))
+
+
+async def test_giving_up_closes_the_bus_and_ends_iteration(nats_server: NatsServer) -> None:
+    policy = ReconnectPolicy(initial_delay=0.01, max_delay=0.02, max_attempts=2)
+    async with (
+        open_bus(nats_server.url, reconnect=policy) as bus,
+        bus.watch_events() as events,
+        bus.subscribe("anything") as subscription,
+    ):
+        await nats_server.kill()
+        with trio.fail_after(10):
+            closed = await next_event(events, ConnectionEventKind.CLOSED)
+            with pytest.raises(BusClosed, match="the bus is closed"):
+                await subscription.receive()
+        assert "gave up" in closed.detail
+        assert bus.closed
+        with pytest.raises(BusClosed):
+            await bus.publish("x", b"y")
+
+
+@pytest.mark.parametrize("overflow", [Overflow.DROP_NEWEST, Overflow.DROP_OLDEST])
+async def test_a_slow_consumer_does_not_grow_memory(
+    nats_server: NatsServer, overflow: Overflow
+) -> None:
+    flood = 5000
+    async with (
+        open_bus(nats_server.url) as bus,
+        bus.watch_events() as events,
+        bus.subscribe("flood", max_messages=100, overflow=overflow) as slow,
+    ):
+        await bus.flush()
+        for n in range(flood):
+            await bus.publish("flood", n.to_bytes(4, "big") + b"x" * 124)
+        await bus.flush()
+        with trio.fail_after(10):
+            while slow.statistics().pending + slow.statistics().dropped < flood:
+                await trio.sleep(0.01)
+        stats = slow.statistics()
+        assert stats.pending == 100
+        assert stats.pending_bytes == 100 * 128
+        assert stats.dropped == flood - 100
+        with trio.fail_after(5):
+            event = await next_event(events, ConnectionEventKind.SLOW_CONSUMER)
+        assert event.detail == "flood"
+        first = int.from_bytes((await slow.receive()).data[:4], "big")
+    # DROP_NEWEST keeps the first messages; DROP_OLDEST keeps the last ones.
+    assert first == (0 if overflow is Overflow.DROP_NEWEST else flood - 100)
+
+
+async def test_byte_limit_bounds_the_buffer_too(nats_server: NatsServer) -> None:
+    async with open_bus(nats_server.url) as bus, bus.subscribe("big", max_bytes=10_000) as slow:
+        await bus.flush()
+        for _ in range(50):
+            await bus.publish("big", b"x" * 1000)
+        await bus.flush()
+        with trio.fail_after(10):
+            while slow.statistics().pending + slow.statistics().dropped < 50:
+                await trio.sleep(0.01)
+        assert slow.statistics().pending_bytes <= 10_000
+        assert slow.statistics().pending == 10
+
+
+async def test_flood_of_publishes_applies_backpressure(nats_server: NatsServer) -> None:
+    """With a tiny outbox, publishers wait instead of queueing without bound."""
+    async with open_bus(nats_server.url, outbox_max_bytes=4096) as bus:
+        peak = 0
+
+        async def watch(bus: Bus) -> None:
+            nonlocal peak
+            while True:
+                peak = max(peak, bus.statistics().queued_bytes)
+                await trio.lowlevel.checkpoint()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch, bus)
+            for _ in range(20_000):
+                await bus.publish("sink", b"y" * 100)
+            await bus.flush()
+            nursery.cancel_scope.cancel()
+    assert 0 < peak <= 4096 + 100
