@@ -44,6 +44,7 @@ from ._subscription import (
     Overflow,
     Subscription,
     SubscriptionBuffer,
+    attach,
     to_delivery,
 )
 
@@ -56,8 +57,6 @@ _YIELD_EVERY = 128
 _SUBJECT_CACHE_SIZE = 4096
 DEFAULT_MAX_MESSAGES = 65_536
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
-_BURST_MESSAGES = 8192
-_BURST_BYTES = 8 * 1024 * 1024
 
 
 @attrs.frozen
@@ -88,6 +87,8 @@ class BusStatistics:
     """Reconnections since the bus opened."""
     events_lost: int
     """Connection events a slow watcher did not receive."""
+    direct_writes: bool
+    """True if publishes reach nats-py's buffer in runs (the fast path)."""
 
 
 class Bus:
@@ -112,6 +113,8 @@ class Bus:
         self._valid_subjects: set[str] = set()
         self._since_yield = 0
         self._closed: BusClosed | None = None
+        self._direct_delivery = True
+        self._inbox = requests.prefix + "."
 
     # state --------------------------------------------------------------------
 
@@ -157,6 +160,7 @@ class Bus:
             requests_waiting=self._requests.waiting,
             reconnects=self._monitor.reconnects,
             events_lost=self._events.lost,
+            direct_writes=self._outbox.direct,
         )
 
     def watch_events(
@@ -190,30 +194,34 @@ class Bus:
 
         Returns once the publish is queued in order behind earlier ones; it waits
         only when the outbox is full (backpressure). Core NATS is at most once.
+        Like iteration, it checkpoints every ``_YIELD_EVERY`` calls and when it
+        waits, not on every call: that is the price of a cheap bridge.
 
         Raises:
             InvalidSubject: the subject (or reply subject) is malformed.
             PayloadTooLarge: the payload exceeds the server's max_payload.
             BusClosed: the bus is closed.
         """
-        await trio.lowlevel.checkpoint_if_cancelled()
-        if self._closed is not None:
-            raise self._closed
-        payload = encode_message(data) if isinstance(data, Message) else bytes(data)
-        self._check_subject(subject)
-        if reply is not None:
-            self._check_subject(reply)
-        if len(payload) > self._client.max_payload:
-            raise PayloadTooLarge(subject, len(payload), self._client.max_payload)
-        await self._outbox.put_publish(
-            subject, payload, reply or "", dict(headers) if headers else None
-        )
+        # The hot path: every line here runs once per message.
         self._since_yield += 1
         if self._since_yield >= _YIELD_EVERY:
-            # Queued already: yield without a cancellation point, so a cancelled
-            # caller never sees an error for a publish that will go out.
             self._since_yield = 0
-            await trio.lowlevel.cancel_shielded_checkpoint()
+            await trio.lowlevel.checkpoint()  # before queueing: a cancel sends nothing
+        if self._closed is not None:
+            raise self._closed
+        if type(data) is not bytes:
+            data = encode_message(data) if isinstance(data, Message) else bytes(data)
+        if subject not in self._valid_subjects:
+            self._check_subject(subject)
+        if reply is None:
+            reply = ""
+        elif reply not in self._valid_subjects and not reply.startswith(self._inbox):
+            self._check_subject(reply)
+        if len(data) > self._client.max_payload:
+            raise PayloadTooLarge(subject, len(data), self._client.max_payload)
+        item = (subject, data, reply, dict(headers) if headers else None)
+        if not self._outbox.try_put(item):
+            await self._outbox.put(item)
 
     async def respond(self, request: Delivery, data: bytes | Message) -> None:
         """Answer a request delivery on its reply subject.
@@ -328,16 +336,7 @@ class Bus:
         abandoned = False
 
         async def run(client: Client) -> NatsSubscription:
-            # nats-py keeps its own queue in front of ours. Our callback empties it
-            # at once, but a burst parsed from one socket read lands there before
-            # the callback runs, so it gets a burst's worth of headroom.
-            sub = await client.subscribe(
-                subject,
-                queue=queue or "",
-                cb=buffer.on_message,
-                pending_msgs_limit=max_messages + _BURST_MESSAGES,
-                pending_bytes_limit=max_bytes + _BURST_BYTES,
-            )
+            sub = await attach(client, subject, queue, buffer, direct=self._direct_delivery)
             if abandoned:
                 await sub.unsubscribe()
             return sub

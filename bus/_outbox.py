@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import trio
 from nats import errors as nats_errors
+from nats.protocol.command import pub_cmd
 
 from ._errors import BusClosed
 
@@ -34,6 +35,7 @@ log = logging.getLogger("volta.bus")
 T = TypeVar("T")
 
 _YIELD_EVERY = 1024
+_RUN_LENGTH = 256
 
 
 class Completion(Generic[T]):
@@ -94,14 +96,15 @@ class Command:
                 self.completion.set_result(result)
 
 
-_Publish = tuple[str, bytes, str, "dict[str, str] | None"]
+Publish = tuple[str, bytes, str, "dict[str, str] | None"]
+"""A queued publish: subject, payload, reply subject ('' for none), headers."""
 
 
 class Outbox:
     """The queue from trio to the pump, bounded in bytes."""
 
     def __init__(self, max_bytes: int, on_error: Callable[[str], None]) -> None:
-        self._items: deque[_Publish | Command] = deque()
+        self._items: deque[Publish | Command] = deque()
         self._bytes = 0
         self._max_bytes = max_bytes
         self._on_error = on_error
@@ -111,6 +114,9 @@ class Outbox:
         self._closed: BaseException | None = None
         self.published = 0
         self.failed = 0
+        self.direct = True
+        """Write runs of publishes straight into nats-py's buffer (False: the
+        pump found the hooks missing, or a test turned it off)."""
 
     # trio side ------------------------------------------------------------------
 
@@ -119,25 +125,30 @@ class Outbox:
         """Payload bytes queued and not yet handed to nats-py."""
         return self._bytes
 
-    def _kick(self) -> None:
-        if not self._wakeup.is_set():
-            self._wakeup.set()
-
-    async def put_publish(
-        self, subject: str, payload: bytes, reply: str, headers: dict[str, str] | None
-    ) -> None:
-        """Queue a publish; waits only while ``max_bytes`` are already queued.
+    def try_put(self, item: Publish) -> bool:
+        """Queue a publish if there is room; False if the outbox is full.
 
         Raises:
             BusClosed: the bus is closed.
         """
-        while self._bytes >= self._max_bytes and self._closed is None:
+        if self._bytes >= self._max_bytes or self._closed is not None:
+            if self._closed is not None:
+                raise BusClosed("the bus is closed") from self._closed
+            return False
+        self._items.append(item)
+        self._bytes += len(item[1])
+        if not self._wakeup.is_set():
+            self._wakeup.set()
+        return True
+
+    async def put(self, item: Publish) -> None:
+        """Queue a publish, waiting while ``max_bytes`` are already queued.
+
+        Raises:
+            BusClosed: the bus is closed.
+        """
+        while not self.try_put(item):
             await self._room.park()
-        if self._closed is not None:
-            raise BusClosed("the bus is closed") from self._closed
-        self._items.append((subject, payload, reply, headers))
-        self._bytes += len(payload)
-        self._kick()
 
     def put_command(self, command: Command) -> None:
         """Queue a command behind everything queued before it.
@@ -148,7 +159,8 @@ class Outbox:
         if self._closed is not None:
             raise BusClosed("the bus is closed") from self._closed
         self._items.append(command)
-        self._kick()
+        if not self._wakeup.is_set():
+            self._wakeup.set()
 
     async def wait_empty(self) -> None:
         """Wait until the pump has handed everything to nats-py."""
@@ -172,47 +184,96 @@ class Outbox:
     async def pump(self, client: Client, online: asyncio.Event) -> None:
         """Drain the queue into nats-py forever (run as one asyncio task)."""
         items = self._items
+        self.direct = self.direct and _supports_direct_writes(client)
         handed = 0
         while True:
             if not items:
-                if self._empty:
-                    self._empty.unpark_all()
+                self._room.unpark_all()
+                self._empty.unpark_all()
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            if not online.is_set():
+            if not online.is_set() or client.is_closed:
+                if client.is_closed:
+                    return
                 await online.wait()
                 continue
-            item = items.popleft()
+            item = items[0]
             if isinstance(item, Command):
+                items.popleft()
                 await item.execute(client)
+                handed += 1
+            elif self.direct and item[3] is None:
+                handed += await self._write_run(client)
             else:
-                subject, payload, reply, headers = item
-                self._bytes -= len(payload)
-                try:
-                    await client.publish(subject, payload, reply=reply, headers=headers)
-                except (
-                    nats_errors.OutboundBufferLimitError,
-                    nats_errors.ConnectionReconnectingError,
-                ):
-                    # The link dropped under us: keep the message for after the reconnect.
-                    items.appendleft(item)
-                    self._bytes += len(payload)
-                    online.clear()
+                items.popleft()
+                handed += 1
+                if not await self._publish_one(client, item, online):
+                    if client.is_closed:
+                        return
                     continue
-                except nats_errors.ConnectionClosedError:
-                    items.appendleft(item)
-                    self._bytes += len(payload)
-                    return
-                except Exception as error:
-                    self.failed += 1
-                    self._on_error(f"publish to {subject!r} failed: {error!r}")
-                else:
-                    self.published += 1
-            if self._room and self._bytes < self._max_bytes:
-                self._room.unpark_all()
-            handed += 1
             if handed >= _YIELD_EVERY:
-                # Let nats-py's flusher and readers run during a long batch.
+                # Let nats-py's flusher and readers, and waiting publishers, run
+                # during a long batch.
                 handed = 0
+                self._room.unpark_all()
                 await asyncio.sleep(0)
+
+    async def _write_run(self, client: Client) -> int:
+        """Hand a run of header-less publishes to nats-py as one write.
+
+        nats-py's ``publish`` does per message what this does per run: encode
+        (with nats-py's own ``pub_cmd``), append to the pending buffer, kick the
+        flusher. Doing it once per run is what lets the bus keep up with plain
+        nats-py. Uses nats-py's private ``_send_command``/``_flush_pending``;
+        see :func:`_supports_direct_writes` for the fallback.
+        """
+        items = self._items
+        commands: list[bytes] = []
+        size = 0
+        while items and len(commands) < _RUN_LENGTH:
+            item = items[0]
+            if isinstance(item, Command) or item[3] is not None:
+                break
+            items.popleft()
+            subject, payload, reply, _ = item
+            commands.append(pub_cmd(subject, reply, payload))
+            size += len(payload)
+        self._bytes -= size
+        client.stats["out_msgs"] += len(commands)
+        client.stats["out_bytes"] += size
+        await client._send_command(b"".join(commands))
+        if client._flush_queue is not None and client._flush_queue.empty():
+            await client._flush_pending()
+        self.published += len(commands)
+        return len(commands)
+
+    async def _publish_one(self, client: Client, item: Publish, online: asyncio.Event) -> bool:
+        """Publish through nats-py's public API; False if it must wait for a reconnect."""
+        subject, payload, reply, headers = item
+        self._bytes -= len(payload)
+        try:
+            await client.publish(subject, payload, reply=reply, headers=headers)
+        except (nats_errors.OutboundBufferLimitError, nats_errors.ConnectionReconnectingError):
+            # The link dropped under us: keep the message for after the reconnect.
+            self._items.appendleft(item)
+            self._bytes += len(payload)
+            online.clear()
+            return False
+        except nats_errors.ConnectionClosedError:
+            self._items.appendleft(item)
+            self._bytes += len(payload)
+            return False
+        except Exception as error:
+            self.failed += 1
+            self._on_error(f"publish to {subject!r} failed: {error!r}")
+        else:
+            self.published += 1
+        return True
+
+
+def _supports_direct_writes(client: Client) -> bool:
+    """Whether this nats-py has the private hooks :meth:`Outbox._write_run` uses."""
+    return all(
+        callable(getattr(client, name, None)) for name in ("_send_command", "_flush_pending")
+    ) and hasattr(client, "_flush_queue")

@@ -30,6 +30,11 @@ class RequestMux:
         self._waiting: dict[str, Completion[Msg]] = {}
 
     @property
+    def prefix(self) -> str:
+        """The unique inbox prefix of this connection's replies."""
+        return self._prefix
+
+    @property
     def subscription_subject(self) -> str:
         """The wildcard subject that receives every reply."""
         return f"{self._prefix}.*"

@@ -1,11 +1,13 @@
 """Inbound: messages from nats-py (asyncio) to trio code, without a loop hop each.
 
-nats-py calls :meth:`SubscriptionBuffer.on_message` on the asyncio side; it only
-appends to a bounded deque and, if the trio consumer is parked, unparks it. The
-trio consumer then takes everything that has arrived without yielding to the
-scheduler for every message (it still honours cancellation at once, and yields
-every ``_YIELD_EVERY`` messages so a flood cannot starve other tasks). One
-wake-up serves a whole batch: that is what keeps the bridge cheap.
+nats-py's reader hands each message to :meth:`SubscriptionBuffer.push` on the
+asyncio side; it only appends to a bounded deque and, if the trio consumer is
+parked, unparks it. The
+trio consumer then takes everything that has arrived without calling into trio
+for each message: a full checkpoint (cancellation and a yield to the scheduler)
+happens every ``_YIELD_EVERY`` messages and whenever it has to wait, so a flood
+cannot starve other tasks and a cancelled consumer stops within that many
+messages. One wake-up serves a whole batch: that is what keeps the bridge cheap.
 
 Overflow policy: a subscription holds at most ``max_messages`` messages and
 ``max_bytes`` bytes that its consumer has not taken yet. When a new message
@@ -14,10 +16,20 @@ slow consumer) drops the new message; ``Overflow.DROP_OLDEST`` drops the oldest
 ones instead. Either way the drop is counted in ``statistics().dropped`` and a
 ``slow_consumer`` connection event is emitted when dropping starts. Memory stays
 bounded whatever the publisher does.
+
+Direct delivery: with a callback, nats-py puts every message into an asyncio
+queue of its own and wakes a task per subscription to call the callback: one
+more asyncio hop per message, which measurably halves throughput once trio is on
+the other side. So the bus subscribes without a callback and puts
+:class:`NatsQueueAdapter` in the place of that queue (``Subscription._pending_queue``,
+a private attribute of nats-py, pinned by the version range in pyproject.toml
+and checked by tests). If a nats-py release no longer has it, the bus falls back
+to the callback (:func:`attach`), slower but correct.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 from collections import deque
@@ -31,11 +43,13 @@ from ._errors import MessageDecodeError
 from ._message import Message, decode_message
 
 if TYPE_CHECKING:
+    from nats.aio.client import Client
     from nats.aio.msg import Msg
+    from nats.aio.subscription import Subscription as NatsSubscription
 
 log = logging.getLogger("volta.bus")
 
-_YIELD_EVERY = 64
+_YIELD_EVERY = 256
 
 
 class Overflow(enum.Enum):
@@ -85,6 +99,8 @@ class SubscriptionStatistics:
     """Messages lost to the overflow policy."""
     malformed: int
     """Messages skipped because they were not valid Volta messages."""
+    direct_delivery: bool
+    """True if nats-py hands messages straight to the buffer (the fast path)."""
 
 
 class SubscriptionBuffer:
@@ -102,8 +118,8 @@ class SubscriptionBuffer:
     ) -> None:
         self.subject = subject
         self.queue = queue
-        self._max_messages = max_messages
-        self._max_bytes = max_bytes
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
         self._overflow = overflow
         self._on_overflow = on_overflow
         self._items: deque[Msg] = deque()
@@ -115,6 +131,7 @@ class SubscriptionBuffer:
         self.delivered = 0
         self.dropped = 0
         self.malformed = 0
+        self.direct_delivery = False
 
     # asyncio side -----------------------------------------------------------
 
@@ -128,12 +145,12 @@ class SubscriptionBuffer:
             return
         size = len(msg.data)
         items = self._items
-        if len(items) >= self._max_messages or self._bytes + size > self._max_bytes:
-            if self._overflow is Overflow.DROP_NEWEST or size > self._max_bytes:
+        if len(items) >= self.max_messages or self._bytes + size > self.max_bytes:
+            if self._overflow is Overflow.DROP_NEWEST or size > self.max_bytes:
                 self._drop(1)
                 return
             while items and (
-                len(items) >= self._max_messages or self._bytes + size > self._max_bytes
+                len(items) >= self.max_messages or self._bytes + size > self.max_bytes
             ):
                 self._bytes -= len(items.popleft().data)
                 self._drop(1)
@@ -156,32 +173,37 @@ class SubscriptionBuffer:
 
     # trio side ----------------------------------------------------------------
 
+    def take_nowait(self) -> Msg | None:
+        """The next message if one is waiting and no yield is due, else None.
+
+        This is the fast path: no trio call at all. Every ``_YIELD_EVERY``-th
+        message goes through :meth:`get` instead, which checkpoints.
+        """
+        items = self._items
+        if not items or self._since_yield >= _YIELD_EVERY:
+            return None
+        self._since_yield += 1
+        msg = items.popleft()
+        self._bytes -= len(msg.data)
+        self.delivered += 1
+        if self._overflowing and len(items) * 2 < self.max_messages:
+            self._overflowing = False
+        return msg
+
     async def get(self) -> Msg:
-        """The next message, waiting if there is none.
+        """The next message: a full checkpoint, then wait if there is none.
 
         Raises:
             BusClosed: (the error given to :meth:`close`) once closed and drained.
         """
+        await trio.lowlevel.checkpoint()
+        self._since_yield = 0
         while True:
-            if self._items:
-                self._since_yield += 1
-                if self._since_yield >= _YIELD_EVERY:
-                    self._since_yield = 0
-                    await trio.lowlevel.checkpoint()
-                else:
-                    await trio.lowlevel.checkpoint_if_cancelled()
-                if not self._items:  # another consumer took it while we yielded
-                    continue
-                msg = self._items.popleft()
-                self._bytes -= len(msg.data)
-                self.delivered += 1
-                if self._overflowing and len(self._items) * 2 < self._max_messages:
-                    self._overflowing = False
+            msg = self.take_nowait()
+            if msg is not None:
                 return msg
             if self._closed is not None:
-                await trio.lowlevel.checkpoint()
                 raise self._closed
-            self._since_yield = 0
             await self._lot.park()
 
     def statistics(self) -> SubscriptionStatistics:
@@ -194,7 +216,75 @@ class SubscriptionBuffer:
             pending_bytes=self._bytes,
             dropped=self.dropped,
             malformed=self.malformed,
+            direct_delivery=self.direct_delivery,
         )
+
+
+class NatsQueueAdapter:
+    """Takes the place of a nats-py subscription's asyncio queue (see module docstring).
+
+    nats-py's reader calls ``put_nowait``; it goes straight to the buffer.
+    """
+
+    __slots__ = ("_buffer", "put_nowait")
+
+    def __init__(self, buffer: SubscriptionBuffer) -> None:
+        self._buffer = buffer
+        self.put_nowait = buffer.push
+
+    def qsize(self) -> int:
+        return self._buffer.statistics().pending
+
+    def empty(self) -> bool:
+        return self.qsize() == 0
+
+    def task_done(self) -> None:
+        """Nothing to track: the buffer keeps its own counts."""
+
+    async def join(self) -> None:
+        """nats-py's drain waits here; the buffer is drained by its trio consumer."""
+
+
+async def attach(
+    client: Client,
+    subject: str,
+    queue: str | None,
+    buffer: SubscriptionBuffer,
+    *,
+    direct: bool = True,
+    burst_messages: int = 8192,
+    burst_bytes: int = 8 * 1024 * 1024,
+) -> NatsSubscription:
+    """Subscribe on nats-py so that messages land in ``buffer`` (asyncio side).
+
+    Args:
+        direct: use direct delivery when this nats-py allows it; the callback
+            path otherwise (also used by tests to check the fallback).
+        burst_messages: headroom of nats-py's own queue on the callback path.
+        burst_bytes: the same, in bytes.
+    """
+    if direct:
+        # No callback: nats-py only fills its queue, which we replace. A byte limit
+        # of 0 turns off nats-py's own accounting (nobody takes from its queue).
+        sub = await client.subscribe(subject, queue=queue or "", pending_bytes_limit=0)
+        original = getattr(sub, "_pending_queue", None)
+        if isinstance(original, asyncio.Queue) and getattr(sub, "_cb", None) is None:
+            sub._pending_queue = NatsQueueAdapter(buffer)  # type: ignore[assignment]
+            while not original.empty():  # anything that slipped in before the swap
+                buffer.push(original.get_nowait())
+            buffer.direct_delivery = True
+            return sub
+        await sub.unsubscribe()
+        log.warning("nats-py changed: direct delivery unavailable, using callbacks")
+    # With a callback nats-py queues in front of ours; a burst parsed from one
+    # socket read lands there before the callback runs, hence the headroom.
+    return await client.subscribe(
+        subject,
+        queue=queue or "",
+        cb=buffer.on_message,
+        pending_msgs_limit=buffer.max_messages + burst_messages,
+        pending_bytes_limit=buffer.max_bytes + burst_bytes,
+    )
 
 
 def to_delivery(msg: Msg) -> Delivery:
@@ -225,11 +315,12 @@ class Subscription:
         return self
 
     async def __anext__(self) -> Delivery:
-        return to_delivery(await self._buffer.get())
+        msg = self._buffer.take_nowait() or await self._buffer.get()
+        return Delivery(msg.subject, msg.data, msg.reply or None, msg.headers or None)
 
     async def receive(self) -> Delivery:
         """The next delivery (same as ``await anext(subscription)``)."""
-        return to_delivery(await self._buffer.get())
+        return await self.__anext__()
 
     def statistics(self) -> SubscriptionStatistics:
         """The counters of this subscription."""
@@ -261,7 +352,7 @@ class MessageSubscription:
     async def __anext__(self) -> Message:
         buffer = self._buffer
         while True:
-            msg = await buffer.get()
+            msg = buffer.take_nowait() or await buffer.get()
             try:
                 return decode_message(msg.data)
             except MessageDecodeError as error:

@@ -301,3 +301,40 @@ async def test_connected_event_and_statistics(nats_server: NatsServer) -> None:
     assert stats.published == 1
     assert stats.queued_bytes == 0
     assert stats.server == nats_server.url
+
+
+async def test_fast_paths_are_active_with_this_nats_py(nats_server: NatsServer) -> None:
+    """A nats-py upgrade that removes the private hooks must not go unnoticed."""
+    async with open_bus(nats_server.url) as bus, bus.subscribe("fast") as sub:
+        await bus.publish("fast", b"1")
+        await bus.flush()
+        with trio.fail_after(5):
+            await sub.receive()
+        assert sub.statistics().direct_delivery
+        assert bus.statistics().direct_writes
+
+
+@pytest.mark.parametrize(
+    ("direct_writes", "direct_delivery"), [(False, True), (True, False), (False, False)]
+)
+async def test_public_api_fallbacks_behave_the_same(
+    nats_server: NatsServer, direct_writes: bool, direct_delivery: bool
+) -> None:
+    async with open_bus(nats_server.url) as bus:
+        bus._outbox.direct = direct_writes
+        bus._direct_delivery = direct_delivery
+        async with bus.subscribe("same", max_messages=50) as sub:
+            await bus.flush()
+            for n in range(300):
+                await bus.publish("same", str(n).encode())
+            await bus.publish("same", b"with-headers", headers={"k": "v"})
+            await bus.flush()
+            with trio.fail_after(5):
+                while sub.statistics().pending + sub.statistics().dropped < 301:
+                    await trio.sleep(0.01)
+            got = [await sub.receive() for _ in range(50)]
+        stats = sub.statistics()
+        assert bus.statistics().direct_writes is direct_writes
+    assert [int(d.data) for d in got] == list(range(50))
+    assert stats.dropped == 251
+    assert stats.direct_delivery is direct_delivery
