@@ -235,7 +235,7 @@ def main() -> None:
     trio.run(run_all)
 
     def median(kind: str, key: str) -> float:
-        return statistics.median(r[key] for r in results[kind])
+        return float(statistics.median(r[key] for r in results[kind]))
 
     print(
         f"{args.messages} x 128 B pub->sub; {args.requests} sequential requests; "

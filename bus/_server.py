@@ -152,11 +152,14 @@ class NatsServer:
             raise RuntimeError("nats-server is already running")
         self._log.clear()
         self._ready_seen = False
+        # A session of its own: Ctrl-C in a terminal reaches the whole foreground
+        # process group, and the server must outlive the agents' orderly shutdown.
         process = await trio.lowlevel.open_process(
             self._command(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            start_new_session=True,
         )
         self._process = process
         ready = trio.Event()
