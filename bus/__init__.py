@@ -22,6 +22,7 @@ from ._message import Message as Message
 from ._message import MessageType as MessageType
 from ._message import decode_message as decode_message
 from ._message import encode_message as encode_message
+from ._message import format_timestamp as format_timestamp
 from ._message import message_from_dict as message_from_dict
 from ._message import message_to_dict as message_to_dict
 from ._options import BusOptions as BusOptions
@@ -37,9 +38,13 @@ from ._subjects import AGENT_BROADCAST as AGENT_BROADCAST
 from ._subjects import AGENT_STATUS_ALL as AGENT_STATUS_ALL
 from ._subjects import CAPABILITY_REQUEST as CAPABILITY_REQUEST
 from ._subjects import MCP_LIST_AGENTS as MCP_LIST_AGENTS
+from ._subjects import DIRECTORY_QUEUE as DIRECTORY_QUEUE
+from ._subjects import ROUTER_QUEUE as ROUTER_QUEUE
 from ._subjects import agent_id_from_subject as agent_id_from_subject
 from ._subjects import agent_message as agent_message
 from ._subjects import agent_status as agent_status
+from ._subjects import capability_endpoint as capability_endpoint
+from ._subjects import validate_capability as validate_capability
 from ._subjects import validate_agent_id as validate_agent_id
 from ._subjects import validate_subject as validate_subject
 from ._subscription import Delivery as Delivery
@@ -54,7 +59,9 @@ __all__ = [
     "AGENT_STATUS_ALL",
     "BROADCAST",
     "CAPABILITY_REQUEST",
+    "DIRECTORY_QUEUE",
     "MCP_LIST_AGENTS",
+    "ROUTER_QUEUE",
     "Bus",
     "BusClosed",
     "BusError",
@@ -82,14 +89,17 @@ __all__ = [
     "agent_id_from_subject",
     "agent_message",
     "agent_status",
+    "capability_endpoint",
     "decode_message",
     "encode_message",
     "find_nats_server",
+    "format_timestamp",
     "message_from_dict",
     "message_to_dict",
     "open_bus",
     "redact_url",
     "run_nats_server",
     "validate_agent_id",
+    "validate_capability",
     "validate_subject",
 ]

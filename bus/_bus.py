@@ -20,6 +20,7 @@ import trio_asyncio
 from nats import errors as nats_errors
 from nats.aio.client import Client
 
+from volta._fanout import Fanout
 from volta._nursery import open_nursery
 
 from ._connect import ConnectionMonitor
@@ -31,7 +32,7 @@ from ._errors import (
     PayloadTooLarge,
     RequestTimeout,
 )
-from ._events import ConnectionEvent, ConnectionEventKind, EventFanout
+from ._events import ConnectionEvent, ConnectionEventKind
 from ._loop import asyncio_loop
 from ._message import Message, encode_message
 from ._options import BusOptions, redact_url
@@ -100,7 +101,7 @@ class Bus:
         options: BusOptions,
         outbox: Outbox,
         requests: RequestMux,
-        events: EventFanout,
+        events: Fanout[ConnectionEvent],
         monitor: ConnectionMonitor,
     ) -> None:
         self._client = client
@@ -444,7 +445,7 @@ async def open_bus(
         ValueError: the options are invalid.
     """
     options = _coerce_options(options, overrides)
-    events = EventFanout()
+    events: Fanout[ConnectionEvent] = Fanout()
     monitor = ConnectionMonitor(options, events)
     async with asyncio_loop():
         client = await monitor.connect()
@@ -459,13 +460,14 @@ async def open_bus(
             bus = Bus(client, options, outbox, requests, events, monitor)
             monitor.when_closed = bus.mark_closed
             async with open_nursery() as nursery:
-                nursery.start_soon(_run_pump, outbox, client, monitor.online)
+                pump_scope = trio.CancelScope(shield=True)
+                nursery.start_soon(_run_pump, outbox, client, monitor.online, pump_scope)
                 try:
                     yield bus
                 finally:
                     with trio.CancelScope(shield=True):
                         await bus.close()
-                    nursery.cancel_scope.cancel()
+                    pump_scope.cancel()
         finally:
             if not client.is_closed:
                 with trio.CancelScope(shield=True), trio.move_on_after(options.close_timeout):
@@ -473,8 +475,14 @@ async def open_bus(
             events.close()
 
 
-async def _run_pump(outbox: Outbox, client: Client, online: asyncio.Event) -> None:
-    await trio_asyncio.aio_as_trio(outbox.pump)(client, online)
+async def _run_pump(
+    outbox: Outbox, client: Client, online: asyncio.Event, scope: trio.CancelScope
+) -> None:
+    # Shielded until the bus closes: when the block around open_bus is cancelled,
+    # the code in it (supervised children saying goodbye in their shutdown_scope)
+    # still needs the pump until the bus itself is closed.
+    with scope:
+        await trio_asyncio.aio_as_trio(outbox.pump)(client, online)
 
 
 def _coerce_options(

@@ -19,8 +19,10 @@ import trio_asyncio
 from nats import errors as nats_errors
 from nats.aio.client import Client, Server
 
+from volta._fanout import Fanout
+
 from ._errors import ConnectFailed
-from ._events import ConnectionEvent, ConnectionEventKind, EventFanout
+from ._events import ConnectionEvent, ConnectionEventKind
 from ._options import BusOptions, SecretScrubber, redact_url
 
 log = logging.getLogger("volta.bus")
@@ -36,7 +38,7 @@ class ConnectionMonitor:
     def __init__(
         self,
         options: BusOptions,
-        events: EventFanout,
+        events: Fanout[ConnectionEvent],
         rng: random.Random | None = None,
     ) -> None:
         self._options = options

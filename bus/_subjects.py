@@ -27,6 +27,12 @@ MCP_LIST_AGENTS = "mcp.list_agents"
 CAPABILITY_REQUEST = "capability.request"
 """Request-reply: run a capability on some agent that has it."""
 
+DIRECTORY_QUEUE = "volta.directory"
+"""Queue group of the directories answering ``mcp.list_agents`` (one answer each)."""
+
+ROUTER_QUEUE = "volta.router"
+"""Queue group of the routers answering ``capability.request`` (one answer each)."""
+
 _AGENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # A subject token may hold anything printable except the separators and wildcards.
 _TOKEN = re.compile(r"[^\s.*>]+")
@@ -86,6 +92,28 @@ def agent_message(agent_id: str) -> str:
 def agent_status(agent_id: str) -> str:
     """The heartbeat subject of one agent: ``agent.<id>.status``."""
     return f"agent.{validate_agent_id(agent_id)}.status"
+
+
+def validate_capability(name: str) -> str:
+    """Check a capability name (it becomes one subject token).
+
+    Raises:
+        InvalidSubject: not 1-64 characters from ``A-Z a-z 0-9 _ -``.
+    """
+    if not isinstance(name, str) or not _AGENT_ID.fullmatch(name):
+        raise InvalidSubject(
+            f"invalid capability name {name!r}: use 1-64 characters from A-Z a-z 0-9 _ -"
+        )
+    return name
+
+
+def capability_endpoint(name: str) -> str:
+    """Where the agents that have a capability serve it: ``capability.invoke.<name>``.
+
+    Agents subscribe in a queue group named after the subject, so each
+    invocation reaches exactly one of them and load is spread.
+    """
+    return f"capability.invoke.{validate_capability(name)}"
 
 
 def agent_id_from_subject(subject: str) -> str | None:

@@ -13,6 +13,7 @@ from volta.bus import (
     agent_id_from_subject,
     agent_message,
     agent_status,
+    capability_endpoint,
     validate_agent_id,
     validate_subject,
 )
@@ -76,3 +77,10 @@ def test_agent_id_from_subject() -> None:
     assert agent_id_from_subject("agent.broadcast") is None
     assert agent_id_from_subject("agent.a.b.status") is None
     assert agent_id_from_subject("other.alpha.status") is None
+
+
+def test_capability_endpoints() -> None:
+    assert capability_endpoint("word_count") == "capability.invoke.word_count"
+    for bad in ("", "a.b", "*", ">", "a b", "x" * 65):
+        with pytest.raises(InvalidSubject, match="invalid capability name"):
+            capability_endpoint(bad)
