@@ -37,15 +37,15 @@ from ._subjects import AGENT_ANNOUNCE as AGENT_ANNOUNCE
 from ._subjects import AGENT_BROADCAST as AGENT_BROADCAST
 from ._subjects import AGENT_STATUS_ALL as AGENT_STATUS_ALL
 from ._subjects import CAPABILITY_REQUEST as CAPABILITY_REQUEST
-from ._subjects import MCP_LIST_AGENTS as MCP_LIST_AGENTS
 from ._subjects import DIRECTORY_QUEUE as DIRECTORY_QUEUE
+from ._subjects import MCP_LIST_AGENTS as MCP_LIST_AGENTS
 from ._subjects import ROUTER_QUEUE as ROUTER_QUEUE
 from ._subjects import agent_id_from_subject as agent_id_from_subject
 from ._subjects import agent_message as agent_message
 from ._subjects import agent_status as agent_status
 from ._subjects import capability_endpoint as capability_endpoint
-from ._subjects import validate_capability as validate_capability
 from ._subjects import validate_agent_id as validate_agent_id
+from ._subjects import validate_capability as validate_capability
 from ._subjects import validate_subject as validate_subject
 from ._subscription import Delivery as Delivery
 from ._subscription import MessageSubscription as MessageSubscription
