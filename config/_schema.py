@@ -1,0 +1,338 @@
+"""What a Volta container runs: the configuration as frozen attrs classes.
+
+Each class checks its own values when it is built, whether by the YAML loader or
+directly in Python, and reports a bad value as a :class:`ConfigError` whose key
+is relative to that class (the loader prefixes the path from the document root).
+Field types are enforced at the YAML edge by the loader and by mypy in Python
+code; the validators here check ranges, shapes and cross-field rules.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, TypeGuard
+
+import attrs
+
+from volta.bus import BROADCAST, BusOptions, ReconnectPolicy, validate_agent_id
+
+from ._errors import ConfigError, describe
+
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+
+_Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
+
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_IDENTIFIER = r"[^\W\d]\w*"
+# package.module:attribute, where the attribute is one name (a class or a function).
+_HANDLER_REFERENCE = re.compile(rf"{_IDENTIFIER}(?:\.{_IDENTIFIER})*:{_IDENTIFIER}")
+
+
+class ConnectionMode(enum.Enum):
+    """How the agents of one container reach NATS."""
+
+    SHARED = "shared"
+    """All agents share one NATS connection."""
+    PER_AGENT = "per_agent"
+    """Each agent opens its own connection."""
+
+
+class SupervisionStrategy(enum.Enum):
+    """Which children an agent's supervisor restarts when one of them fails."""
+
+    ONE_FOR_ONE = "one_for_one"
+    """Only the child that failed."""
+    ONE_FOR_ALL = "one_for_all"
+    """Every child."""
+    REST_FOR_ONE = "rest_for_one"
+    """The child that failed and every child started after it."""
+
+
+def _is_number(value: object) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _number(
+    *, gt: float | None = None, ge: float | None = None, le: float | None = None
+) -> _Validator:
+    """A validator for a finite number within the given bounds."""
+    bounds = [
+        f"{op} {bound:g}" for op, bound in ((">", gt), (">=", ge), ("<=", le)) if bound is not None
+    ]
+    expected = " ".join(["expected a number", " and ".join(bounds)])
+
+    def check(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if not (
+            _is_number(value)
+            and (gt is None or value > gt)
+            and (ge is None or value >= ge)
+            and (le is None or value <= le)
+        ):
+            raise ConfigError(f"{expected}, got {describe(value)}", key=attribute.name)
+
+    return check
+
+
+def _integer(*, ge: int) -> _Validator:
+    """A validator for an integer (not a bool) of at least ``ge``."""
+
+    def check(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < ge:
+            raise ConfigError(
+                f"expected an integer >= {ge}, got {describe(value)}", key=attribute.name
+            )
+
+    return check
+
+
+def _text(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"expected a non-empty string, got {describe(value)}", key=attribute.name)
+
+
+_optional_text = attrs.validators.optional(_text)
+
+
+# --- nats -------------------------------------------------------------------------------
+
+
+def _to_urls(value: str | Sequence[str]) -> tuple[str, ...]:
+    """One URL, several separated by commas (as in ``NATS_URL``), or a list of URLs."""
+    if isinstance(value, str):
+        return tuple(url.strip() for url in value.split(",") if url.strip())
+    if not isinstance(value, list | tuple):
+        raise ConfigError(f"expected a URL or a list of URLs, got {describe(value)}", key="url")
+    for index, url in enumerate(value):
+        if not isinstance(url, str):
+            raise ConfigError(f"expected a URL string, got {describe(url)}", key=f"url[{index}]")
+    return tuple(url.strip() for url in value if url.strip())
+
+
+def _check_urls(_instance: object, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    if not value:
+        raise ConfigError("expected at least one server URL", key=attribute.name)
+    # The bus owns the rules for server URLs; its messages already hide credentials.
+    try:
+        BusOptions(servers=value)
+    except ValueError as error:
+        raise ConfigError(str(error).removeprefix("servers: "), key=attribute.name) from None
+
+
+def _check_reconnect(
+    _instance: object, attribute: attrs.Attribute[Any], value: ReconnectPolicy
+) -> None:
+    # ReconnectPolicy checks its own delays; it leaves max_attempts open.
+    attempts = value.max_attempts
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < -1:
+        raise ConfigError(
+            f"expected -1 (forever) or an integer >= 0, got {describe(attempts)}",
+            key=f"{attribute.name}.max_attempts",
+        )
+
+
+@attrs.frozen(kw_only=True)
+class NatsConfig:
+    """How to reach NATS. The ``NATS_*`` environment variables override it at load time."""
+
+    url: tuple[str, ...] = attrs.field(
+        default=(DEFAULT_NATS_URL,), converter=_to_urls, validator=_check_urls
+    )
+    """Server URLs; several mean a cluster. A string may hold several, comma-separated."""
+    user: str | None = attrs.field(default=None, repr=False, validator=_optional_text)
+    """User name, when not in the URL (``NATS_USER``)."""
+    password: str | None = attrs.field(default=None, repr=False)
+    """Password (``NATS_PASSWORD``); never shown in reprs or errors."""
+    token: str | None = attrs.field(default=None, repr=False)
+    """Auth token (``NATS_TOKEN``); never shown in reprs or errors."""
+    creds_file: Path | None = None
+    """A NATS ``.creds`` file (``NATS_CREDS``), relative to the working directory."""
+    name: str | None = attrs.field(default=None, validator=_optional_text)
+    """Connection name shown in NATS monitoring."""
+    connect_timeout: float = attrs.field(default=2.0, validator=_number(gt=0))
+    """Seconds allowed for one connect + handshake."""
+    retry_initial_connect: bool = True
+    """Keep trying the first connection (a container may start before its server)."""
+    reconnect: ReconnectPolicy = attrs.field(factory=ReconnectPolicy, validator=_check_reconnect)
+    """How to reconnect after losing the connection."""
+
+    def bus_options(self) -> BusOptions:
+        """The options :func:`volta.bus.open_bus` takes, credentials included."""
+        return BusOptions(
+            servers=self.url,
+            name=self.name,
+            user=self.user,
+            password=self.password,
+            token=self.token,
+            creds_file=self.creds_file,
+            connect_timeout=self.connect_timeout,
+            retry_initial_connect=self.retry_initial_connect,
+            reconnect=self.reconnect,
+        )
+
+
+# --- supervision ------------------------------------------------------------------------
+
+
+def _check_maximum(instance: BackoffConfig, attribute: attrs.Attribute[Any], value: float) -> None:
+    if value < instance.initial:
+        raise ConfigError(
+            f"expected a number >= initial ({instance.initial:g}), got {describe(value)}",
+            key=attribute.name,
+        )
+
+
+@attrs.frozen(kw_only=True)
+class BackoffConfig:
+    """Delay between restarts of a failing child: exponential, capped, with jitter."""
+
+    initial: float = attrs.field(default=0.05, validator=_number(ge=0))
+    """Delay before the first restart, in seconds."""
+    maximum: float = attrs.field(default=5.0, validator=[_number(gt=0), _check_maximum])
+    """Upper bound of the delay, in seconds."""
+    multiplier: float = attrs.field(default=2.0, validator=_number(ge=1))
+    """Growth of the delay from one restart to the next."""
+    jitter: float = attrs.field(default=0.1, validator=_number(ge=0, le=1))
+    """Each delay is multiplied by a random factor in [1 - jitter, 1 + jitter]."""
+
+
+@attrs.frozen(kw_only=True)
+class SupervisionConfig:
+    """Restart policy of each agent's own supervisor."""
+
+    strategy: SupervisionStrategy = SupervisionStrategy.ONE_FOR_ONE
+    """Which children restart when one fails."""
+    max_restarts: int = attrs.field(default=5, validator=_integer(ge=0))
+    """Restarts allowed within ``period`` before the supervisor gives up and escalates."""
+    period: float = attrs.field(default=10.0, validator=_number(gt=0))
+    """Window, in seconds, over which ``max_restarts`` is counted."""
+    backoff: BackoffConfig | None = None
+    """Delay between restarts; None restarts at once."""
+    shutdown_timeout: float = attrs.field(default=5.0, validator=_number(gt=0))
+    """Seconds a child is given to stop before it is cancelled hard."""
+
+
+# --- agents -----------------------------------------------------------------------------
+
+
+def _check_agent_id(_instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    try:
+        validate_agent_id(value)
+    except ValueError as error:
+        raise ConfigError(str(error), key=attribute.name) from None
+    if value == BROADCAST:
+        raise ConfigError(
+            f"agent id {value!r} is reserved: it addresses every agent", key=attribute.name
+        )
+
+
+def _check_capabilities(
+    _instance: object, attribute: attrs.Attribute[Any], value: tuple[str, ...]
+) -> None:
+    first_at: dict[str, int] = {}
+    for index, capability in enumerate(value):
+        key = f"{attribute.name}[{index}]"
+        if not isinstance(capability, str) or not _NAME.fullmatch(capability):
+            raise ConfigError(
+                f"invalid capability {describe(capability)}: "
+                "use 1-64 characters from A-Z a-z 0-9 _ -",
+                key=key,
+            )
+        if capability in first_at:
+            raise ConfigError(
+                f"duplicate capability {capability!r} "
+                f"(first at {attribute.name}[{first_at[capability]}])",
+                key=key,
+            )
+        first_at[capability] = index
+
+
+def _check_handler(_instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not isinstance(value, str) or not (
+        _NAME.fullmatch(value) or _HANDLER_REFERENCE.fullmatch(value)
+    ):
+        raise ConfigError(
+            f"invalid handler {describe(value)}: expected a built-in handler name "
+            "or 'package.module:attribute'",
+            key=attribute.name,
+        )
+
+
+def _freeze_options(value: Mapping[str, object]) -> Mapping[str, object]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"expected a mapping, got {describe(value)}", key="options")
+    for option in value:
+        if not isinstance(option, str):
+            raise ConfigError(
+                f"expected string keys, got the key {describe(option)}", key="options"
+            )
+    # Read-only at the top level; the values are handed to the handler as YAML made them.
+    return MappingProxyType(dict(value))
+
+
+def _name_default(agent: AgentConfig) -> str:
+    return agent.id
+
+
+@attrs.frozen(kw_only=True)
+class AgentConfig:
+    """One agent: who it is, what it can do, and what runs it."""
+
+    id: str = attrs.field(validator=_check_agent_id)
+    """Agent id, 1-64 characters from ``A-Z a-z 0-9 _ -``; ``broadcast`` is reserved."""
+    name: str = attrs.field(default=attrs.Factory(_name_default, takes_self=True), validator=_text)
+    """Display name; defaults to the id."""
+    capabilities: tuple[str, ...] = attrs.field(default=(), validator=_check_capabilities)
+    """Capabilities offered to ``capability.request``; unique, each shaped like an id."""
+    handler: str = attrs.field(validator=_check_handler)
+    """A built-in handler name, or ``package.module:attribute`` (imported later, not here)."""
+    # Left out of the hash (a mapping has none) so that configs stay hashable.
+    options: Mapping[str, object] = attrs.field(factory=dict, converter=_freeze_options, hash=False)
+    """Free-form settings passed to the handler factory (read-only at the top level)."""
+    max_concurrency: int = attrs.field(default=8, validator=_integer(ge=1))
+    """Messages handled at once."""
+    capability_timeout: float = attrs.field(default=30.0, validator=_number(gt=0))
+    """Seconds a capability request may run before it fails."""
+
+
+# --- the whole container ----------------------------------------------------------------
+
+
+def _check_agents(
+    _instance: object, attribute: attrs.Attribute[Any], value: tuple[AgentConfig, ...]
+) -> None:
+    if not value:
+        raise ConfigError("expected at least one agent", key=attribute.name)
+    first_at: dict[str, int] = {}
+    for index, agent in enumerate(value):
+        if agent.id in first_at:
+            raise ConfigError(
+                f"duplicate agent id {agent.id!r} "
+                f"(first at {attribute.name}[{first_at[agent.id]}])",
+                key=f"{attribute.name}[{index}].id",
+            )
+        first_at[agent.id] = index
+
+
+@attrs.frozen(kw_only=True)
+class VoltaConfig:
+    """Everything one container runs: how to reach NATS, the timings, and its agents."""
+
+    nats: NatsConfig = attrs.field(factory=NatsConfig)
+    """How to reach NATS."""
+    connection: ConnectionMode = ConnectionMode.SHARED
+    """One NATS connection for all agents, or one each."""
+    heartbeat_interval: float = attrs.field(default=30.0, validator=_number(gt=0))
+    """Seconds between an agent's heartbeats."""
+    offline_after_missed: int = attrs.field(default=3, validator=_integer(ge=1))
+    """Heartbeats missed before an agent counts as offline."""
+    request_timeout: float = attrs.field(default=10.0, validator=_number(gt=0))
+    """Default timeout of ``ask()`` and capability requests, in seconds."""
+    supervision: SupervisionConfig = attrs.field(factory=SupervisionConfig)
+    """Restart policy of each agent's own supervisor."""
+    agents: tuple[AgentConfig, ...] = attrs.field(validator=_check_agents)
+    """The agents to run; at least one, ids unique."""
