@@ -1,0 +1,69 @@
+"""Agents as supervised actors, and the node that runs them.
+
+An agent is a supervisor whose children are the inbox, the capability
+responder, the heartbeat and the announcer. A node runs the directory
+(discovery, ``mcp.list_agents``), the capability router and the agents under
+one root supervisor. Nothing here knows how NATS is reached: that is ``volta.bus``.
+"""
+
+from ._agent import Agent as Agent
+from ._agent import AgentSpec as AgentSpec
+from ._agent import AgentStatistics as AgentStatistics
+from ._agent import SupervisionPolicy as SupervisionPolicy
+from ._context import AgentContext as AgentContext
+from ._context import AskFailed as AskFailed
+from ._context import AskTimeout as AskTimeout
+from ._context import CapabilityFailed as CapabilityFailed
+from ._directory import Directory as Directory
+from ._directory import DirectoryService as DirectoryService
+from ._directory import PresenceChange as PresenceChange
+from ._handler import BUILTIN_CAPABILITIES as BUILTIN_CAPABILITIES
+from ._handler import BUILTIN_HANDLERS as BUILTIN_HANDLERS
+from ._handler import CapabilityError as CapabilityError
+from ._handler import EchoHandler as EchoHandler
+from ._handler import Handler as Handler
+from ._handler import HandlerFactory as HandlerFactory
+from ._handler import resolve_handler as resolve_handler
+from ._node import Node as Node
+from ._node import NodeEvent as NodeEvent
+from ._node import NodeSpec as NodeSpec
+from ._protocol import AgentInfo as AgentInfo
+from ._protocol import AgentStatus as AgentStatus
+from ._protocol import CapabilityReply as CapabilityReply
+from ._protocol import CapabilityRequest as CapabilityRequest
+from ._protocol import ErrorCode as ErrorCode
+from ._protocol import Presence as Presence
+from ._protocol import ProtocolError as ProtocolError
+from ._router import CapabilityRouter as CapabilityRouter
+
+__all__ = [
+    "BUILTIN_CAPABILITIES",
+    "BUILTIN_HANDLERS",
+    "Agent",
+    "AgentContext",
+    "AgentInfo",
+    "AgentSpec",
+    "AgentStatistics",
+    "AgentStatus",
+    "AskFailed",
+    "AskTimeout",
+    "CapabilityError",
+    "CapabilityFailed",
+    "CapabilityReply",
+    "CapabilityRequest",
+    "CapabilityRouter",
+    "Directory",
+    "DirectoryService",
+    "EchoHandler",
+    "ErrorCode",
+    "Handler",
+    "HandlerFactory",
+    "Node",
+    "NodeEvent",
+    "NodeSpec",
+    "Presence",
+    "PresenceChange",
+    "ProtocolError",
+    "SupervisionPolicy",
+    "resolve_handler",
+]

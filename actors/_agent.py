@@ -1,0 +1,236 @@
+"""An agent: a supervisor whose children are the inbox, the capability
+responder, the heartbeat and the announcer (started in that order, stopped in
+reverse, so an agent is reachable before it says it exists and says goodbye
+before it stops listening).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+
+import attrs
+import trio
+
+from volta.bus import Bus, BusOptions, open_bus, validate_agent_id, validate_capability
+from volta.supervisor import (
+    Backoff,
+    ChildSpec,
+    EventSink,
+    Intensity,
+    Strategy,
+    Supervisor,
+    SupervisorSpec,
+)
+
+from ._announcer import Announcer
+from ._capabilities import CapabilityResponder
+from ._context import AgentContext, PendingAsks
+from ._handler import Handler
+from ._heartbeat import Heartbeat
+from ._inbox import Inbox
+from ._protocol import AgentStatus, Presence
+
+log = logging.getLogger("volta.actors")
+
+
+def _check_id(_instance: object, _attribute: object, value: str) -> None:
+    validate_agent_id(value)
+    if value == "broadcast":
+        raise ValueError("agent id 'broadcast' is reserved")
+
+
+def _check_capabilities(_instance: object, _attribute: object, value: tuple[str, ...]) -> None:
+    for name in value:
+        validate_capability(name)
+    if len(set(value)) != len(value):
+        raise ValueError(f"capabilities listed twice in {list(value)}")
+
+
+@attrs.frozen
+class SupervisionPolicy:
+    """How an agent's supervisor treats its children."""
+
+    strategy: Strategy = Strategy.ONE_FOR_ONE
+    """Which children restart together."""
+    intensity: Intensity = Intensity(max_restarts=5, period=10.0)
+    """Restarts allowed within a period before the agent gives up (escalates)."""
+    backoff: Backoff | None = None
+    """Delay before restarts (None: at once)."""
+    shutdown_timeout: float = 5.0
+    """Seconds each child gets for its cleanup when stopped."""
+
+
+@attrs.frozen
+class AgentSpec:
+    """Everything that defines one agent."""
+
+    id: str = attrs.field(validator=_check_id)
+    """Unique id; one subject token."""
+    handler: Handler
+    """What the agent does with messages and capability calls."""
+    name: str = attrs.field(default=attrs.Factory(lambda self: self.id, takes_self=True))
+    """Human-readable name (defaults to the id)."""
+    capabilities: tuple[str, ...] = attrs.field(
+        default=(), converter=tuple, validator=_check_capabilities
+    )
+    """Capabilities it serves to others."""
+    max_concurrency: int = attrs.field(default=8, validator=attrs.validators.ge(1))
+    """Messages (and, separately, capability calls) handled at once."""
+    heartbeat_interval: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
+    """Seconds between heartbeats."""
+    capability_timeout: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
+    """Seconds a capability call may take before it fails with ``timeout``."""
+    request_timeout: float = attrs.field(default=10.0, validator=attrs.validators.gt(0))
+    """Default timeout of ``ask``, ``list_agents`` and ``request_capability``."""
+    inbox_buffer: int = attrs.field(default=1024, validator=attrs.validators.ge(1))
+    """Messages held for a busy inbox before the newest are dropped."""
+    supervision: SupervisionPolicy = SupervisionPolicy()
+    """Restart policy of its children."""
+
+
+@attrs.define
+class AgentState:
+    """The runtime state an agent's children share (read by the heartbeat)."""
+
+    spec: AgentSpec
+    started_at: float = 0.0
+    in_flight: int = 0
+    handled: int = 0
+    handler_errors: int = 0
+    capability_calls: int = 0
+    asks: PendingAsks = attrs.Factory(PendingAsks)
+    supervisor: Supervisor | None = None
+
+    @property
+    def restarts(self) -> int:
+        """Restarts of the agent's children so far."""
+        return self.supervisor.statistics().restarts if self.supervisor else 0
+
+    def status(self, presence: Presence | None = None) -> AgentStatus:
+        """The announce/heartbeat payload as of now."""
+        spec = self.spec
+        if presence is None:
+            presence = Presence.BUSY if self.in_flight >= spec.max_concurrency else Presence.ONLINE
+        return AgentStatus(
+            id=spec.id,
+            name=spec.name,
+            capabilities=spec.capabilities,
+            status=presence,
+            uptime=max(0.0, trio.current_time() - self.started_at),
+            in_flight=self.in_flight,
+            restarts=self.restarts,
+            heartbeat_interval=spec.heartbeat_interval,
+        )
+
+
+@attrs.frozen
+class AgentStatistics:
+    """Counters of one agent."""
+
+    id: str
+    """The agent id."""
+    in_flight: int
+    """Messages and capability calls being handled now."""
+    handled: int
+    """Messages handled successfully."""
+    handler_errors: int
+    """Messages whose handler failed (each crashed the inbox)."""
+    capability_calls: int
+    """Capability calls served."""
+    restarts: int
+    """Restarts of its children."""
+
+
+class Agent:
+    """Runs one agent; ``await agent.run(task_status=...)`` is a supervisor child."""
+
+    def __init__(
+        self,
+        spec: AgentSpec,
+        *,
+        bus: Bus | None = None,
+        bus_options: BusOptions | None = None,
+        on_event: EventSink | None = None,
+    ) -> None:
+        """Create the agent; nothing runs until :meth:`run`.
+
+        Args:
+            spec: what the agent is.
+            bus: a connection shared with other agents; or None to open one of
+                its own from ``bus_options`` on every run.
+            bus_options: options of its own connection (when ``bus`` is None).
+            on_event: receives the events of the agent's supervisor.
+
+        Raises:
+            ValueError: neither ``bus`` nor ``bus_options`` is given.
+        """
+        if bus is None and bus_options is None:
+            raise ValueError("an agent needs a shared bus or options for its own")
+        self.spec = spec
+        self._bus = bus
+        self._bus_options = bus_options
+        self._on_event = on_event
+        self.state = AgentState(spec)
+
+    @property
+    def id(self) -> str:
+        """The agent id."""
+        return self.spec.id
+
+    def statistics(self) -> AgentStatistics:
+        """The counters as they are now."""
+        state = self.state
+        return AgentStatistics(
+            id=self.spec.id,
+            in_flight=state.in_flight,
+            handled=state.handled,
+            handler_errors=state.handler_errors,
+            capability_calls=state.capability_calls,
+            restarts=state.restarts,
+        )
+
+    def _children(self, bus: Bus) -> tuple[ChildSpec, ...]:
+        spec, state = self.spec, self.state
+        context = AgentContext(
+            spec.id, spec.name, spec.capabilities, bus, state.asks, spec.request_timeout
+        )
+        starts: list[tuple[str, Callable[..., Awaitable[None]]]] = [
+            ("inbox", Inbox(state, bus, context).run)
+        ]
+        if spec.capabilities:
+            starts.append(("capabilities", CapabilityResponder(state, bus, context).run))
+        starts.append(("heartbeat", Heartbeat(state, bus).run))
+        starts.append(("announcer", Announcer(state, bus).run))
+        timeout = spec.supervision.shutdown_timeout
+        return tuple(
+            ChildSpec(name=name, start=start, shutdown_timeout=timeout) for name, start in starts
+        )
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the agent until cancelled (or until its supervisor escalates).
+
+        Raises:
+            SupervisorEscalation: its children failed more often than the intensity allows.
+            ConnectFailed: its own connection could not be opened.
+        """
+        async with AsyncExitStack() as stack:
+            bus = self._bus
+            if bus is None:
+                assert self._bus_options is not None
+                bus = await stack.enter_async_context(open_bus(self._bus_options))
+            policy = self.spec.supervision
+            supervisor = Supervisor(
+                SupervisorSpec(
+                    name=self.spec.id,
+                    children=self._children(bus),
+                    strategy=policy.strategy,
+                    intensity=policy.intensity,
+                    backoff=policy.backoff,
+                ),
+                on_event=self._on_event,
+            )
+            self.state.supervisor = supervisor
+            self.state.started_at = trio.current_time()
+            await supervisor.run(task_status=task_status)

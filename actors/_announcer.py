@@ -1,0 +1,44 @@
+"""The announcer: ``agent.announce`` on start and after every reconnect.
+
+It starts after the inbox and the capability responder, which are ready only
+once the server has their subscriptions, so whoever hears the announcement can
+reach the agent. After a reconnect, nats-py has replayed the subscriptions
+(and flushed) before it reports the reconnect.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import trio
+
+from volta.bus import AGENT_ANNOUNCE, ConnectionEventKind
+
+if TYPE_CHECKING:
+    from volta.bus import Bus
+
+    from ._agent import AgentState
+
+log = logging.getLogger("volta.actors.announcer")
+
+
+class Announcer:
+    """One agent's announcer child."""
+
+    def __init__(self, state: AgentState, bus: Bus) -> None:
+        self._state = state
+        self._bus = bus
+
+    async def _announce(self) -> None:
+        await self._bus.publish(AGENT_ANNOUNCE, self._state.status().to_json())
+        log.info("agent %s announced", self._state.spec.id)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Announce now and after every reconnect, until cancelled."""
+        async with self._bus.watch_events() as events:
+            await self._announce()
+            task_status.started()
+            async for event in events:
+                if event.kind is ConnectionEventKind.RECONNECTED:
+                    await self._announce()

@@ -1,0 +1,137 @@
+"""The capability responder: serves an agent's capabilities to the router.
+
+Each capability is served on ``capability.invoke.<name>`` in a queue group of
+the same name, so every invocation reaches exactly one of the agents that have
+it and the load is spread among them. Calls run concurrently, at most
+``max_concurrency`` at a time, each bounded by ``capability_timeout``.
+
+Every call gets exactly one reply: the result, ``timeout``, ``bad_request``, or
+``agent_error``. A handler exception is ``agent_error`` for its caller and then
+crashes the responder (OTP); calls in flight on it are answered
+``agent_error: interrupted`` before it goes.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING
+
+import trio
+
+from volta._nursery import open_nursery
+from volta.bus import BusError, Delivery, Subscription, capability_endpoint
+from volta.supervisor import shutdown_scope
+
+from ._handler import CapabilityError
+from ._protocol import CapabilityReply, CapabilityRequest, ErrorCode, ProtocolError
+
+if TYPE_CHECKING:
+    from volta.bus import Bus
+
+    from ._agent import AgentState
+    from ._context import AgentContext
+
+log = logging.getLogger("volta.actors.capabilities")
+
+
+class CapabilityResponder:
+    """One agent's capability responder child."""
+
+    def __init__(self, state: AgentState, bus: Bus, context: AgentContext) -> None:
+        self._state = state
+        self._bus = bus
+        self._context = context
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled; raise what a handler raised (after replying)."""
+        spec = self._state.spec
+        limiter = trio.CapacityLimiter(spec.max_concurrency)
+        async with AsyncExitStack() as stack:
+            subscriptions = []
+            for name in spec.capabilities:
+                endpoint = capability_endpoint(name)
+                subscription = await stack.enter_async_context(
+                    self._bus.subscribe(endpoint, queue=endpoint)
+                )
+                subscriptions.append(subscription)
+            async with open_nursery() as nursery:
+                for subscription in subscriptions:
+                    nursery.start_soon(self._serve, subscription, limiter, nursery)
+                await self._bus.flush()  # ready means reachable
+                task_status.started()
+
+    async def _serve(
+        self, subscription: Subscription, limiter: trio.CapacityLimiter, nursery: trio.Nursery
+    ) -> None:
+        async for delivery in subscription:
+            token = object()
+            await limiter.acquire_on_behalf_of(token)
+            nursery.start_soon(self._call, delivery, limiter, token)
+
+    async def _call(self, delivery: Delivery, limiter: trio.CapacityLimiter, token: object) -> None:
+        state = self._state
+        spec = state.spec
+        state.in_flight += 1
+        try:
+            try:
+                request = CapabilityRequest.from_json(delivery.data)
+            except ProtocolError as error:
+                await self._answer(
+                    delivery, CapabilityReply.failure(ErrorCode.BAD_REQUEST, str(error), spec.id)
+                )
+                return
+            state.capability_calls += 1
+            reply, crash = await self._run_handler(request)
+            await self._answer(delivery, reply)  # answer first: the caller must not wait
+            if crash is not None:
+                raise crash
+        except trio.Cancelled:
+            await self._answer(
+                delivery,
+                CapabilityReply.failure(
+                    ErrorCode.AGENT_ERROR,
+                    "interrupted: the capability responder is restarting",
+                    spec.id,
+                ),
+            )
+            raise
+        finally:
+            state.in_flight -= 1
+            limiter.release_on_behalf_of(token)
+
+    async def _run_handler(
+        self, request: CapabilityRequest
+    ) -> tuple[CapabilityReply, Exception | None]:
+        """The reply, and the exception to crash with after replying (if any)."""
+        spec = self._state.spec
+        with trio.move_on_after(spec.capability_timeout):
+            try:
+                result = await spec.handler.on_capability(
+                    request.capability, request.input, self._context
+                )
+            except CapabilityError as error:
+                return CapabilityReply.failure(error.code, error.message, spec.id), None
+            except Exception as error:
+                log.warning(
+                    "agent %s: capability %s failed: %r", spec.id, request.capability, error
+                )
+                return CapabilityReply.failure(ErrorCode.AGENT_ERROR, repr(error), spec.id), error
+            return CapabilityReply.success(result, spec.id), None
+        timeout = f"no result within {spec.capability_timeout:g} s"
+        return CapabilityReply.failure(ErrorCode.TIMEOUT, timeout, spec.id), None
+
+    async def _answer(self, delivery: Delivery, reply: CapabilityReply) -> None:
+        if not delivery.reply:
+            return
+        try:
+            payload = reply.to_json()
+        except (TypeError, ValueError) as error:
+            payload = CapabilityReply.failure(
+                ErrorCode.AGENT_ERROR, f"result is not JSON: {error}", reply.agent
+            ).to_json()
+        with shutdown_scope():
+            try:
+                await self._bus.respond(delivery, payload)
+            except BusError as error:
+                log.info("could not answer a capability call: %s", error)

@@ -1,0 +1,272 @@
+"""What a handler can do: the agent API (send, broadcast, ask, list_agents,
+request_capability). A later Claude brain offers exactly these as tools.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import trio
+
+from volta.bus import (
+    AGENT_BROADCAST,
+    BROADCAST,
+    CAPABILITY_REQUEST,
+    MCP_LIST_AGENTS,
+    Bus,
+    Message,
+    MessageType,
+    NoResponders,
+    RequestTimeout,
+    agent_message,
+    validate_agent_id,
+)
+
+from ._protocol import (
+    AgentInfo,
+    CapabilityReply,
+    CapabilityRequest,
+    ErrorCode,
+    ProtocolError,
+    decode_agent_list,
+)
+
+# The router answers "timeout" just before the caller would give up by itself.
+_ROUTER_MARGIN = 1.0
+
+
+class AskTimeout(TimeoutError):
+    """No response to an ``ask`` arrived in time."""
+
+    def __init__(self, agent: str, timeout: float) -> None:
+        super().__init__(f"agent {agent!r} did not respond within {timeout:g} s")
+        self.agent = agent
+        self.timeout = timeout
+
+
+class AskFailed(RuntimeError):
+    """The asked agent answered with an error (its handler failed)."""
+
+    def __init__(self, agent: str, code: str, message: str) -> None:
+        super().__init__(f"agent {agent!r} failed: {code}: {message}")
+        self.agent = agent
+        self.code = code
+        self.message = message
+
+
+class CapabilityFailed(RuntimeError):
+    """A capability request got an error reply.
+
+    Attributes:
+        capability: the capability requested.
+        code: the protocol error code.
+        message: words about it.
+        agent: the agent that failed, if one was involved.
+    """
+
+    def __init__(
+        self, capability: str, code: ErrorCode, message: str, agent: str | None = None
+    ) -> None:
+        where = f" (agent {agent!r})" if agent else ""
+        super().__init__(f"capability {capability!r} failed{where}: {code.value}: {message}")
+        self.capability = capability
+        self.code = code
+        self.message = message
+        self.agent = agent
+
+
+class PendingAsks:
+    """Responses awaited by ``ask``, keyed by the id of the question."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, tuple[trio.Event, list[Message]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def open(self, question_id: str) -> tuple[trio.Event, list[Message]]:
+        """Register a question; the list receives the response."""
+        slot: tuple[trio.Event, list[Message]] = (trio.Event(), [])
+        self._waiting[question_id] = slot
+        return slot
+
+    def close(self, question_id: str) -> None:
+        """Forget a question (answered, timed out or cancelled)."""
+        self._waiting.pop(question_id, None)
+
+    def resolve(self, response: Message) -> bool:
+        """Hand a response to its asker; False if nobody waits for it."""
+        key = response.in_reply_to
+        slot = self._waiting.pop(key, None) if key is not None else None
+        if slot is None:
+            return False
+        slot[1].append(response)
+        slot[0].set()
+        return True
+
+
+class AgentContext:
+    """The agent as its handler sees it."""
+
+    def __init__(
+        self,
+        agent_id: str,
+        name: str,
+        capabilities: tuple[str, ...],
+        bus: Bus,
+        asks: PendingAsks,
+        request_timeout: float,
+    ) -> None:
+        self._agent_id = agent_id
+        self._name = name
+        self._capabilities = capabilities
+        self._bus = bus
+        self._asks = asks
+        self._request_timeout = request_timeout
+
+    @property
+    def agent_id(self) -> str:
+        """This agent's id."""
+        return self._agent_id
+
+    @property
+    def name(self) -> str:
+        """This agent's name."""
+        return self._name
+
+    @property
+    def capabilities(self) -> tuple[str, ...]:
+        """The capabilities this agent serves."""
+        return self._capabilities
+
+    async def send(
+        self,
+        to: str,
+        text: str,
+        *,
+        type: MessageType = MessageType.TEXT,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Message:
+        """Send a message to one agent (``agent.<to>.message``).
+
+        Raises:
+            InvalidSubject: ``to`` is not a valid agent id.
+        """
+        message = Message(
+            sender=self._agent_id,
+            to=validate_agent_id(to),
+            message=text,
+            type=type,
+            metadata=metadata or {},
+        )
+        await self._bus.publish(agent_message(to), message)
+        return message
+
+    async def reply(self, question: Message, text: str, **metadata: Any) -> Message:
+        """Send a response to ``question`` (``in_reply_to`` is set)."""
+        response = question.reply(text, sender=self._agent_id, metadata=metadata)
+        await self._bus.publish(agent_message(question.sender), response)
+        return response
+
+    async def broadcast(
+        self,
+        text: str,
+        *,
+        type: MessageType = MessageType.TEXT,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Message:
+        """Send a message to every agent (``agent.broadcast``)."""
+        message = Message(
+            sender=self._agent_id, to=BROADCAST, message=text, type=type, metadata=metadata or {}
+        )
+        await self._bus.publish(AGENT_BROADCAST, message)
+        return message
+
+    async def ask(
+        self,
+        to: str,
+        text: str,
+        *,
+        timeout: float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Message:
+        """Send a query and wait for the response that answers it.
+
+        Raises:
+            AskTimeout: no response within ``timeout`` (default: the request timeout).
+            AskFailed: the agent's handler failed on the question.
+        """
+        timeout = self._request_timeout if timeout is None else timeout
+        question = Message(
+            sender=self._agent_id,
+            to=validate_agent_id(to),
+            message=text,
+            type=MessageType.QUERY,
+            metadata=metadata or {},
+        )
+        answered, responses = self._asks.open(question.id)
+        try:
+            await self._bus.publish(agent_message(to), question)
+            with trio.move_on_after(timeout):
+                await answered.wait()
+        finally:
+            self._asks.close(question.id)
+        if not responses:
+            raise AskTimeout(to, timeout)
+        response = responses[0]
+        error = response.metadata.get("error")
+        if isinstance(error, Mapping):
+            raise AskFailed(to, str(error.get("code", "agent_error")), str(error.get("message")))
+        return response
+
+    async def list_agents(self, *, timeout: float | None = None) -> tuple[AgentInfo, ...]:
+        """The agents the directory knows, across all processes (``mcp.list_agents``).
+
+        Raises:
+            RequestTimeout: no directory answered in time.
+            NoResponders: no directory runs anywhere.
+            ProtocolError: the reply was malformed.
+        """
+        timeout = self._request_timeout if timeout is None else timeout
+        reply = await self._bus.request(MCP_LIST_AGENTS, b"{}", timeout=timeout)
+        return decode_agent_list(reply.data)
+
+    async def request_capability(
+        self, capability: str, input: Any = None, *, timeout: float | None = None
+    ) -> Any:
+        """Run a capability on some agent that has it (``capability.request``).
+
+        Returns:
+            The result.
+
+        Raises:
+            CapabilityFailed: the reply was an error (``no_capability`` at once when
+                no online agent has it; ``timeout``; ``agent_error``; ...), or no
+                router answered (``unavailable``).
+        """
+        timeout = self._request_timeout if timeout is None else timeout
+        request = CapabilityRequest(capability=capability, input=input, timeout=timeout)
+        try:
+            reply = await self._bus.request(
+                CAPABILITY_REQUEST, request.to_json(), timeout=timeout + _ROUTER_MARGIN
+            )
+        except NoResponders:
+            raise CapabilityFailed(
+                capability, ErrorCode.UNAVAILABLE, "no capability router is running"
+            ) from None
+        except RequestTimeout:
+            raise CapabilityFailed(
+                capability, ErrorCode.TIMEOUT, f"no reply within {timeout:g} s"
+            ) from None
+        try:
+            answer = CapabilityReply.from_json(reply.data)
+        except ProtocolError as error:
+            raise CapabilityFailed(
+                capability, ErrorCode.AGENT_ERROR, f"malformed reply: {error}"
+            ) from None
+        if not answer.ok:
+            raise CapabilityFailed(
+                capability, answer.code or ErrorCode.AGENT_ERROR, answer.message, answer.agent
+            )
+        return answer.result

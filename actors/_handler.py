@@ -1,0 +1,164 @@
+"""What a handler (or, later, a Claude brain) implements, and how one is found.
+
+A handler gets each message an agent receives and each capability call it
+serves, together with an :class:`~volta.actors.AgentContext` through which it can
+answer, message other agents, broadcast, list agents and request capabilities.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from ._protocol import ErrorCode
+
+if TYPE_CHECKING:
+    from volta.bus import Message
+
+    from ._context import AgentContext
+
+
+class CapabilityError(Exception):
+    """Raised by a handler to fail a capability call with a protocol error code."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(f"{code.value}: {message}")
+        self.code = code
+        self.message = message
+
+
+@runtime_checkable
+class Handler(Protocol):
+    """The behaviour of an agent."""
+
+    async def on_message(self, message: Message, context: AgentContext) -> str | None:
+        """Handle one message.
+
+        Returns:
+            The text of the response to send back to the sender, or None for no
+            response. Responses are never answered (that would loop).
+
+        Raises:
+            Exception: any failure; the sender gets an error response and the
+                inbox crashes and is restarted by the agent's supervisor.
+        """
+        ...
+
+    async def on_capability(self, capability: str, input: Any, context: AgentContext) -> Any:
+        """Run one of the agent's capabilities.
+
+        Returns:
+            The result, any JSON-representable value.
+
+        Raises:
+            CapabilityError: a failure with a protocol error code.
+            Exception: any other failure (reported as ``agent_error``).
+        """
+        ...
+
+
+HandlerFactory = Callable[[Mapping[str, Any]], Handler]
+"""Builds a handler from the ``options`` mapping of an agent's configuration."""
+
+
+# --- built-in capabilities -------------------------------------------------------------
+
+
+def _text(capability: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise CapabilityError(
+            ErrorCode.BAD_REQUEST, f"{capability} expects a string, got {type(value).__name__}"
+        )
+    return value
+
+
+def _echo(value: Any) -> Any:
+    return value
+
+
+def _uppercase(value: Any) -> str:
+    return _text("uppercase", value).upper()
+
+
+def _word_count(value: Any) -> int:
+    return len(_text("word_count", value).split())
+
+
+def _sum(value: Any) -> float:
+    if not isinstance(value, list) or not all(
+        isinstance(n, int | float) and not isinstance(n, bool) for n in value
+    ):
+        raise CapabilityError(ErrorCode.BAD_REQUEST, "sum expects a list of numbers")
+    return sum(value)
+
+
+BUILTIN_CAPABILITIES: Mapping[str, Callable[[Any], Any]] = {
+    "echo": _echo,
+    "uppercase": _uppercase,
+    "word_count": _word_count,
+    "sum": _sum,
+}
+"""Capabilities every built-in handler can serve."""
+
+
+class EchoHandler:
+    """Answers every message with its own text; serves the built-in capabilities."""
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        self._prefix = str((options or {}).get("prefix", ""))
+
+    async def on_message(self, message: Message, context: AgentContext) -> str | None:
+        return f"{self._prefix}{message.message}"
+
+    async def on_capability(self, capability: str, input: Any, context: AgentContext) -> Any:
+        function = BUILTIN_CAPABILITIES.get(capability)
+        if function is None:
+            raise CapabilityError(
+                ErrorCode.NO_CAPABILITY, f"{context.agent_id} has no built-in {capability!r}"
+            )
+        return function(input)
+
+
+BUILTIN_HANDLERS: Mapping[str, HandlerFactory] = {"echo": EchoHandler}
+"""Handlers that a configuration can name without a module path."""
+
+
+def resolve_handler(reference: str, options: Mapping[str, Any] | None = None) -> Handler:
+    """Build the handler a configuration names.
+
+    Args:
+        reference: a built-in name (``echo``) or ``package.module:attribute``
+            where the attribute is a handler factory (a class or a function
+            taking the options mapping).
+        options: passed to the factory.
+
+    Raises:
+        ValueError: the reference cannot be imported, or does not give a handler.
+    """
+    options = dict(options or {})
+    factory = BUILTIN_HANDLERS.get(reference)
+    if factory is None:
+        module_name, _, attribute = reference.partition(":")
+        if not module_name or not attribute:
+            known = ", ".join(sorted(BUILTIN_HANDLERS))
+            raise ValueError(
+                f"handler {reference!r}: not a built-in ({known}) nor 'package.module:attribute'"
+            )
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as error:
+            raise ValueError(
+                f"handler {reference!r}: cannot import {module_name}: {error}"
+            ) from None
+        try:
+            factory = getattr(module, attribute)
+        except AttributeError:
+            raise ValueError(f"handler {reference!r}: {module_name} has no {attribute!r}") from None
+    handler = factory(options)
+    if not isinstance(handler, Handler):
+        raise ValueError(
+            f"handler {reference!r} built a {type(handler).__name__}, which lacks "
+            "on_message/on_capability"
+        )
+    return handler

@@ -1,0 +1,52 @@
+"""The heartbeat: ``agent.<id>.status`` every ``heartbeat_interval`` seconds.
+
+The first beat goes out at once. Each carries the status (online, or busy when
+every worker is taken), uptime, work in flight and restarts. When the agent is
+stopped in order, a last beat says ``offline`` so directories need not wait for
+missed beats; a crash sends none (the directory's timeout covers it).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import trio
+
+from volta.bus import BusError, agent_status
+from volta.supervisor import shutdown_scope
+
+from ._protocol import Presence
+
+if TYPE_CHECKING:
+    from volta.bus import Bus
+
+    from ._agent import AgentState
+
+log = logging.getLogger("volta.actors.heartbeat")
+
+
+class Heartbeat:
+    """One agent's heartbeat child."""
+
+    def __init__(self, state: AgentState, bus: Bus) -> None:
+        self._state = state
+        self._bus = bus
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Beat until cancelled; say offline when stopped."""
+        subject = agent_status(self._state.spec.id)
+        interval = self._state.spec.heartbeat_interval
+        task_status.started()
+        try:
+            while True:
+                await self._bus.publish(subject, self._state.status().to_json())
+                await trio.sleep(interval)
+        except trio.Cancelled:
+            with shutdown_scope():
+                try:
+                    await self._bus.publish(subject, self._state.status(Presence.OFFLINE).to_json())
+                    await self._bus.flush(timeout=1.0)
+                except BusError as error:
+                    log.info("agent %s could not say offline: %s", self._state.spec.id, error)
+            raise

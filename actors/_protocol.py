@@ -1,0 +1,394 @@
+"""The JSON payloads of the Volta protocol beyond messages (see docs/PROTOCOL.md).
+
+- ``agent.announce`` and ``agent.<id>.status``: an :class:`AgentStatus`.
+- ``mcp.list_agents`` reply: ``{"agents": [AgentInfo, ...]}``.
+- ``capability.request``: a :class:`CapabilityRequest`; reply: a :class:`CapabilityReply`.
+
+Decoders are strict about types and lenient about absence where a default is
+obvious, so that agents written in other languages need to send little. Every
+error is a :class:`ProtocolError` naming the field.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+
+from volta.bus import format_timestamp, validate_agent_id, validate_capability
+
+
+class ProtocolError(ValueError):
+    """A payload does not follow the protocol.
+
+    Attributes:
+        field: the JSON field at fault (``"$"`` for the document).
+        reason: what is wrong with it.
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class Presence(enum.Enum):
+    """What an agent says about itself, or what the directory concluded."""
+
+    ONLINE = "online"
+    BUSY = "busy"
+    OFFLINE = "offline"
+
+
+class ErrorCode(enum.Enum):
+    """Why a capability request failed."""
+
+    NO_CAPABILITY = "no_capability"
+    """No online agent has the capability."""
+    TIMEOUT = "timeout"
+    """The agent did not answer in time."""
+    AGENT_ERROR = "agent_error"
+    """The agent failed while running the capability."""
+    BAD_REQUEST = "bad_request"
+    """The request was malformed."""
+    UNAVAILABLE = "unavailable"
+    """No router answered (no Volta node is running)."""
+
+
+# --- decoding helpers ----------------------------------------------------------------
+
+
+def load_json_object(data: bytes) -> dict[str, Any]:
+    """Parse bytes as a JSON object.
+
+    Raises:
+        ProtocolError: not UTF-8 JSON, or not an object.
+    """
+    try:
+        document = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ProtocolError("$", f"not valid UTF-8 JSON ({error})") from None
+    if not isinstance(document, dict):
+        raise ProtocolError("$", f"expected a JSON object, got {type(document).__name__}")
+    return document
+
+
+def dump_json(document: Mapping[str, Any]) -> bytes:
+    """Compact UTF-8 JSON."""
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
+def _string(document: Mapping[str, Any], field: str, default: str | None = None) -> str:
+    value = document.get(field, default)
+    if value is None:
+        raise ProtocolError(field, "required field is missing")
+    if not isinstance(value, str):
+        raise ProtocolError(field, f"expected a string, got {_type_name(value)}")
+    return value
+
+
+def _number(document: Mapping[str, Any], field: str, default: float) -> float:
+    value = document.get(field, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ProtocolError(field, f"expected a number, got {_type_name(value)}")
+    if value < 0:
+        raise ProtocolError(field, f"must not be negative, got {value}")
+    return float(value)
+
+
+def _agent_id(document: Mapping[str, Any], field: str) -> str:
+    value = _string(document, field)
+    try:
+        return validate_agent_id(value)
+    except ValueError as error:
+        raise ProtocolError(field, str(error)) from None
+
+
+def _capabilities(document: Mapping[str, Any]) -> tuple[str, ...]:
+    value = document.get("capabilities", [])
+    if not isinstance(value, list):
+        raise ProtocolError("capabilities", f"expected a list, got {_type_name(value)}")
+    names = []
+    for index, name in enumerate(value):
+        try:
+            names.append(validate_capability(name))
+        except ValueError as error:
+            raise ProtocolError(f"capabilities[{index}]", str(error)) from None
+    return tuple(names)
+
+
+def _presence(document: Mapping[str, Any]) -> Presence:
+    text = _string(document, "status", "online")
+    try:
+        return Presence(text)
+    except ValueError:
+        allowed = ", ".join(p.value for p in Presence)
+        raise ProtocolError("status", f"{text!r} is not one of {allowed}") from None
+
+
+def _timestamp(document: Mapping[str, Any], field: str) -> datetime | None:
+    if document.get(field) is None:
+        return None
+    text = _string(document, field)
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ProtocolError(field, f"not an ISO 8601 date-time: {text!r}") from None
+    if value.utcoffset() is None:
+        raise ProtocolError(field, "must carry a UTC offset (e.g. a trailing 'Z')")
+    return value.astimezone(UTC)
+
+
+# --- presence: announce and heartbeat ------------------------------------------------------
+
+
+@attrs.frozen
+class AgentStatus:
+    """What an agent publishes on ``agent.announce`` and ``agent.<id>.status``."""
+
+    id: str
+    """The agent id."""
+    name: str
+    """Human-readable name."""
+    capabilities: tuple[str, ...] = ()
+    """Capabilities it serves."""
+    status: Presence = Presence.ONLINE
+    """How it is."""
+    uptime: float = 0.0
+    """Seconds since the agent started."""
+    in_flight: int = 0
+    """Messages and capability calls being handled now."""
+    restarts: int = 0
+    """Restarts of its children since it started."""
+    heartbeat_interval: float | None = None
+    """Seconds between its heartbeats (None: it does not say)."""
+    timestamp: datetime = attrs.field(factory=lambda: datetime.now(UTC))
+    """When it was sent."""
+
+    def to_json(self) -> bytes:
+        """The wire form."""
+        document: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "capabilities": list(self.capabilities),
+            "status": self.status.value,
+            "uptime": round(self.uptime, 3),
+            "in_flight": self.in_flight,
+            "restarts": self.restarts,
+            "timestamp": format_timestamp(self.timestamp),
+        }
+        if self.heartbeat_interval is not None:
+            document["heartbeat_interval"] = self.heartbeat_interval
+        return dump_json(document)
+
+    @classmethod
+    def from_json(cls, data: bytes) -> AgentStatus:
+        """Decode; only ``id`` is required.
+
+        Raises:
+            ProtocolError: a field is invalid.
+        """
+        document = load_json_object(data)
+        agent_id = _agent_id(document, "id")
+        interval = document.get("heartbeat_interval")
+        in_flight = _number(document, "in_flight", 0)
+        restarts = _number(document, "restarts", 0)
+        return cls(
+            id=agent_id,
+            name=_string(document, "name", agent_id),
+            capabilities=_capabilities(document),
+            status=_presence(document),
+            uptime=_number(document, "uptime", 0.0),
+            in_flight=int(in_flight),
+            restarts=int(restarts),
+            heartbeat_interval=None
+            if interval is None
+            else _number(document, "heartbeat_interval", 0) or None,
+            timestamp=_timestamp(document, "timestamp") or datetime.now(UTC),
+        )
+
+
+@attrs.frozen
+class AgentInfo:
+    """One entry of the ``mcp.list_agents`` reply."""
+
+    id: str
+    """The agent id."""
+    name: str
+    """Human-readable name."""
+    capabilities: tuple[str, ...]
+    """Capabilities it serves."""
+    status: Presence
+    """Online, busy or offline (as the directory concluded)."""
+    last_seen: datetime
+    """When the directory last heard from it (UTC)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready form."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "capabilities": list(self.capabilities),
+            "status": self.status.value,
+            "last_seen": format_timestamp(self.last_seen),
+        }
+
+    @classmethod
+    def from_dict(cls, document: Mapping[str, Any]) -> AgentInfo:
+        """Decode one entry.
+
+        Raises:
+            ProtocolError: a field is invalid.
+        """
+        agent_id = _agent_id(document, "id")
+        return cls(
+            id=agent_id,
+            name=_string(document, "name", agent_id),
+            capabilities=_capabilities(document),
+            status=_presence(document),
+            last_seen=_timestamp(document, "last_seen") or datetime.now(UTC),
+        )
+
+
+def encode_agent_list(agents: list[AgentInfo]) -> bytes:
+    """The ``mcp.list_agents`` reply."""
+    return dump_json({"agents": [agent.to_dict() for agent in agents]})
+
+
+def decode_agent_list(data: bytes) -> tuple[AgentInfo, ...]:
+    """Decode a ``mcp.list_agents`` reply.
+
+    Raises:
+        ProtocolError: the reply is malformed.
+    """
+    document = load_json_object(data)
+    agents = document.get("agents")
+    if not isinstance(agents, list):
+        raise ProtocolError("agents", f"expected a list, got {_type_name(agents)}")
+    decoded = []
+    for index, entry in enumerate(agents):
+        if not isinstance(entry, dict):
+            raise ProtocolError(f"agents[{index}]", "expected a JSON object")
+        try:
+            decoded.append(AgentInfo.from_dict(entry))
+        except ProtocolError as error:
+            raise ProtocolError(f"agents[{index}].{error.field}", error.reason) from None
+    return tuple(decoded)
+
+
+# --- capabilities ----------------------------------------------------------------------
+
+
+@attrs.frozen
+class CapabilityRequest:
+    """``{"capability": name, "input": any JSON, "timeout": seconds (optional)}``."""
+
+    capability: str
+    """The capability to run."""
+    input: Any = None
+    """Its input, any JSON value."""
+    timeout: float | None = None
+    """How long the caller waits, in seconds (None: the router's default)."""
+
+    def to_json(self) -> bytes:
+        """The wire form."""
+        document: dict[str, Any] = {"capability": self.capability, "input": self.input}
+        if self.timeout is not None:
+            document["timeout"] = self.timeout
+        return dump_json(document)
+
+    @classmethod
+    def from_json(cls, data: bytes) -> CapabilityRequest:
+        """Decode.
+
+        Raises:
+            ProtocolError: the request is malformed.
+        """
+        document = load_json_object(data)
+        name = _string(document, "capability")
+        try:
+            validate_capability(name)
+        except ValueError as error:
+            raise ProtocolError("capability", str(error)) from None
+        timeout = document.get("timeout")
+        if timeout is not None:
+            timeout = _number(document, "timeout", 0)
+            if timeout <= 0:
+                raise ProtocolError("timeout", "must be greater than 0")
+        return cls(capability=name, input=document.get("input"), timeout=timeout)
+
+
+@attrs.frozen
+class CapabilityReply:
+    """The one reply to a capability request."""
+
+    ok: bool
+    """Whether it worked."""
+    result: Any = None
+    """The result (when ok)."""
+    agent: str | None = None
+    """The agent that ran it (when one did)."""
+    code: ErrorCode | None = None
+    """Why it failed (when not ok)."""
+    message: str = ""
+    """Words about the failure."""
+
+    @classmethod
+    def success(cls, result: Any, agent: str) -> CapabilityReply:
+        """A successful reply."""
+        return cls(ok=True, result=result, agent=agent)
+
+    @classmethod
+    def failure(cls, code: ErrorCode, message: str, agent: str | None = None) -> CapabilityReply:
+        """A failed reply."""
+        return cls(ok=False, code=code, message=message, agent=agent)
+
+    def to_json(self) -> bytes:
+        """The wire form.
+
+        Raises:
+            TypeError: the result cannot be represented as JSON.
+        """
+        if self.ok:
+            return dump_json({"ok": True, "result": self.result, "agent": self.agent})
+        code = (self.code or ErrorCode.AGENT_ERROR).value
+        document: dict[str, Any] = {"ok": False, "error": {"code": code, "message": self.message}}
+        if self.agent is not None:
+            document["agent"] = self.agent
+        return dump_json(document)
+
+    @classmethod
+    def from_json(cls, data: bytes) -> CapabilityReply:
+        """Decode.
+
+        Raises:
+            ProtocolError: the reply is malformed.
+        """
+        document = load_json_object(data)
+        ok = document.get("ok")
+        if not isinstance(ok, bool):
+            raise ProtocolError("ok", f"expected true or false, got {_type_name(ok)}")
+        agent = document.get("agent")
+        if agent is not None and not isinstance(agent, str):
+            raise ProtocolError("agent", f"expected a string, got {_type_name(agent)}")
+        if ok:
+            return cls(ok=True, result=document.get("result"), agent=agent)
+        error = document.get("error")
+        if not isinstance(error, dict):
+            raise ProtocolError("error", f"expected a JSON object, got {_type_name(error)}")
+        code_text = _string(error, "code")
+        try:
+            code = ErrorCode(code_text)
+        except ValueError:
+            code = ErrorCode.AGENT_ERROR  # an unknown code from a newer peer is still a failure
+        message = error.get("message", "")
+        return cls(ok=False, code=code, message=str(message), agent=agent)

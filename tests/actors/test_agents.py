@@ -1,0 +1,355 @@
+"""Agents on a real nats-server: messaging, discovery, capabilities, failures."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import trio
+
+from volta._nursery import open_nursery
+from volta.actors import (
+    AgentContext,
+    AskFailed,
+    AskTimeout,
+    CapabilityFailed,
+    ErrorCode,
+    Presence,
+)
+from volta.bus import (
+    AGENT_ANNOUNCE,
+    CAPABILITY_REQUEST,
+    Message,
+    MessageType,
+    NatsServer,
+    agent_status,
+    open_bus,
+)
+from volta.supervisor import EventKind, Intensity, SupervisorEvent
+
+from .conftest import (
+    Recorder,
+    agent,
+    client_context,
+    node_spec,
+    running_node,
+    seed_agents,
+    wait_until,
+)
+
+
+async def test_three_agents_are_listed_online(nats_server: NatsServer) -> None:
+    async with (
+        running_node(node_spec(nats_server.url, seed_agents())),
+        open_bus(nats_server.url) as bus,
+    ):
+        agents = await client_context(bus).list_agents()
+    assert [(a.id, a.status, a.capabilities) for a in agents] == [
+        ("alpha", Presence.ONLINE, ("echo", "uppercase")),
+        ("beta", Presence.ONLINE, ("word_count",)),
+        ("gamma", Presence.ONLINE, ("word_count", "sum")),
+    ]
+
+
+async def test_list_agents_gets_exactly_one_reply_with_two_nodes(nats_server: NatsServer) -> None:
+    async with (
+        running_node(node_spec(nats_server.url, [agent("alpha")], name="one")),
+        running_node(node_spec(nats_server.url, [agent("beta")], name="two")) as second,
+        open_bus(nats_server.url) as bus,
+        bus.subscribe("_INBOX.listing.*") as replies,
+    ):
+        await wait_until(lambda: len(second.directory) == 2)
+        await bus.publish("mcp.list_agents", b"{}", reply="_INBOX.listing.1")
+        with trio.fail_after(5):
+            first = await replies.receive()
+        await trio.sleep(0.3)  # a second reply would have arrived by now
+        assert replies.statistics().pending == 0
+    ids = [entry["id"] for entry in json.loads(first.data)["agents"]]
+    assert ids == ["alpha", "beta"]
+
+
+async def test_ask_gets_the_matching_response(nats_server: NatsServer) -> None:
+    recorder = Recorder(answer=lambda m: m.message.upper())
+    async with running_node(node_spec(nats_server.url, [agent("alpha", handler=recorder)])):
+        async with (
+            open_bus(nats_server.url) as bus,
+            bus.subscribe_messages("agent.tester.message") as inbox,
+        ):
+            context = client_context(bus)
+            # A stray response to nobody's question must not confuse ask().
+            await bus.publish(
+                "agent.tester.message",
+                Message(
+                    sender="alpha",
+                    to="tester",
+                    message="stray",
+                    type=MessageType.RESPONSE,
+                    metadata={"in_reply_to": "nobody"},
+                ),
+            )
+            async with trio.open_nursery() as nursery:
+
+                async def route_responses() -> None:
+                    async for message in inbox:
+                        context._asks.resolve(message)
+
+                nursery.start_soon(route_responses)
+                answer = await context.ask("alpha", "hello", timeout=5)
+                nursery.cancel_scope.cancel()
+    assert answer.message == "HELLO"
+    assert answer.type is MessageType.RESPONSE
+    assert answer.sender == "alpha"
+    assert recorder.seen[0].type is MessageType.QUERY
+
+
+async def test_agents_message_each_other(nats_server: NatsServer) -> None:
+    class Asker(Recorder):
+        async def on_message(self, message: Message, context: AgentContext) -> str | None:
+            if message.message == "go":
+                reply = await context.ask("beta", "ping")
+                return f"beta said {reply.message}"
+            return await super().on_message(message, context)
+
+    agents = [
+        agent("alpha", handler=Asker()),
+        agent("beta", handler=Recorder(answer=lambda m: "pong")),
+    ]
+    async with (
+        running_node(node_spec(nats_server.url, agents)) as node,
+        open_bus(nats_server.url) as bus,
+    ):
+        alpha = node.agents["alpha"]
+        context = AgentContext("tester", "tester", (), bus, alpha.state.asks, 5.0)
+        async with bus.subscribe_messages("agent.tester.message") as inbox:
+            await bus.flush()
+            await context.send("alpha", "go")
+            with trio.fail_after(5):
+                reply = await anext(inbox)
+    assert reply.message == "beta said pong"
+    assert reply.in_reply_to is not None
+
+
+async def test_broadcast_reaches_everyone_but_the_sender(nats_server: NatsServer) -> None:
+    recorders = {name: Recorder(answer=lambda m: None) for name in ("alpha", "beta", "gamma")}
+    agents = [agent(name, handler=recorder) for name, recorder in recorders.items()]
+    async with running_node(node_spec(nats_server.url, agents)), open_bus(nats_server.url) as bus:
+        # Sent as alpha from outside: alpha's inbox must skip its own broadcast.
+        await client_context(bus, "alpha").broadcast("hello all")
+        await wait_until(lambda: bool(recorders["beta"].seen and recorders["gamma"].seen))
+        await trio.sleep(0.2)
+    assert [m.message for m in recorders["beta"].seen] == ["hello all"]
+    assert recorders["alpha"].seen == []
+
+
+async def test_capabilities_route_and_spread_load(nats_server: NatsServer) -> None:
+    async with (
+        running_node(node_spec(nats_server.url, seed_agents())),
+        open_bus(nats_server.url) as bus,
+    ):
+        context = client_context(bus)
+        assert await context.request_capability("uppercase", "abc") == "ABC"
+        assert await context.request_capability("sum", [1, 2, 3.5]) == 6.5
+        served_by: dict[str, int] = {}
+        for _ in range(60):
+            reply = await bus.request(
+                CAPABILITY_REQUEST,
+                json.dumps({"capability": "word_count", "input": "a b c"}).encode(),
+                timeout=5,
+            )
+            answer = json.loads(reply.data)
+            assert answer["ok"] is True
+            assert answer["result"] == 3
+            served_by[answer["agent"]] = served_by.get(answer["agent"], 0) + 1
+    assert set(served_by) == {"beta", "gamma"}
+    assert min(served_by.values()) >= 10
+
+
+async def test_unknown_capability_fails_at_once(nats_server: NatsServer) -> None:
+    async with (
+        running_node(node_spec(nats_server.url, seed_agents())),
+        open_bus(nats_server.url) as bus,
+    ):
+        start = trio.current_time()
+        with pytest.raises(CapabilityFailed, match="no_capability") as caught:
+            await client_context(bus).request_capability("fly", None, timeout=30)
+        assert trio.current_time() - start < 1
+    assert caught.value.code is ErrorCode.NO_CAPABILITY
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"not json", "not valid UTF-8 JSON"),
+        (b'{"input": 1}', "capability: required field is missing"),
+        (b'{"capability": "a.b"}', "invalid capability name"),
+        (b'{"capability": "sum", "timeout": -1}', "timeout"),
+    ],
+)
+async def test_malformed_capability_requests_get_bad_request(
+    nats_server: NatsServer, payload: bytes, reason: str
+) -> None:
+    async with (
+        running_node(node_spec(nats_server.url, seed_agents())),
+        open_bus(nats_server.url) as bus,
+    ):
+        reply = json.loads((await bus.request(CAPABILITY_REQUEST, payload, timeout=5)).data)
+    assert reply["ok"] is False
+    assert reply["error"]["code"] == "bad_request"
+    assert reason in reply["error"]["message"]
+
+
+async def test_capability_input_errors_name_the_agent(nats_server: NatsServer) -> None:
+    async with (
+        running_node(node_spec(nats_server.url, seed_agents())),
+        open_bus(nats_server.url) as bus,
+    ):
+        with pytest.raises(CapabilityFailed, match="bad_request") as caught:
+            await client_context(bus).request_capability("sum", "not a list")
+    assert caught.value.agent == "gamma"
+
+
+class Hangs(Recorder):
+    async def on_message(self, message: Message, context: AgentContext) -> str | None:
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def on_capability(self, capability: str, input: Any, context: AgentContext) -> Any:
+        await trio.sleep_forever()
+
+
+async def test_a_hanging_agent_times_out_and_the_caller_carries_on(
+    nats_server: NatsServer,
+) -> None:
+    agents = [
+        agent("stuck", ["slow"], handler=Hangs(), capability_timeout=0.3),
+        agent("fine", ["echo"]),
+    ]
+    async with running_node(node_spec(nats_server.url, agents)), open_bus(nats_server.url) as bus:
+        context = client_context(bus)
+        with pytest.raises(AskTimeout, match=r"agent 'stuck' did not respond within 0\.3 s"):
+            await context.ask("stuck", "hello?", timeout=0.3)
+        with pytest.raises(CapabilityFailed, match="timeout") as caught:
+            await context.request_capability("slow", 1, timeout=5)
+        assert caught.value.code is ErrorCode.TIMEOUT
+        assert caught.value.agent == "stuck"
+        # The caller is fine and so is everyone else.
+        assert await context.request_capability("echo", "still here") == "still here"
+
+
+async def test_router_timeout_when_the_agent_outlasts_the_caller(nats_server: NatsServer) -> None:
+    agents = [agent("stuck", ["slow"], handler=Hangs(), capability_timeout=30)]
+    async with running_node(node_spec(nats_server.url, agents)), open_bus(nats_server.url) as bus:
+        with pytest.raises(CapabilityFailed, match="timeout"):
+            await client_context(bus).request_capability("slow", 1, timeout=0.3)
+
+
+class Fails(Recorder):
+    async def on_message(self, message: Message, context: AgentContext) -> str | None:
+        if message.message == "crash":
+            raise RuntimeError("boom")
+        return await super().on_message(message, context)
+
+    async def on_capability(self, capability: str, input: Any, context: AgentContext) -> Any:
+        raise ValueError(f"cannot {capability}")
+
+
+async def test_handler_failures_answer_the_caller_then_restart_the_child(
+    nats_server: NatsServer,
+) -> None:
+    events: list[SupervisorEvent] = []
+    async with (
+        running_node(
+            node_spec(nats_server.url, [agent("flaky", ["work"], handler=Fails())])
+        ) as node,
+        open_bus(nats_server.url) as bus,
+    ):
+        context = client_context(bus)
+        async with node.events.watch(1000) as stream:
+            with pytest.raises(CapabilityFailed, match=r"agent_error.*cannot work"):
+                await context.request_capability("work", 1)
+            with pytest.raises(AskFailed, match="RuntimeError\\('boom'\\)"):
+                await _ask_with_inbox(bus, context, "flaky", "crash")
+            with trio.fail_after(5):
+                while len([e for e in events if e.kind is EventKind.RESTART]) < 2:
+                    event = await stream.receive()
+                    if isinstance(event, SupervisorEvent):
+                        events.append(event)
+        assert await _ask_with_inbox(bus, context, "flaky", "fine") is not None
+    restarted = sorted(e.child for e in events if e.kind is EventKind.RESTART)
+    assert restarted == ["capabilities", "inbox"]
+    assert node.agents["flaky"].statistics().handler_errors == 1
+
+
+async def _ask_with_inbox(bus: Any, context: AgentContext, to: str, text: str) -> Message:
+    async with bus.subscribe_messages(f"agent.{context.agent_id}.message") as inbox:
+        await bus.flush()
+        async with open_nursery() as nursery:
+
+            async def route() -> None:
+                async for message in inbox:
+                    context._asks.resolve(message)
+
+            nursery.start_soon(route)
+            try:
+                return await context.ask(to, text, timeout=5)
+            finally:
+                nursery.cancel_scope.cancel()
+
+
+async def test_orderly_shutdown_says_offline(nats_server: NatsServer) -> None:
+    async with open_bus(nats_server.url) as bus, bus.subscribe(agent_status("alpha")) as beats:
+        await bus.flush()
+        async with running_node(node_spec(nats_server.url, [agent("alpha")])):
+            with trio.fail_after(5):
+                first = json.loads((await beats.receive()).data)
+        with trio.fail_after(5):
+            statuses = []
+            while not statuses or statuses[-1] != "offline":
+                statuses.append(json.loads((await beats.receive()).data)["status"])
+    assert first["status"] == "online"
+    assert first["heartbeat_interval"] == 0.2
+    assert statuses[-1] == "offline"
+
+
+async def test_announce_on_start(nats_server: NatsServer) -> None:
+    async with open_bus(nats_server.url) as bus, bus.subscribe(AGENT_ANNOUNCE) as announces:
+        await bus.flush()
+        async with running_node(node_spec(nats_server.url, seed_agents())):
+            with trio.fail_after(5):
+                ids = sorted([json.loads((await announces.receive()).data)["id"] for _ in range(3)])
+    assert ids == ["alpha", "beta", "gamma"]
+
+
+@pytest.mark.parametrize("shared", [True, False])
+async def test_shared_and_own_connections(nats_server: NatsServer, shared: bool) -> None:
+    spec = node_spec(nats_server.url, seed_agents(), shared_connection=shared)
+    async with running_node(spec), open_bus(nats_server.url) as bus:
+        context = client_context(bus)
+        assert await context.request_capability("word_count", "one two") == 2
+        assert len(await context.list_agents()) == 3
+
+
+async def test_intensity_breach_escalates_to_the_node_which_restarts_the_agent(
+    nats_server: NatsServer,
+) -> None:
+    from volta.actors import SupervisionPolicy
+
+    strict = SupervisionPolicy(intensity=Intensity(max_restarts=1, period=30))
+    spec = node_spec(nats_server.url, [agent("fragile", handler=Fails(), supervision=strict)])
+    async with running_node(spec) as node, open_bus(nats_server.url) as bus:
+        context = client_context(bus)
+        async with node.events.watch(1000) as stream:
+            for _ in range(2):
+                await context.send("fragile", "crash")
+                await trio.sleep(0.2)
+            with trio.fail_after(5):
+                kinds = []
+                while (EventKind.RESTART, "agent-fragile") not in kinds:
+                    event = await stream.receive()
+                    if isinstance(event, SupervisorEvent):
+                        kinds.append((event.kind, event.child))
+        assert (EventKind.ESCALATION, "inbox") in kinds
+        # Restarted by the node, the agent serves again.
+        reply = await _ask_with_inbox(bus, context, "fragile", "hello")
+    assert reply.message == "re: hello"

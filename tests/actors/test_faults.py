@@ -1,0 +1,122 @@
+"""Fault injection on running agents: crash loops, dead agents, a dead server."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import trio
+
+from volta.actors import Presence
+from volta.bus import AGENT_ANNOUNCE, NatsServer, agent_status, open_bus
+from volta.supervisor import EventKind, SupervisorEvent
+
+from .conftest import FAST_RECONNECT, agent, client_context, node_spec, running_node, seed_agents
+from .test_agents import Fails, _ask_with_inbox
+
+
+async def test_crash_the_inbox_100_times_heartbeats_never_stop(nats_server: NatsServer) -> None:
+    interval = 0.05
+    beats: list[float] = []
+    restarts = 0
+    spec = node_spec(
+        nats_server.url, [agent("victim", handler=Fails(), heartbeat_interval=interval)]
+    )
+    async with (
+        running_node(spec) as node,
+        open_bus(nats_server.url) as bus,
+        bus.subscribe(agent_status("victim")) as statuses,
+        node.events.watch(10_000) as events,
+        trio.open_nursery() as nursery,
+    ):
+
+        async def record_beats() -> None:
+            async for _ in statuses:
+                beats.append(trio.current_time())
+
+        nursery.start_soon(record_beats)
+        context = client_context(bus)
+        start = trio.current_time()
+        for _ in range(100):
+            await context.send("victim", "crash")
+            with trio.fail_after(5):
+                async for event in events:
+                    if (
+                        isinstance(event, SupervisorEvent)
+                        and event.kind is EventKind.START
+                        and event.child == "inbox"
+                    ):
+                        restarts += 1
+                        break
+        end = trio.current_time()
+        # Still serving after all that.
+        reply = await _ask_with_inbox(bus, context, "victim", "still there?")
+        stats = node.agents["victim"].statistics()
+        nursery.cancel_scope.cancel()
+    assert restarts == 100
+    assert stats.handler_errors == 100
+    assert stats.restarts == 100
+    assert reply.message == "re: still there?"
+    during = [t for t in beats if start <= t <= end]
+    gaps = [b - a for a, b in itertools.pairwise(during)]
+    assert len(during) >= (end - start) / interval / 2
+    assert max(gaps) < 3 * interval, f"heartbeats stalled for {max(gaps):.3f} s"
+
+
+async def test_an_agent_that_goes_silent_is_marked_offline(nats_server: NatsServer) -> None:
+    """An agent from elsewhere announces, beats once, then dies without a word."""
+    interval = 0.1
+    spec = node_spec(nats_server.url, [agent("watcher")], offline_after_missed=3)
+    async with running_node(spec) as node, open_bus(nats_server.url) as bus:
+        status = {"id": "ghost", "capabilities": ["haunt"], "heartbeat_interval": interval}
+        await bus.publish(AGENT_ANNOUNCE, json.dumps(status).encode())
+        await bus.flush()
+        with trio.fail_after(5):
+            while (entry := node.directory.get("ghost")) is None:
+                await trio.sleep(0.01)
+        assert entry.status is Presence.ONLINE
+        seen = trio.current_time()
+        assert node.directory.providers("haunt") == ["ghost"]
+        with trio.fail_after(5):
+            while node.directory.get("ghost").status is not Presence.OFFLINE:  # type: ignore[union-attr]
+                await trio.sleep(0.005)
+        went_offline = trio.current_time() - seen
+        listed = {a.id: a.status for a in await client_context(bus).list_agents()}
+    # 3 missed intervals, plus at most half an interval of sweep period (and scheduling).
+    assert 3 * interval - 0.02 <= went_offline <= 3.5 * interval + 0.15
+    assert listed["ghost"] is Presence.OFFLINE
+    assert node.directory.providers("haunt") == []
+
+
+async def test_kill_9_the_server_under_three_agents(nats_server: NatsServer) -> None:
+    spec = node_spec(nats_server.url, seed_agents())
+    async with (
+        open_bus(nats_server.url, reconnect=FAST_RECONNECT) as bus,
+        # On the node's own connection: nats-py replays it before the agents
+        # hear of the reconnect, so no re-announcement can slip past it.
+        bus.subscribe(AGENT_ANNOUNCE) as announces,
+        running_node(spec, bus=bus) as node,
+    ):
+        context = client_context(bus)
+        assert await context.request_capability("uppercase", "before") == "BEFORE"
+        await nats_server.kill()
+        await trio.sleep(0.3)
+        await nats_server.restart()
+
+        # Every agent announces itself again after the reconnect.
+        with trio.fail_after(10):
+            again = set()
+            while again != {"alpha", "beta", "gamma"}:
+                again.add(json.loads((await announces.receive()).data)["id"])
+
+        # Discovery, messaging and capabilities all work again.
+        with trio.fail_after(10):
+            while True:
+                listed = {a.id: a.status for a in await context.list_agents()}
+                if all(listed.get(n) is Presence.ONLINE for n in ("alpha", "beta", "gamma")):
+                    break
+                await trio.sleep(0.05)
+        assert await context.request_capability("word_count", "a b c d") == 4
+        reply = await _ask_with_inbox(bus, context, "alpha", "after")
+        assert reply.message == "after"
+        assert all(a.statistics().restarts == 0 for a in node.agents.values())
