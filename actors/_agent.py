@@ -7,7 +7,7 @@ before it stops listening).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack
 
 import attrs
@@ -48,6 +48,10 @@ def _check_capabilities(_instance: object, _attribute: object, value: tuple[str,
         raise ValueError(f"capabilities listed twice in {list(value)}")
 
 
+def _names(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
 @attrs.frozen
 class SupervisionPolicy:
     """How an agent's supervisor treats its children."""
@@ -73,7 +77,7 @@ class AgentSpec:
     name: str = attrs.field(default=attrs.Factory(lambda self: self.id, takes_self=True))
     """Human-readable name (defaults to the id)."""
     capabilities: tuple[str, ...] = attrs.field(
-        default=(), converter=tuple, validator=_check_capabilities
+        default=(), converter=_names, validator=_check_capabilities
     )
     """Capabilities it serves to others."""
     max_concurrency: int = attrs.field(default=8, validator=attrs.validators.ge(1))

@@ -11,6 +11,7 @@ connection events, agents coming and going) is emitted on one stream,
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from contextlib import AsyncExitStack
 from typing import TypeAlias
 
@@ -38,6 +39,10 @@ NodeEvent: TypeAlias = SupervisorEvent | ConnectionEvent | PresenceChange
 """Everything a node reports."""
 
 
+def _specs(value: Iterable[AgentSpec]) -> tuple[AgentSpec, ...]:
+    return tuple(value)
+
+
 def _unique_ids(_instance: object, _attribute: object, agents: tuple[AgentSpec, ...]) -> None:
     ids = [agent.id for agent in agents]
     duplicates = sorted({agent_id for agent_id in ids if ids.count(agent_id) > 1})
@@ -49,7 +54,7 @@ def _unique_ids(_instance: object, _attribute: object, agents: tuple[AgentSpec, 
 class NodeSpec:
     """What one node runs."""
 
-    agents: tuple[AgentSpec, ...] = attrs.field(converter=tuple, validator=_unique_ids)
+    agents: tuple[AgentSpec, ...] = attrs.field(converter=_specs, validator=_unique_ids)
     """The agents, in start order."""
     bus_options: BusOptions = BusOptions()
     """How the node (and agents with their own connection) reach NATS."""

@@ -72,8 +72,9 @@ class NatsServerConfig:
     """Enable JetStream."""
     store_dir: Path | None = None
     """JetStream store; a temporary folder (removed on exit) when None."""
-    monitor: bool = False
-    """Enable the HTTP monitoring endpoint on a free port."""
+    monitor_port: int | None = None
+    """HTTP monitoring port (``/varz``, ``/connz``, ``/healthz``); -1 picks a free
+    one; None turns monitoring off."""
     startup_timeout: float = 10.0
     """How long to wait for "Server is ready"."""
     stop_timeout: float = 5.0
@@ -130,9 +131,10 @@ class NatsServer:
     def _command(self) -> list[str]:
         config = self._config
         command = [find_nats_server(), "-a", config.host, "-p", str(self._port)]
-        if config.monitor:
-            monitor_port = -1 if self._monitor_port is None else self._monitor_port
-            command += ["-m", str(monitor_port)]
+        if config.monitor_port is not None:
+            # After a restart, keep the port the server picked the first time.
+            port = self._monitor_port if self._monitor_port is not None else config.monitor_port
+            command += ["-m", str(port)]
         if config.jetstream:
             command += ["-js"]
             if self._store_dir is not None:

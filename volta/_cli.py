@@ -1,44 +1,135 @@
-"""The ``volta`` command."""
+"""The ``volta`` command.
+
+- ``volta run CONFIG.yaml``: one node (a supervisor tree) per container, as its
+  entrypoint. NATS comes from the config; ``NATS_URL`` (and ``--nats-url``)
+  override it.
+- ``volta up``: the embedded default: a local nats-server plus the seed's three
+  agents in one process tree. With ``--nats-url`` or ``NATS_URL`` it uses that
+  server instead of starting one.
+
+Both wait for NATS if it is not up yet (saying so), and stop in order on
+Ctrl-C or SIGTERM. Exit codes: 0 stopped by a signal, 1 the node gave up
+(too many restarts) or NATS was unreachable, 2 bad configuration.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import trio
 
-from volta.bus import NatsServerConfig, open_bus, run_nats_server
+from volta._runtime import node_spec, serve
+from volta.bus import BusError, NatsServerConfig, NatsServerError, run_nats_server
+from volta.config import ConfigError, VoltaConfig, load_config, shipped_config, with_overrides
+from volta.supervisor import SupervisorEscalation
 
 log = logging.getLogger("volta")
 
-
-async def _up(args: argparse.Namespace) -> None:
-    async with run_nats_server(NatsServerConfig(monitor=True)) as server:
-        log.info("embedded nats-server at %s (monitoring %s)", server.url, server.monitor_url)
-        async with open_bus(server.url, name="volta-up") as bus, bus.watch_events() as events:
-            log.info("connected; press Ctrl-C to stop")
-            async for event in events:
-                log.info("bus event: %s %s", event.kind.value, event.detail)
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``volta`` console script."""
-    parser = argparse.ArgumentParser(prog="volta", description="Supervised agents over NATS")
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="volta", description="Supervised agents over NATS.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("up", help="run the embedded default (a local nats-server)")
-    args = parser.parse_args(argv)
+
+    def common(command: argparse.ArgumentParser) -> None:
+        command.add_argument(
+            "--nats-url",
+            help="NATS server URL(s), comma-separated (overrides the config and NATS_URL)",
+        )
+        command.add_argument(
+            "--heartbeat-interval",
+            type=float,
+            metavar="SECONDS",
+            help="seconds between heartbeats (overrides the config)",
+        )
+
+    run = commands.add_parser("run", help="run the agents of a config file (one per container)")
+    run.add_argument("config", type=Path, help="YAML config file")
+    common(run)
+
+    up = commands.add_parser("up", help="embedded default: local nats-server + the seed agents")
+    up.add_argument(
+        "--config",
+        default="seed",
+        help="a shipped config name (seed, alpha, beta, gamma) or a YAML path",
+    )
+    up.add_argument(
+        "--port", type=int, default=4222, help="port of the embedded nats-server (0: any free port)"
+    )
+    up.add_argument(
+        "--monitor-port",
+        type=int,
+        default=8222,
+        help="HTTP monitoring port of the embedded server (0: any free port)",
+    )
+    common(up)
+    return parser
+
+
+def _load(args: argparse.Namespace, environ: Mapping[str, str], path: Path) -> VoltaConfig:
+    config = load_config(path, environ=environ)
+    return with_overrides(
+        config, nats_url=args.nats_url, heartbeat_interval=args.heartbeat_interval
+    )
+
+
+def _config_path(name: str) -> Path:
+    candidate = Path(name)
+    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+        return candidate
+    return Path(str(shipped_config(name)))
+
+
+async def _run(config: VoltaConfig, source: str) -> None:
+    spec = node_spec(config, source=source)
+    await serve(spec)
+
+
+async def _up(args: argparse.Namespace, environ: Mapping[str, str]) -> None:
+    path = _config_path(args.config)
+    if args.nats_url or environ.get("NATS_URL"):
+        await _run(_load(args, environ, path), str(path))
+        return
+    server_config = NatsServerConfig(port=args.port or -1, monitor_port=args.monitor_port or -1)
+    async with run_nats_server(server_config) as server:
+        log.info("embedded nats-server at %s (monitoring %s)", server.url, server.monitor_url)
+        config = _load(args, environ, path)
+        config = with_overrides(config, nats_url=server.url)
+        await _run(config, str(path))
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Entry point of the ``volta`` console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    environ = os.environ if environ is None else environ
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
     try:
-        trio.run(_up, args)
-    except KeyboardInterrupt:
-        log.info("stopped")
-    return 0
+        if args.command == "run":
+            config = _load(args, environ, args.config)
+            trio.run(_run, config, str(args.config))
+        else:
+            trio.run(_up, args, environ)
+    except ConfigError as error:
+        print(f"volta: bad configuration: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    except SupervisorEscalation as error:
+        print(f"volta: the node gave up: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except (BusError, NatsServerError) as error:
+        print(f"volta: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    log.info("stopped")
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -304,7 +304,7 @@ async def test_orderly_shutdown_says_offline(nats_server: NatsServer) -> None:
             with trio.fail_after(5):
                 first = json.loads((await beats.receive()).data)
         with trio.fail_after(5):
-            statuses = []
+            statuses: list[str] = []
             while not statuses or statuses[-1] != "offline":
                 statuses.append(json.loads((await beats.receive()).data)["status"])
     assert first["status"] == "online"

@@ -105,7 +105,7 @@ async def test_kill_9_the_server_under_three_agents(nats_server: NatsServer) -> 
 
         # Every agent announces itself again after the reconnect.
         with trio.fail_after(10):
-            again = set()
+            again: set[str] = set()
             while again != {"alpha", "beta", "gamma"}:
                 again.add(json.loads((await announces.receive()).data)["id"])
 

@@ -46,7 +46,7 @@ async def test_stop_on_exit() -> None:
 
 
 async def test_jetstream_with_a_store_dir(tmp_path: Path) -> None:
-    config = NatsServerConfig(jetstream=True, store_dir=tmp_path, monitor=True)
+    config = NatsServerConfig(jetstream=True, store_dir=tmp_path, monitor_port=-1)
     async with run_nats_server(config) as server:
         assert any("JetStream" in line for line in server.log_tail)
         assert server.monitor_url is not None

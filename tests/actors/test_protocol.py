@@ -1,0 +1,146 @@
+"""Protocol payloads and handler resolution (pure, no bus)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from volta.actors import (
+    AgentInfo,
+    AgentStatus,
+    CapabilityError,
+    CapabilityReply,
+    CapabilityRequest,
+    EchoHandler,
+    ErrorCode,
+    Presence,
+    ProtocolError,
+    resolve_handler,
+)
+from volta.actors._protocol import decode_agent_list, encode_agent_list
+
+
+def test_status_round_trip() -> None:
+    original = AgentStatus(
+        id="alpha",
+        name="Alpha",
+        capabilities=("echo",),
+        status=Presence.BUSY,
+        uptime=12.5,
+        in_flight=3,
+        restarts=2,
+        heartbeat_interval=30.0,
+    )
+    decoded = AgentStatus.from_json(original.to_json())
+    assert decoded == original
+
+
+def test_a_minimal_status_needs_only_an_id() -> None:
+    status = AgentStatus.from_json(b'{"id": "extern"}')
+    assert (status.name, status.capabilities, status.status) == ("extern", (), Presence.ONLINE)
+    assert status.heartbeat_interval is None
+
+
+@pytest.mark.parametrize(
+    ("document", "field", "reason"),
+    [
+        ({}, "id", "required field is missing"),
+        ({"id": "a.b"}, "id", "invalid agent id"),
+        ({"id": "a", "capabilities": "echo"}, "capabilities", "expected a list"),
+        ({"id": "a", "capabilities": ["ok", "no.dots"]}, "capabilities[1]", "invalid capability"),
+        ({"id": "a", "status": "asleep"}, "status", "'asleep' is not one of online, busy, offline"),
+        ({"id": "a", "uptime": "long"}, "uptime", "expected a number"),
+        ({"id": "a", "in_flight": -1}, "in_flight", "must not be negative"),
+        ({"id": "a", "timestamp": "noon"}, "timestamp", "not an ISO 8601"),
+        ({"id": "a", "heartbeat_interval": True}, "heartbeat_interval", "expected a number"),
+    ],
+)
+def test_status_rejections_name_the_field(
+    document: dict[str, Any], field: str, reason: str
+) -> None:
+    with pytest.raises(ProtocolError, match=reason) as caught:
+        AgentStatus.from_json(json.dumps(document).encode())
+    assert caught.value.field == field
+
+
+def test_agent_list_round_trip_and_errors() -> None:
+    status = AgentStatus(id="a", name="A", capabilities=("x",))
+    info = AgentInfo("a", "A", ("x",), Presence.ONLINE, status.timestamp)
+    assert decode_agent_list(encode_agent_list([info])) == (info,)
+    with pytest.raises(ProtocolError, match="agents"):
+        decode_agent_list(b'{"agents": 3}')
+    with pytest.raises(ProtocolError) as caught:
+        decode_agent_list(b'{"agents": [{"id": "ok"}, {"id": "a b"}]}')
+    assert caught.value.field == "agents[1].id"
+
+
+def test_capability_request_and_reply_round_trips() -> None:
+    request = CapabilityRequest("sum", [1, 2], timeout=2.5)
+    assert CapabilityRequest.from_json(request.to_json()) == request
+    ok = CapabilityReply.success({"n": 3}, "gamma")
+    assert CapabilityReply.from_json(ok.to_json()) == ok
+    failed = CapabilityReply.failure(ErrorCode.TIMEOUT, "slow", "beta")
+    assert CapabilityReply.from_json(failed.to_json()) == failed
+    assert json.loads(failed.to_json()) == {
+        "ok": False,
+        "error": {"code": "timeout", "message": "slow"},
+        "agent": "beta",
+    }
+
+
+def test_unknown_error_codes_from_newer_peers_are_agent_errors() -> None:
+    reply = CapabilityReply.from_json(b'{"ok": false, "error": {"code": "quota", "message": "m"}}')
+    assert reply.code is ErrorCode.AGENT_ERROR
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [(b'{"ok": "yes"}', "ok"), (b'{"ok": false}', "error"), (b'{"ok": true, "agent": 1}', "agent")],
+)
+def test_malformed_replies(payload: bytes, field: str) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        CapabilityReply.from_json(payload)
+    assert caught.value.field == field
+
+
+def test_a_result_that_is_not_json_is_a_type_error() -> None:
+    with pytest.raises(TypeError):
+        CapabilityReply.success({1, 2}, "a").to_json()
+
+
+def test_resolve_builtin_and_imported_handlers() -> None:
+    assert isinstance(resolve_handler("echo"), EchoHandler)
+    handler = resolve_handler("volta.actors:EchoHandler", {"prefix": "> "})
+    assert isinstance(handler, EchoHandler)
+
+
+@pytest.mark.parametrize(
+    ("reference", "reason"),
+    [
+        ("nonsense", "not a built-in"),
+        ("no_such_module_xyz:Thing", "cannot import"),
+        ("volta.actors:NoSuchThing", "has no 'NoSuchThing'"),
+        ("volta.actors:AgentInfo", "missing"),
+    ],
+)
+def test_bad_handler_references(reference: str, reason: str) -> None:
+    with pytest.raises((ValueError, TypeError), match=reason):
+        resolve_handler(reference)
+
+
+async def test_builtin_capabilities_check_their_input() -> None:
+    handler = EchoHandler()
+    context: Any = type("Context", (), {"agent_id": "a"})()
+    assert await handler.on_capability("word_count", "a b  c", context) == 3
+    assert await handler.on_capability("uppercase", "ab", context) == "AB"
+    assert await handler.on_capability("sum", [1, 2.5], context) == 3.5
+    assert await handler.on_capability("echo", {"k": [1]}, context) == {"k": [1]}
+    for capability, value in [("word_count", 3), ("sum", [1, "2"]), ("sum", [True])]:
+        with pytest.raises(CapabilityError) as caught:
+            await handler.on_capability(capability, value, context)
+        assert caught.value.code is ErrorCode.BAD_REQUEST
+    with pytest.raises(CapabilityError) as missing:
+        await handler.on_capability("fly", None, context)
+    assert missing.value.code is ErrorCode.NO_CAPABILITY

@@ -1,0 +1,95 @@
+"""The ``volta`` command, run as a real process against real nats-servers."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import trio
+
+from volta.bus import NatsServer, open_bus
+from volta.config import shipped_config
+
+from .actors.conftest import client_context
+
+VOLTA = [sys.executable, "-m", "volta._cli"]
+
+
+async def start_volta(*args: str) -> tuple[trio.Process, list[str]]:
+    """Start volta and return once its node is running, with its log lines so far."""
+    process = await trio.lowlevel.open_process(
+        [*VOLTA, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    assert process.stderr is not None
+    lines: list[str] = []
+    buffer = b""
+    with trio.fail_after(20):
+        while not any("node running" in line for line in lines):
+            chunk = await process.stderr.receive_some()
+            assert chunk, "volta exited early:\n" + "\n".join(lines)
+            buffer += chunk
+            *complete, buffer = buffer.split(b"\n")
+            lines += [line.decode() for line in complete]
+    return process, lines
+
+
+async def stop_volta(process: trio.Process, signum: int) -> tuple[int, str]:
+    process.send_signal(signum)
+    assert process.stderr is not None
+    output = b""
+    with trio.fail_after(20):
+        while chunk := await process.stderr.receive_some():
+            output += chunk
+        code = await process.wait()
+    return code, output.decode()
+
+
+async def test_up_runs_the_seed_on_an_embedded_server_and_stops_on_ctrl_c() -> None:
+    process, lines = await start_volta("up", "--port", "0", "--monitor-port", "0")
+    url = next(line.split(" at ")[1].split(" ")[0] for line in lines if "embedded" in line)
+    async with open_bus(url) as bus:
+        agents = await client_context(bus).list_agents()
+        assert [a.id for a in agents] == ["alpha", "beta", "gamma"]
+        assert await client_context(bus).request_capability("uppercase", "hi") == "HI"
+    code, rest = await stop_volta(process, signal.SIGINT)
+    assert code == 0
+    assert "stopping in order" in rest
+    # Agents stop in reverse order, each saying offline, before the process ends.
+    offline = [
+        line.split("agent ")[1].split(":")[0]
+        for line in rest.splitlines()
+        if "-> offline (said offline)" in line
+    ]
+    assert offline == ["gamma", "beta", "alpha"]
+    assert rest.rstrip().endswith("stopped")
+
+
+async def test_run_uses_the_given_server_and_stops_on_sigterm(nats_server: NatsServer) -> None:
+    config = shipped_config("beta")
+    process, _ = await start_volta(
+        "run", str(config), "--nats-url", nats_server.url, "--heartbeat-interval", "0.5"
+    )
+    async with open_bus(nats_server.url) as bus:
+        assert await client_context(bus).request_capability("word_count", "a b") == 2
+    code, _ = await stop_volta(process, signal.SIGTERM)
+    assert code == 0
+
+
+async def test_bad_config_exits_2_with_a_clear_message(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("agents:\n  - id: a.b\n    handler: echo\n")
+    result = await trio.run_process([*VOLTA, "run", str(config)], capture_stderr=True, check=False)
+    assert result.returncode == 2
+    message = result.stderr.decode()
+    assert f"{config}: agents[0].id: invalid agent id 'a.b'" in message
+    assert "Traceback" not in message
+
+
+async def test_unimportable_handler_is_a_config_error(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("agents:\n  - id: ab\n    handler: no_such_module:Handler\n")
+    result = await trio.run_process([*VOLTA, "run", str(config)], capture_stderr=True, check=False)
+    assert result.returncode == 2
+    assert "agents[0].handler" in result.stderr.decode()

@@ -1,0 +1,89 @@
+"""From a loaded configuration to a running node: the wiring between
+``volta.config`` (what to run) and ``volta.actors`` (how it runs).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+import trio
+
+from volta._nursery import open_nursery
+from volta.actors import AgentSpec, Node, NodeSpec, SupervisionPolicy, resolve_handler
+from volta.config import ConfigError, ConnectionMode, SupervisionConfig, VoltaConfig
+from volta.supervisor import Backoff, Intensity, Strategy, stop_on_signals
+
+log = logging.getLogger("volta")
+
+
+def supervision_policy(config: SupervisionConfig) -> SupervisionPolicy:
+    """The agent supervision policy a configuration describes."""
+    backoff = None
+    if config.backoff is not None:
+        backoff = Backoff(
+            initial=config.backoff.initial,
+            maximum=config.backoff.maximum,
+            multiplier=config.backoff.multiplier,
+            jitter=config.backoff.jitter,
+        )
+    return SupervisionPolicy(
+        strategy=Strategy(config.strategy.value),
+        intensity=Intensity(max_restarts=config.max_restarts, period=config.period),
+        backoff=backoff,
+        shutdown_timeout=config.shutdown_timeout,
+    )
+
+
+def node_spec(config: VoltaConfig, *, source: str | None = None) -> NodeSpec:
+    """Build the node a configuration describes, handlers included.
+
+    Raises:
+        ConfigError: a handler cannot be built (named by its key, e.g. ``agents[1].handler``).
+    """
+    policy = supervision_policy(config.supervision)
+    agents = []
+    for index, agent in enumerate(config.agents):
+        try:
+            handler = resolve_handler(agent.handler, agent.options)
+        except (ValueError, TypeError) as error:
+            raise ConfigError(str(error), source=source, key=f"agents[{index}].handler") from None
+        agents.append(
+            AgentSpec(
+                id=agent.id,
+                name=agent.name,
+                handler=handler,
+                capabilities=agent.capabilities,
+                max_concurrency=agent.max_concurrency,
+                heartbeat_interval=config.heartbeat_interval,
+                capability_timeout=agent.capability_timeout,
+                request_timeout=config.request_timeout,
+                supervision=policy,
+            )
+        )
+    return NodeSpec(
+        agents=tuple(agents),
+        bus_options=config.nats.bus_options(),
+        shared_connection=config.connection is ConnectionMode.SHARED,
+        heartbeat_interval=config.heartbeat_interval,
+        offline_after_missed=config.offline_after_missed,
+        request_timeout=config.request_timeout,
+    )
+
+
+async def serve(
+    spec: NodeSpec, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Run a node until SIGINT or SIGTERM, then stop it in order.
+
+    Raises:
+        SupervisorEscalation: the node gave up (too many agent restarts).
+        ConnectFailed: NATS could not be reached (and retrying was off).
+    """
+    node = Node(spec)
+    async with open_nursery() as nursery:
+        await nursery.start(stop_on_signals, nursery.cancel_scope, (signal.SIGINT, signal.SIGTERM))
+        await nursery.start(node.run)
+        ids = ", ".join(agent.id for agent in spec.agents)
+        log.info("node running with agents %s; Ctrl-C (SIGINT) or SIGTERM stops it", ids)
+        task_status.started(node)
