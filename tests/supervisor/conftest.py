@@ -16,6 +16,9 @@ import trio
 
 from volta.supervisor import ChildSpec, Restart, Supervisor, SupervisorEvent, shutdown_scope
 
+RunToEnd = Callable[[Supervisor], Awaitable[None]]
+"""The type of the ``run_to_end`` fixture."""
+
 
 @attrs.frozen
 class Step:
@@ -131,7 +134,7 @@ def events() -> list[SupervisorEvent]:
 
 
 @pytest.fixture
-def run_to_end() -> Callable[[Supervisor], Awaitable[None]]:
+def run_to_end() -> RunToEnd:
     """Run a supervisor that must end by itself (escalate or run out of children).
 
     The virtual-time bound turns a bug that keeps it running into a failure, not a hang.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import re
+from typing import TYPE_CHECKING
 
 import pytest
 import trio
@@ -30,9 +31,12 @@ from volta.supervisor import (
     open_supervisor,
 )
 
+if TYPE_CHECKING:
+    from .conftest import RunToEnd, Script
+
 
 async def test_one_for_one_restarts_a_child_100_times_while_its_sibling_runs_on(
-    autojump_clock: trio.testing.MockClock, script
+    autojump_clock: trio.testing.MockClock, script: Script
 ) -> None:
     # One crash per virtual second, so a 0.5 s window never holds more than one restart.
     spec = SupervisorSpec(
@@ -53,7 +57,7 @@ async def test_one_for_one_restarts_a_child_100_times_while_its_sibling_runs_on(
 
 
 async def test_exceeding_the_intensity_stops_all_in_reverse_order_and_escalates(
-    autojump_clock: trio.testing.MockClock, script, run_to_end
+    autojump_clock: trio.testing.MockClock, script: Script, run_to_end: RunToEnd
 ) -> None:
     spec = SupervisorSpec(
         "agent-alpha",
@@ -81,7 +85,7 @@ async def test_exceeding_the_intensity_stops_all_in_reverse_order_and_escalates(
 
 
 async def test_intensity_is_counted_across_children(
-    autojump_clock: trio.testing.MockClock, script, run_to_end
+    autojump_clock: trio.testing.MockClock, script: Script, run_to_end: RunToEnd
 ) -> None:
     spec = SupervisorSpec(
         "s",
@@ -101,7 +105,7 @@ async def test_intensity_is_counted_across_children(
 
 
 async def test_restarts_exactly_one_period_apart_are_in_the_same_window_like_otp(
-    autojump_clock: trio.testing.MockClock, script, run_to_end
+    autojump_clock: trio.testing.MockClock, script: Script, run_to_end: RunToEnd
 ) -> None:
     spec = SupervisorSpec("s", [script.spec("a", script.crash(5.0))])
     with pytest.raises(SupervisorEscalation, match=re.escape("failed 2 times within 5.0 s")):
@@ -110,7 +114,7 @@ async def test_restarts_exactly_one_period_apart_are_in_the_same_window_like_otp
 
 
 async def test_restarts_just_over_one_period_apart_never_escalate(
-    autojump_clock: trio.testing.MockClock, script
+    autojump_clock: trio.testing.MockClock, script: Script
 ) -> None:
     spec = SupervisorSpec("s", [script.spec("a", script.crash(5.25))])
     with trio.move_on_after(30):
@@ -119,7 +123,7 @@ async def test_restarts_just_over_one_period_apart_never_escalate(
 
 
 async def test_one_for_all_stops_the_others_in_reverse_then_restarts_all_in_order(
-    autojump_clock: trio.testing.MockClock, script
+    autojump_clock: trio.testing.MockClock, script: Script
 ) -> None:
     spec = SupervisorSpec(
         "s",
@@ -170,7 +174,10 @@ async def test_one_for_all_stops_the_others_in_reverse_then_restarts_all_in_orde
     ],
 )
 async def test_rest_for_one_restarts_the_child_and_those_started_after_it(
-    autojump_clock: trio.testing.MockClock, script, crashing: str, expected: list[tuple[str, str]]
+    autojump_clock: trio.testing.MockClock,
+    script: Script,
+    crashing: str,
+    expected: list[tuple[str, str]],
 ) -> None:
     children = [
         script.spec(name, *((script.crash(1.0), script.forever()) if name == crashing else ()))
@@ -187,7 +194,7 @@ async def test_rest_for_one_restarts_the_child_and_those_started_after_it(
 
 
 async def test_a_temporary_sibling_stopped_by_one_for_all_is_not_restarted(
-    autojump_clock: trio.testing.MockClock, script
+    autojump_clock: trio.testing.MockClock, script: Script
 ) -> None:
     spec = SupervisorSpec(
         "s",
@@ -217,7 +224,11 @@ async def test_a_temporary_sibling_stopped_by_one_for_all_is_not_restarted(
     ],
 )
 async def test_restart_types(
-    autojump_clock: trio.testing.MockClock, script, restart: Restart, ending: str, restarted: bool
+    autojump_clock: trio.testing.MockClock,
+    script: Script,
+    restart: Restart,
+    ending: str,
+    restarted: bool,
 ) -> None:
     step = script.crash(1.0) if ending == "crash" else script.finish(1.0)
     spec = SupervisorSpec(
@@ -232,7 +243,7 @@ async def test_restart_types(
 
 
 async def test_run_returns_once_no_child_is_left_to_run(
-    autojump_clock: trio.testing.MockClock, script, run_to_end
+    autojump_clock: trio.testing.MockClock, script: Script, run_to_end: RunToEnd
 ) -> None:
     spec = SupervisorSpec(
         "s",
@@ -246,7 +257,7 @@ async def test_run_returns_once_no_child_is_left_to_run(
 
 
 async def test_without_auto_shutdown_run_outlives_its_children(
-    autojump_clock: trio.testing.MockClock, script
+    autojump_clock: trio.testing.MockClock, script: Script
 ) -> None:
     spec = SupervisorSpec(
         "pool",
@@ -261,7 +272,7 @@ async def test_without_auto_shutdown_run_outlives_its_children(
 
 
 async def test_a_failed_start_is_a_crash_and_later_children_wait_for_it(
-    autojump_clock: trio.testing.MockClock, script, events: list[SupervisorEvent]
+    autojump_clock: trio.testing.MockClock, script: Script, events: list[SupervisorEvent]
 ) -> None:
     spec = SupervisorSpec(
         "s",
@@ -290,7 +301,7 @@ async def test_a_failed_start_is_a_crash_and_later_children_wait_for_it(
 
 
 async def test_failing_starts_escalate_before_the_supervisor_is_ready(
-    autojump_clock: trio.testing.MockClock, script
+    autojump_clock: trio.testing.MockClock, script: Script
 ) -> None:
     spec = SupervisorSpec(
         "s", [script.spec("a"), script.spec("b", script.fail_start()), script.spec("c")]
@@ -302,7 +313,7 @@ async def test_failing_starts_escalate_before_the_supervisor_is_ready(
 
 
 async def test_returning_before_started_is_a_failed_start(
-    autojump_clock: trio.testing.MockClock, script, run_to_end
+    autojump_clock: trio.testing.MockClock, script: Script, run_to_end: RunToEnd
 ) -> None:
     spec = SupervisorSpec("s", [script.spec("a", script.return_early())])
     expected = "RuntimeError(\"child 'a' returned without calling task_status.started()\")"
@@ -340,7 +351,7 @@ async def test_an_exception_group_from_a_childs_own_nursery_is_a_crash(
 
 
 async def test_backoff_delays_grow_exponentially_up_to_the_maximum(
-    autojump_clock: trio.testing.MockClock, script
+    autojump_clock: trio.testing.MockClock, script: Script
 ) -> None:
     spec = SupervisorSpec(
         "s",
@@ -362,7 +373,7 @@ async def test_backoff_delays_grow_exponentially_up_to_the_maximum(
 
 
 async def test_backoff_count_resets_after_a_stable_run(
-    autojump_clock: trio.testing.MockClock, script, events: list[SupervisorEvent]
+    autojump_clock: trio.testing.MockClock, script: Script, events: list[SupervisorEvent]
 ) -> None:
     crash = script.crash
     spec = SupervisorSpec(
@@ -378,7 +389,7 @@ async def test_backoff_count_resets_after_a_stable_run(
     assert [e.delay for e in events if e.kind is EventKind.RESTART] == [1.0, 2.0, 1.0, 2.0]
 
 
-async def _jittered_delays(seed: int, script, name: str) -> list[float]:
+async def _jittered_delays(seed: int, script: Script, name: str) -> list[float]:
     events: list[SupervisorEvent] = []
     spec = SupervisorSpec(
         "s",
@@ -398,7 +409,7 @@ async def _jittered_delays(seed: int, script, name: str) -> list[float]:
 
 
 async def test_backoff_jitter_is_bounded_and_reproducible_with_a_seed(
-    autojump_clock: trio.testing.MockClock, script
+    autojump_clock: trio.testing.MockClock, script: Script
 ) -> None:
     first = await _jittered_delays(7, script, "first")
     again = await _jittered_delays(7, script, "again")

@@ -14,6 +14,7 @@ import contextlib
 import functools
 import math
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import pytest
 import trio
@@ -32,9 +33,12 @@ from volta.supervisor import (
     shutdown_scope,
 )
 
+if TYPE_CHECKING:
+    from .conftest import RunToEnd, Script
+
 
 async def test_cancelling_stops_children_one_at_a_time_in_reverse_start_order(
-    autojump_clock: trio.testing.MockClock, script
+    autojump_clock: trio.testing.MockClock, script: Script
 ) -> None:
     spec = SupervisorSpec("s", [script.spec(name, script.forever(cleanup=1.0)) for name in "abc"])
     with trio.move_on_after(10):
@@ -52,7 +56,7 @@ async def test_cancelling_stops_children_one_at_a_time_in_reverse_start_order(
 
 
 async def test_a_hanging_cleanup_is_cut_off_at_its_shutdown_timeout(
-    autojump_clock: trio.testing.MockClock, script, events: list[SupervisorEvent]
+    autojump_clock: trio.testing.MockClock, script: Script, events: list[SupervisorEvent]
 ) -> None:
     spec = SupervisorSpec(
         "s",
@@ -81,7 +85,7 @@ async def test_a_hanging_cleanup_is_cut_off_at_its_shutdown_timeout(
 
 
 async def test_a_child_that_outlives_its_deadline_is_still_waited_for(
-    autojump_clock: trio.testing.MockClock, script, events: list[SupervisorEvent]
+    autojump_clock: trio.testing.MockClock, script: Script, events: list[SupervisorEvent]
 ) -> None:
     async def stubborn(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -109,7 +113,7 @@ async def test_a_child_that_outlives_its_deadline_is_still_waited_for(
 
 
 async def test_cleanup_that_fits_in_the_timeout_emits_no_timeout_event(
-    autojump_clock: trio.testing.MockClock, script, events: list[SupervisorEvent]
+    autojump_clock: trio.testing.MockClock, script: Script, events: list[SupervisorEvent]
 ) -> None:
     spec = SupervisorSpec(
         "s", [script.spec("a", script.forever(cleanup=1.5), shutdown_timeout=2.0)]
@@ -177,7 +181,7 @@ async def test_shutdown_scope_outside_a_supervisor_uses_the_default_timeout(
 
 
 async def test_cancelling_while_a_child_initialises_aborts_it_and_stops_the_others(
-    autojump_clock: trio.testing.MockClock, script
+    autojump_clock: trio.testing.MockClock, script: Script
 ) -> None:
     spec = SupervisorSpec(
         "s", [script.spec("a"), script.spec("slow", script.forever(init=100.0)), script.spec("c")]
@@ -191,7 +195,7 @@ async def test_cancelling_while_a_child_initialises_aborts_it_and_stops_the_othe
 
 
 async def test_cancelling_during_a_backoff_wait_stops_the_running_children(
-    autojump_clock: trio.testing.MockClock, script
+    autojump_clock: trio.testing.MockClock, script: Script
 ) -> None:
     spec = SupervisorSpec(
         "s",
@@ -215,7 +219,7 @@ class Fatal(BaseException):
 
 
 async def test_a_base_exception_from_a_child_is_not_a_crash_and_propagates_after_an_orderly_stop(
-    autojump_clock: trio.testing.MockClock, script, run_to_end
+    autojump_clock: trio.testing.MockClock, script: Script, run_to_end: RunToEnd
 ) -> None:
     async def fatal(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -238,7 +242,7 @@ async def test_a_base_exception_from_a_child_is_not_a_crash_and_propagates_after
 
 
 async def test_a_supervisor_cannot_run_twice_at_once_but_can_run_again(
-    autojump_clock: trio.testing.MockClock, script, run_to_end
+    autojump_clock: trio.testing.MockClock, script: Script, run_to_end: RunToEnd
 ) -> None:
     job = script.spec("a", script.finish(1.0), restart=Restart.TRANSIENT)
     supervisor = Supervisor(SupervisorSpec("s", [job]))
@@ -269,7 +273,7 @@ async def test_a_child_that_reports_ready_after_its_start_was_cancelled_still_en
 
 
 async def test_requests_still_queued_when_the_supervisor_stops_are_answered(
-    autojump_clock: trio.testing.MockClock, script
+    autojump_clock: trio.testing.MockClock, script: Script
 ) -> None:
     supervisor = Supervisor(
         SupervisorSpec("s", [script.spec("a"), script.spec("b", script.forever(cleanup=2.0))])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import random
 import re
+from collections.abc import Callable
 
 import pytest
 
@@ -37,7 +38,11 @@ def test_children_may_be_given_as_a_list_and_are_kept_as_a_tuple() -> None:
     [
         (lambda: ChildSpec("", _child), ValueError, "Length of 'name' must be >= 1: 0"),
         (lambda: SupervisorSpec(""), ValueError, "Length of 'name' must be >= 1: 0"),
-        (lambda: ChildSpec("a", 42), TypeError, "'start' must be callable"),
+        (
+            lambda: ChildSpec("a", 42),  # type: ignore[arg-type]
+            TypeError,
+            "'start' must be callable",
+        ),
         (
             lambda: ChildSpec("a", _child, shutdown_timeout=-1),
             ValueError,
@@ -49,13 +54,17 @@ def test_children_may_be_given_as_a_list_and_are_kept_as_a_tuple() -> None:
             "shutdown_timeout must be finite and in [0, inf], got inf",
         ),
         (
-            lambda: ChildSpec("a", _child, restart="permanent"),
+            lambda: ChildSpec("a", _child, restart="permanent"),  # type: ignore[arg-type]
             TypeError,
             "'restart' must be <enum 'Restart'> (got 'permanent'",
         ),
         (lambda: Intensity(max_restarts=-1), ValueError, "'max_restarts' must be >= 0: -1"),
         (lambda: Intensity(period=0), ValueError, "period must be finite and in (0, inf], got 0"),
-        (lambda: Intensity(period="5"), TypeError, "period must be a number, got '5'"),
+        (
+            lambda: Intensity(period="5"),  # type: ignore[arg-type]
+            TypeError,
+            "period must be a number, got '5'",
+        ),
         (
             lambda: Backoff(initial=2.0, maximum=1.0),
             ValueError,
@@ -72,13 +81,15 @@ def test_children_may_be_given_as_a_list_and_are_kept_as_a_tuple() -> None:
             "multiplier must be finite and in [1, inf], got 0.5",
         ),
         (
-            lambda: SupervisorSpec("s", [object()]),
+            lambda: SupervisorSpec("s", [object()]),  # type: ignore[list-item]
             TypeError,
             "'children' must be <class 'volta.supervisor._spec.ChildSpec'> (got <object",
         ),
     ],
 )
-def test_invalid_specs_are_refused(build, error: type[Exception], message: str) -> None:
+def test_invalid_specs_are_refused(
+    build: Callable[[], object], error: type[Exception], message: str
+) -> None:
     with pytest.raises(error, match=re.escape(message)):
         build()
 

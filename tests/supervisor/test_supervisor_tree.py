@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import signal
+from typing import TYPE_CHECKING
 
 import pytest
 import trio
@@ -35,6 +36,9 @@ from volta.supervisor import (
     open_supervisor,
     stop_on_signals,
 )
+
+if TYPE_CHECKING:
+    from .conftest import RunToEnd, Script
 
 
 def test_public_names_are_deliberate() -> None:
@@ -61,7 +65,10 @@ def test_public_names_are_deliberate() -> None:
 
 
 async def test_an_inner_escalation_is_a_crash_in_the_outer_supervisor_and_escalates_further(
-    autojump_clock: trio.testing.MockClock, script, events: list[SupervisorEvent], run_to_end
+    autojump_clock: trio.testing.MockClock,
+    script: Script,
+    events: list[SupervisorEvent],
+    run_to_end: RunToEnd,
 ) -> None:
     inner = Supervisor(
         SupervisorSpec("inner", [script.spec("worker", script.crash(1.0))]), on_event=events.append
@@ -100,7 +107,7 @@ async def test_an_inner_escalation_is_a_crash_in_the_outer_supervisor_and_escala
 
 
 async def test_a_tree_stops_depth_first_in_reverse_start_order(
-    autojump_clock: trio.testing.MockClock, script
+    autojump_clock: trio.testing.MockClock, script: Script
 ) -> None:
     inner = Supervisor(SupervisorSpec("inner", [script.spec("x"), script.spec("y")]))
     spec = SupervisorSpec(
@@ -112,7 +119,7 @@ async def test_a_tree_stops_depth_first_in_reverse_start_order(
 
 
 async def test_open_supervisor_cancels_the_body_and_raises_the_escalation_bare(
-    autojump_clock: trio.testing.MockClock, script
+    autojump_clock: trio.testing.MockClock, script: Script
 ) -> None:
     spec = SupervisorSpec("s", [script.spec("a"), script.spec("b", script.crash(1.0))])
     body_cancelled_at: list[float] = []
@@ -132,7 +139,7 @@ async def test_open_supervisor_cancels_the_body_and_raises_the_escalation_bare(
 
 
 async def test_open_supervisor_lets_a_single_body_error_out_bare_after_stopping_in_order(
-    autojump_clock: trio.testing.MockClock, script
+    autojump_clock: trio.testing.MockClock, script: Script
 ) -> None:
     spec = SupervisorSpec("s", [script.spec("a"), script.spec("b")])
 
@@ -141,7 +148,8 @@ async def test_open_supervisor_lets_a_single_body_error_out_bare_after_stopping_
             try:
                 raise ValueError("context")
             except ValueError:
-                {}["missing"]  # a KeyError whose __context__ must survive the unwrapping
+                # A KeyError whose __context__ must survive the unwrapping.
+                {}["missing"]  # type: ignore[index]
 
     with pytest.raises(KeyError, match=r"^'missing'$") as caught:
         await use_supervisor()
@@ -150,7 +158,7 @@ async def test_open_supervisor_lets_a_single_body_error_out_bare_after_stopping_
 
 
 async def test_cancelling_around_open_supervisor_stops_in_order_and_is_absorbed(
-    autojump_clock: trio.testing.MockClock, script
+    autojump_clock: trio.testing.MockClock, script: Script
 ) -> None:
     spec = SupervisorSpec("s", [script.spec("a"), script.spec("b", script.forever(cleanup=1.0))])
     with trio.move_on_after(3) as timeout:
@@ -162,7 +170,7 @@ async def test_cancelling_around_open_supervisor_stops_in_order_and_is_absorbed(
 
 
 async def test_open_supervisor_groups_simultaneous_body_and_supervisor_errors(
-    autojump_clock: trio.testing.MockClock, script
+    autojump_clock: trio.testing.MockClock, script: Script
 ) -> None:
     spec = SupervisorSpec("s", [script.spec("b", script.crash(1.0))])
     with pytest.RaisesGroup(
@@ -177,7 +185,7 @@ async def test_open_supervisor_groups_simultaneous_body_and_supervisor_errors(
 
 
 async def test_start_child_appends_a_ready_child_that_stops_first(
-    autojump_clock: trio.testing.MockClock, script
+    autojump_clock: trio.testing.MockClock, script: Script
 ) -> None:
     spec = SupervisorSpec("s", [script.spec("a")])
     async with open_supervisor(spec) as supervisor:
@@ -191,7 +199,7 @@ async def test_start_child_appends_a_ready_child_that_stops_first(
 
 
 async def test_start_child_is_restarted_like_any_child_once_started(
-    autojump_clock: trio.testing.MockClock, script
+    autojump_clock: trio.testing.MockClock, script: Script
 ) -> None:
     async with open_supervisor(SupervisorSpec("s", [script.spec("a")])) as supervisor:
         await supervisor.start_child(script.spec("late", script.crash(1.0), script.forever()))
@@ -201,7 +209,7 @@ async def test_start_child_is_restarted_like_any_child_once_started(
 
 
 async def test_start_child_reports_a_failed_start_to_the_caller_and_forgets_the_child(
-    autojump_clock: trio.testing.MockClock, script
+    autojump_clock: trio.testing.MockClock, script: Script
 ) -> None:
     async with open_supervisor(SupervisorSpec("s", [script.spec("a")])) as supervisor:
         with pytest.raises(RuntimeError, match=r"^late start #1$"):
@@ -215,7 +223,7 @@ async def test_start_child_reports_a_failed_start_to_the_caller_and_forgets_the_
 
 
 async def test_stop_child_stops_it_in_time_and_does_not_restart_it(
-    autojump_clock: trio.testing.MockClock, script
+    autojump_clock: trio.testing.MockClock, script: Script
 ) -> None:
     spec = SupervisorSpec(
         "s", [script.spec("a"), script.spec("b", script.forever(cleanup=1.0)), script.spec("c")]
@@ -236,7 +244,7 @@ async def test_stop_child_stops_it_in_time_and_does_not_restart_it(
     ]
 
 
-async def test_start_and_stop_child_need_a_running_supervisor(script) -> None:
+async def test_start_and_stop_child_need_a_running_supervisor(script: Script) -> None:
     supervisor = Supervisor(SupervisorSpec("idle"))
     with pytest.raises(RuntimeError, match=r"^supervisor 'idle' is not running$"):
         await supervisor.start_child(script.spec("a"))
@@ -269,7 +277,7 @@ async def test_ten_thousand_dynamic_children_start_and_stop_in_order(
 
 
 async def test_events_tell_the_whole_story(
-    autojump_clock: trio.testing.MockClock, script, events: list[SupervisorEvent]
+    autojump_clock: trio.testing.MockClock, script: Script, events: list[SupervisorEvent]
 ) -> None:
     spec = SupervisorSpec(
         "s",
@@ -293,7 +301,7 @@ async def test_events_tell_the_whole_story(
 
 
 async def test_a_failing_event_sink_cannot_break_the_supervisor(
-    autojump_clock: trio.testing.MockClock, script, caplog: pytest.LogCaptureFixture
+    autojump_clock: trio.testing.MockClock, script: Script, caplog: pytest.LogCaptureFixture
 ) -> None:
     calls = 0
 
@@ -314,7 +322,10 @@ async def test_a_failing_event_sink_cannot_break_the_supervisor(
 
 
 async def test_crashes_are_logged_as_warnings_and_escalations_as_errors(
-    autojump_clock: trio.testing.MockClock, script, caplog: pytest.LogCaptureFixture, run_to_end
+    autojump_clock: trio.testing.MockClock,
+    script: Script,
+    caplog: pytest.LogCaptureFixture,
+    run_to_end: RunToEnd,
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="volta.supervisor")
     spec = SupervisorSpec("s", [script.spec("a", script.crash(1.0))])
@@ -337,7 +348,7 @@ async def test_crashes_are_logged_as_warnings_and_escalations_as_errors(
 
 
 async def test_stop_on_signals_stops_a_tree_in_order_on_a_real_sigterm(
-    script, caplog: pytest.LogCaptureFixture
+    script: Script, caplog: pytest.LogCaptureFixture
 ) -> None:
     spec = SupervisorSpec("root", [script.spec("a"), script.spec("b")])
     with trio.fail_after(5):
