@@ -47,6 +47,7 @@ class ConnectionMonitor:
         self._rng = rng or random.Random()
         self._attempt = 0
         self._last_error = ""
+        self._auth_error = ""
         self._give_up: asyncio.Future[None] | None = None
         self._client: Client | None = None
         self.online = asyncio.Event()
@@ -76,6 +77,9 @@ class ConnectionMonitor:
             self.emit(ConnectionEventKind.SLOW_CONSUMER, text)
             return
         self._last_error = text
+        if "authorization" in text.lower() or "authentication" in text.lower():
+            # The server may reset the next attempt before it says why: keep the why.
+            self._auth_error = text
         log.info("nats: %s", text)
         self.emit(ConnectionEventKind.ERROR, text)
 
@@ -181,8 +185,9 @@ class ConnectionMonitor:
                 client = await self._connect_once()
             except (TimeoutError, OSError, nats_errors.Error) as error:
                 text = self._scrub(str(error) or type(error).__name__)
-                if self._last_error and self._last_error not in text:
-                    text = f"{text} (last error: {self._last_error})"
+                cause = self._auth_error or self._last_error
+                if cause and cause not in text:
+                    text = f"{text} (last error: {cause})"
                 servers = ", ".join(options.redacted_servers())
                 limit = options.reconnect.max_attempts
                 if not options.retry_initial_connect or (0 <= limit <= attempt):
