@@ -13,7 +13,7 @@ from contextlib import AsyncExitStack
 import attrs
 import trio
 
-from volta.bus import Bus, BusOptions, open_bus, validate_agent_id, validate_capability
+from volta.bus import Bus, BusOptions, open_bus, validate_capability, validate_own_agent_id
 from volta.supervisor import (
     Backoff,
     ChildSpec,
@@ -36,9 +36,7 @@ log = logging.getLogger("volta.actors")
 
 
 def _check_id(_instance: object, _attribute: object, value: str) -> None:
-    validate_agent_id(value)
-    if value == "broadcast":
-        raise ValueError("agent id 'broadcast' is reserved")
+    validate_own_agent_id(value)
 
 
 def _check_capabilities(_instance: object, _attribute: object, value: tuple[str, ...]) -> None:
@@ -100,12 +98,24 @@ class AgentState:
 
     spec: AgentSpec
     started_at: float = 0.0
-    in_flight: int = 0
+    messages_in_flight: int = 0
+    calls_in_flight: int = 0
     handled: int = 0
     handler_errors: int = 0
     capability_calls: int = 0
     asks: PendingAsks = attrs.Factory(PendingAsks)
     supervisor: Supervisor | None = None
+
+    @property
+    def in_flight(self) -> int:
+        """Messages and capability calls being handled now."""
+        return self.messages_in_flight + self.calls_in_flight
+
+    @property
+    def busy(self) -> bool:
+        """True when every inbox worker, or every capability slot, is taken."""
+        limit = self.spec.max_concurrency
+        return self.messages_in_flight >= limit or self.calls_in_flight >= limit
 
     @property
     def restarts(self) -> int:
@@ -116,7 +126,7 @@ class AgentState:
         """The announce/heartbeat payload as of now."""
         spec = self.spec
         if presence is None:
-            presence = Presence.BUSY if self.in_flight >= spec.max_concurrency else Presence.ONLINE
+            presence = Presence.BUSY if self.busy else Presence.ONLINE
         return AgentStatus(
             id=spec.id,
             name=spec.name,

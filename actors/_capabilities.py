@@ -72,13 +72,24 @@ class CapabilityResponder:
     async def _call(self, delivery: Delivery, limiter: trio.CapacityLimiter, token: object) -> None:
         state = self._state
         spec = state.spec
-        state.in_flight += 1
+        state.calls_in_flight += 1
         try:
             try:
                 request = CapabilityRequest.from_json(delivery.data)
             except ProtocolError as error:
                 await self._answer(
                     delivery, CapabilityReply.failure(ErrorCode.BAD_REQUEST, str(error), spec.id)
+                )
+                return
+            served = delivery.subject.rsplit(".", 1)[-1]
+            if request.capability != served:
+                await self._answer(
+                    delivery,
+                    CapabilityReply.failure(
+                        ErrorCode.BAD_REQUEST,
+                        f"asked for {request.capability!r} on the endpoint of {served!r}",
+                        spec.id,
+                    ),
                 )
                 return
             state.capability_calls += 1
@@ -97,7 +108,7 @@ class CapabilityResponder:
             )
             raise
         finally:
-            state.in_flight -= 1
+            state.calls_in_flight -= 1
             limiter.release_on_behalf_of(token)
 
     async def _run_handler(

@@ -20,7 +20,6 @@ from volta.bus import (
     NoResponders,
     RequestTimeout,
     agent_message,
-    validate_agent_id,
 )
 
 from ._protocol import (
@@ -155,7 +154,7 @@ class AgentContext:
         """
         message = Message(
             sender=self._agent_id,
-            to=validate_agent_id(to),
+            to=to,
             message=text,
             type=type,
             metadata=metadata or {},
@@ -200,7 +199,7 @@ class AgentContext:
         timeout = self._request_timeout if timeout is None else timeout
         question = Message(
             sender=self._agent_id,
-            to=validate_agent_id(to),
+            to=to,
             message=text,
             type=MessageType.QUERY,
             metadata=metadata or {},
@@ -217,7 +216,9 @@ class AgentContext:
         response = responses[0]
         error = response.metadata.get("error")
         if isinstance(error, Mapping):
-            raise AskFailed(to, str(error.get("code", "agent_error")), str(error.get("message")))
+            raise AskFailed(
+                to, str(error.get("code") or "agent_error"), str(error.get("message") or "")
+            )
         return response
 
     async def list_agents(self, *, timeout: float | None = None) -> tuple[AgentInfo, ...]:

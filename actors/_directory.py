@@ -175,6 +175,8 @@ class DirectoryService:
         self._bus = bus
         self._on_change = on_change or (lambda _change: None)
         self._sync_timeout = sync_timeout
+        self._sweeping_every = float("inf")
+        self._sooner = trio.Event()
         self.malformed = 0
 
     def _report(self, changes: Iterable[PresenceChange]) -> None:
@@ -225,14 +227,19 @@ class DirectoryService:
                 self.malformed += 1
                 log.warning("malformed %s on %s skipped: %s", reason, delivery.subject, error)
                 continue
-            owner = agent_id_from_subject(delivery.subject)
-            if owner is not None and owner != status.id:
+            if (
+                delivery.subject != AGENT_ANNOUNCE
+                and agent_id_from_subject(delivery.subject) != status.id
+            ):
+                # A status may only speak for the agent its subject names.
                 self.malformed += 1
                 log.warning("status for %r published on %s skipped", status.id, delivery.subject)
                 continue
             change = self._directory.observe(status, trio.current_time(), reason)
             if change is not None:
                 self._report([change])
+            if self._directory.sweep_period() < self._sweeping_every:
+                self._sooner.set()  # a faster agent joined: do not sleep out the old period
 
     async def _answer(self, requests: Subscription) -> None:
         async for request in requests:
@@ -241,5 +248,8 @@ class DirectoryService:
 
     async def _expire(self) -> None:
         while True:
-            await trio.sleep(self._directory.sweep_period())
+            self._sweeping_every = self._directory.sweep_period()
+            with trio.move_on_after(self._sweeping_every):
+                await self._sooner.wait()
+            self._sooner = trio.Event()
             self._report(self._directory.expire(trio.current_time()))

@@ -86,11 +86,13 @@ class Inbox:
     async def _work(self, messages: trio.MemoryReceiveChannel[Message]) -> None:
         state = self._state
         async for message in messages:
-            state.in_flight += 1
+            state.messages_in_flight += 1
             try:
                 answer = await self._context_handle(message)
             except trio.Cancelled:
-                await self._report_failure(message, "interrupted", "the inbox is restarting")
+                await self._report_failure(
+                    message, "agent_error", "interrupted: the inbox stopped while handling it"
+                )
                 raise
             except Exception as error:
                 state.handler_errors += 1
@@ -98,7 +100,7 @@ class Inbox:
                 await self._report_failure(message, "agent_error", repr(error))
                 raise
             finally:
-                state.in_flight -= 1
+                state.messages_in_flight -= 1
             state.handled += 1
             if answer is not None and message.type is not MessageType.RESPONSE:
                 await self._context.reply(message, answer)

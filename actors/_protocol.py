@@ -20,7 +20,7 @@ from typing import Any
 
 import attrs
 
-from volta.bus import format_timestamp, validate_agent_id, validate_capability
+from volta.bus import format_timestamp, validate_capability, validate_own_agent_id
 
 
 class ProtocolError(ValueError):
@@ -88,16 +88,21 @@ def _type_name(value: object) -> str:
 
 
 def _string(document: Mapping[str, Any], field: str, default: str | None = None) -> str:
-    value = document.get(field, default)
+    # null counts as absent, for every field.
+    value = document.get(field)
     if value is None:
-        raise ProtocolError(field, "required field is missing")
+        if default is None:
+            raise ProtocolError(field, "required field is missing")
+        value = default
     if not isinstance(value, str):
         raise ProtocolError(field, f"expected a string, got {_type_name(value)}")
     return value
 
 
 def _number(document: Mapping[str, Any], field: str, default: float) -> float:
-    value = document.get(field, default)
+    value = document.get(field)
+    if value is None:
+        value = default
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ProtocolError(field, f"expected a number, got {_type_name(value)}")
     if value < 0:
@@ -108,13 +113,15 @@ def _number(document: Mapping[str, Any], field: str, default: float) -> float:
 def _agent_id(document: Mapping[str, Any], field: str) -> str:
     value = _string(document, field)
     try:
-        return validate_agent_id(value)
+        return validate_own_agent_id(value)
     except ValueError as error:
         raise ProtocolError(field, str(error)) from None
 
 
 def _capabilities(document: Mapping[str, Any]) -> tuple[str, ...]:
-    value = document.get("capabilities", [])
+    value = document.get("capabilities")
+    if value is None:
+        return ()
     if not isinstance(value, list):
         raise ProtocolError("capabilities", f"expected a list, got {_type_name(value)}")
     names = []
@@ -131,8 +138,9 @@ def _presence(document: Mapping[str, Any]) -> Presence:
     try:
         return Presence(text)
     except ValueError:
-        allowed = ", ".join(p.value for p in Presence)
-        raise ProtocolError("status", f"{text!r} is not one of {allowed}") from None
+        # A presence this version does not know, from a newer peer: it spoke, so it
+        # is there. (Rejecting it would drop whole agent lists.)
+        return Presence.ONLINE
 
 
 def _timestamp(document: Mapping[str, Any], field: str) -> datetime | None:
@@ -390,5 +398,5 @@ class CapabilityReply:
             code = ErrorCode(code_text)
         except ValueError:
             code = ErrorCode.AGENT_ERROR  # an unknown code from a newer peer is still a failure
-        message = error.get("message", "")
+        message = error.get("message") or ""
         return cls(ok=False, code=code, message=str(message), agent=agent)

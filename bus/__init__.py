@@ -39,6 +39,7 @@ from ._subjects import AGENT_STATUS_ALL as AGENT_STATUS_ALL
 from ._subjects import CAPABILITY_REQUEST as CAPABILITY_REQUEST
 from ._subjects import DIRECTORY_QUEUE as DIRECTORY_QUEUE
 from ._subjects import MCP_LIST_AGENTS as MCP_LIST_AGENTS
+from ._subjects import RESERVED_AGENT_ID as RESERVED_AGENT_ID
 from ._subjects import ROUTER_QUEUE as ROUTER_QUEUE
 from ._subjects import agent_id_from_subject as agent_id_from_subject
 from ._subjects import agent_message as agent_message
@@ -46,6 +47,7 @@ from ._subjects import agent_status as agent_status
 from ._subjects import capability_endpoint as capability_endpoint
 from ._subjects import validate_agent_id as validate_agent_id
 from ._subjects import validate_capability as validate_capability
+from ._subjects import validate_own_agent_id as validate_own_agent_id
 from ._subjects import validate_subject as validate_subject
 from ._subscription import Delivery as Delivery
 from ._subscription import MessageSubscription as MessageSubscription
@@ -61,6 +63,7 @@ __all__ = [
     "CAPABILITY_REQUEST",
     "DIRECTORY_QUEUE",
     "MCP_LIST_AGENTS",
+    "RESERVED_AGENT_ID",
     "ROUTER_QUEUE",
     "Bus",
     "BusClosed",
@@ -101,5 +104,6 @@ __all__ = [
     "run_nats_server",
     "validate_agent_id",
     "validate_capability",
+    "validate_own_agent_id",
     "validate_subject",
 ]

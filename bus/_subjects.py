@@ -84,14 +84,38 @@ def validate_subject(subject: str, *, wildcards: bool = False) -> str:
     return subject
 
 
+RESERVED_AGENT_ID = "broadcast"
+"""The ``to`` of broadcast messages: no agent may have this id."""
+
+
+def validate_own_agent_id(agent_id: str) -> str:
+    """Check an id that names an agent (not a message's ``to``): valid and not reserved.
+
+    Raises:
+        InvalidSubject: the id is invalid or is ``"broadcast"``.
+    """
+    validate_agent_id(agent_id)
+    if agent_id == RESERVED_AGENT_ID:
+        raise InvalidSubject(f"agent id {agent_id!r} is reserved for broadcasts")
+    return agent_id
+
+
 def agent_message(agent_id: str) -> str:
-    """The subject of direct messages to one agent: ``agent.<id>.message``."""
-    return f"agent.{validate_agent_id(agent_id)}.message"
+    """The subject of direct messages to one agent: ``agent.<id>.message``.
+
+    Raises:
+        InvalidSubject: the id is invalid or reserved.
+    """
+    return f"agent.{validate_own_agent_id(agent_id)}.message"
 
 
 def agent_status(agent_id: str) -> str:
-    """The heartbeat subject of one agent: ``agent.<id>.status``."""
-    return f"agent.{validate_agent_id(agent_id)}.status"
+    """The heartbeat subject of one agent: ``agent.<id>.status``.
+
+    Raises:
+        InvalidSubject: the id is invalid or reserved.
+    """
+    return f"agent.{validate_own_agent_id(agent_id)}.status"
 
 
 def validate_capability(name: str) -> str:
@@ -121,6 +145,6 @@ def agent_id_from_subject(subject: str) -> str | None:
     parts = subject.split(".")
     if len(parts) == 3 and parts[0] == "agent" and parts[2] in ("message", "status"):
         agent_id = parts[1]
-        if _AGENT_ID.fullmatch(agent_id):
+        if _AGENT_ID.fullmatch(agent_id) and agent_id != RESERVED_AGENT_ID:
             return agent_id
     return None

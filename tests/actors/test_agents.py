@@ -20,6 +20,7 @@ from volta.actors import (
 from volta.bus import (
     AGENT_ANNOUNCE,
     CAPABILITY_REQUEST,
+    InvalidSubject,
     Message,
     MessageType,
     NatsServer,
@@ -197,6 +198,26 @@ async def test_malformed_capability_requests_get_bad_request(
     assert reply["ok"] is False
     assert reply["error"]["code"] == "bad_request"
     assert reason in reply["error"]["message"]
+
+
+async def test_an_agent_serves_only_the_capability_of_the_endpoint(nats_server: NatsServer) -> None:
+    async with (
+        running_node(node_spec(nats_server.url, seed_agents())),
+        open_bus(nats_server.url) as bus,
+    ):
+        # beta serves word_count, not uppercase: asking its endpoint for uppercase fails.
+        payload = json.dumps({"capability": "uppercase", "input": "abc"}).encode()
+        reply = json.loads(
+            (await bus.request("capability.invoke.word_count", payload, timeout=5)).data
+        )
+    assert reply["ok"] is False
+    assert reply["error"]["code"] == "bad_request"
+
+
+async def test_broadcast_is_not_an_agent(nats_server: NatsServer) -> None:
+    async with open_bus(nats_server.url) as bus:
+        with pytest.raises(InvalidSubject, match="reserved"):
+            await client_context(bus).send("broadcast", "hi")
 
 
 async def test_capability_input_errors_name_the_agent(nats_server: NatsServer) -> None:

@@ -66,7 +66,14 @@ async def test_crash_the_inbox_100_times_heartbeats_never_stop(nats_server: Nats
 async def test_an_agent_that_goes_silent_is_marked_offline(nats_server: NatsServer) -> None:
     """An agent from elsewhere announces, beats once, then dies without a word."""
     interval = 0.1
-    spec = node_spec(nats_server.url, [agent("watcher")], offline_after_missed=3)
+    # The node's own agent beats every 30 s, so the directory sweeps every 15 s until
+    # the ghost's faster interval wakes it up.
+    spec = node_spec(
+        nats_server.url,
+        [agent("watcher", heartbeat_interval=30.0)],
+        offline_after_missed=3,
+        heartbeat_interval=30.0,
+    )
     async with running_node(spec) as node, open_bus(nats_server.url) as bus:
         status = {"id": "ghost", "capabilities": ["haunt"], "heartbeat_interval": interval}
         await bus.publish(AGENT_ANNOUNCE, json.dumps(status).encode())
@@ -86,6 +93,19 @@ async def test_an_agent_that_goes_silent_is_marked_offline(nats_server: NatsServ
     assert 3 * interval - 0.02 <= went_offline <= 3.5 * interval + 0.15
     assert listed["ghost"] is Presence.OFFLINE
     assert node.directory.providers("haunt") == []
+
+
+async def test_a_status_may_only_speak_for_its_own_subject(nats_server: NatsServer) -> None:
+    async with (
+        running_node(node_spec(nats_server.url, seed_agents())) as node,
+        open_bus(nats_server.url) as bus,
+    ):
+        forged = json.dumps({"id": "alpha", "status": "offline"}).encode()
+        for subject in ("agent.mallory.status", "agent.x+y.status", "agent.broadcast.status"):
+            await bus.publish(subject, forged)
+        await bus.flush()
+        await trio.sleep(0.3)
+        assert node.directory.get("alpha").status is Presence.ONLINE  # type: ignore[union-attr]
 
 
 async def test_kill_9_the_server_under_three_agents(nats_server: NatsServer) -> None:

@@ -50,7 +50,7 @@ def test_a_minimal_status_needs_only_an_id() -> None:
         ({"id": "a.b"}, "id", "invalid agent id"),
         ({"id": "a", "capabilities": "echo"}, "capabilities", "expected a list"),
         ({"id": "a", "capabilities": ["ok", "no.dots"]}, "capabilities[1]", "invalid capability"),
-        ({"id": "a", "status": "asleep"}, "status", "'asleep' is not one of online, busy, offline"),
+        ({"id": "broadcast"}, "id", "reserved for broadcasts"),
         ({"id": "a", "uptime": "long"}, "uptime", "expected a number"),
         ({"id": "a", "in_flight": -1}, "in_flight", "must not be negative"),
         ({"id": "a", "timestamp": "noon"}, "timestamp", "not an ISO 8601"),
@@ -63,6 +63,16 @@ def test_status_rejections_name_the_field(
     with pytest.raises(ProtocolError, match=reason) as caught:
         AgentStatus.from_json(json.dumps(document).encode())
     assert caught.value.field == field
+
+
+def test_null_counts_as_absent_and_unknown_presence_is_online() -> None:
+    status = AgentStatus.from_json(
+        b'{"id": "a", "name": null, "capabilities": null, "uptime": null, "status": "dreaming"}'
+    )
+    assert (status.name, status.capabilities, status.uptime) == ("a", (), 0.0)
+    assert status.status is Presence.ONLINE  # a newer peer's presence must not break lists
+    listed = decode_agent_list(b'{"agents": [{"id": "a", "status": "hibernating"}]}')
+    assert listed[0].status is Presence.ONLINE
 
 
 def test_agent_list_round_trip_and_errors() -> None:
