@@ -220,6 +220,8 @@ class Bus:
             self._check_subject(reply)
         if len(data) > self._client.max_payload:
             raise PayloadTooLarge(subject, len(data), self._client.max_payload)
+        if not headers and self._outbox.try_write_through(self._client, subject, data, reply):
+            return
         item = (subject, data, reply, dict(headers) if headers else None)
         if not self._outbox.try_put(item):
             await self._outbox.put(item)
