@@ -103,6 +103,7 @@ class AgentState:
     handled: int = 0
     handler_errors: int = 0
     capability_calls: int = 0
+    announced: bool = False
     asks: PendingAsks = attrs.Factory(PendingAsks)
     supervisor: Supervisor | None = None
 

@@ -1,9 +1,9 @@
 """The announcer: ``agent.announce`` on start and after every reconnect.
 
-It starts after the inbox and the capability responder, which are ready only
-once the server has their subscriptions, so whoever hears the announcement can
-reach the agent. After a reconnect, nats-py has replayed the subscriptions
-(and flushed) before it reports the reconnect.
+It starts after the inbox and the capability responder and flushes before it
+announces, so the server has their subscriptions by the time anyone hears the
+announcement (one round trip per agent start). After a reconnect, nats-py has
+replayed the subscriptions (and flushed) before it reports the reconnect.
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ class Announcer:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Announce now and after every reconnect, until cancelled."""
         async with self._bus.watch_events() as events:
+            await self._bus.flush()
             await self._announce()
+            self._state.announced = True
             task_status.started()
             async for event in events:
                 if event.kind is ConnectionEventKind.RECONNECTED:

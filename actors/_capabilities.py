@@ -58,7 +58,8 @@ class CapabilityResponder:
             async with open_nursery() as nursery:
                 for subscription in subscriptions:
                     nursery.start_soon(self._serve, subscription, limiter, nursery)
-                await self._bus.flush()  # ready means reachable
+                if self._state.announced:  # a restart: ready means reachable
+                    await self._bus.flush()
                 task_status.started()
 
     async def _serve(

@@ -27,8 +27,10 @@ from ._protocol import (
     CapabilityReply,
     CapabilityRequest,
     ErrorCode,
+    ListQuery,
+    Presence,
     ProtocolError,
-    decode_agent_list,
+    decode_agent_page,
 )
 
 # The router answers "timeout" just before the caller would give up by itself.
@@ -221,17 +223,39 @@ class AgentContext:
             )
         return response
 
-    async def list_agents(self, *, timeout: float | None = None) -> tuple[AgentInfo, ...]:
+    async def list_agents(
+        self,
+        *,
+        capability: str | None = None,
+        status: Presence | None = None,
+        timeout: float | None = None,
+    ) -> tuple[AgentInfo, ...]:
         """The agents the directory knows, across all processes (``mcp.list_agents``).
+
+        Follows the reply's pages until the last one, so any number of agents fits.
+
+        Args:
+            capability: only agents that serve it (and are not offline).
+            status: only agents in this state.
+            timeout: for each page (default: the request timeout).
 
         Raises:
             RequestTimeout: no directory answered in time.
             NoResponders: no directory runs anywhere.
-            ProtocolError: the reply was malformed.
+            ProtocolError: a reply was malformed, or the directory refused the query.
         """
         timeout = self._request_timeout if timeout is None else timeout
-        reply = await self._bus.request(MCP_LIST_AGENTS, b"{}", timeout=timeout)
-        return decode_agent_list(reply.data)
+        agents: list[AgentInfo] = []
+        offset: int | None = 0
+        while offset is not None:
+            query = ListQuery(offset=offset, capability=capability, status=status)
+            reply = await self._bus.request(MCP_LIST_AGENTS, query.to_json(), timeout=timeout)
+            page, next_offset, _total = decode_agent_page(reply.data)
+            if next_offset is not None and next_offset <= offset:
+                raise ProtocolError("next_offset", f"does not advance past {offset}")
+            agents += page
+            offset = next_offset
+        return tuple(agents)
 
     async def request_capability(
         self, capability: str, input: Any = None, *, timeout: float | None = None

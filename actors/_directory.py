@@ -36,10 +36,12 @@ from volta.bus import (
 from ._protocol import (
     AgentInfo,
     AgentStatus,
+    ListQuery,
     Presence,
     ProtocolError,
-    decode_agent_list,
-    encode_agent_list,
+    decode_agent_page,
+    encode_agent_page,
+    encode_list_error,
 )
 
 log = logging.getLogger("volta.actors.directory")
@@ -79,9 +81,25 @@ class Directory:
         self._default_interval = default_interval
         self._missed = missed
         self._entries: dict[str, _Entry] = {}
+        # capability -> ids of the agents serving it that are not offline
+        self._providers: dict[str, set[str]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def _store(self, entry: _Entry) -> None:
+        old = self._entries.get(entry.info.id)
+        if old is not None:
+            for name in old.info.capabilities:
+                self._providers.get(name, set()).discard(old.info.id)
+        self._entries[entry.info.id] = entry
+        if entry.info.status is not Presence.OFFLINE:
+            for name in entry.info.capabilities:
+                self._providers.setdefault(name, set()).add(entry.info.id)
+
+    def interval_of(self, status: AgentStatus) -> float:
+        """The heartbeat interval the directory applies to an agent."""
+        return status.heartbeat_interval or self._default_interval
 
     def observe(self, status: AgentStatus, now: float, reason: str) -> PresenceChange | None:
         """Record an announce or heartbeat; the change of presence it made, if any."""
@@ -94,8 +112,7 @@ class Directory:
             status=status.status,
             last_seen=datetime.now(UTC),
         )
-        interval = status.heartbeat_interval or self._default_interval
-        self._entries[status.id] = _Entry(info, now, interval)
+        self._store(_Entry(info, now, self.interval_of(status)))
         if before is status.status:
             return None
         if status.status is Presence.OFFLINE:
@@ -110,7 +127,7 @@ class Directory:
             if info.id in self._entries:
                 continue
             age = max(0.0, (wall_now - info.last_seen).total_seconds())
-            self._entries[info.id] = _Entry(info, now - age, self._default_interval)
+            self._store(_Entry(info, now - age, self._default_interval))
             changes.append(PresenceChange(info.id, None, info.status, "sync", now))
         return changes
 
@@ -122,6 +139,8 @@ class Directory:
                 continue
             if now >= entry.seen_at + self._missed * entry.interval:
                 before = entry.info.status
+                for name in entry.info.capabilities:
+                    self._providers.get(name, set()).discard(entry.info.id)
                 entry.info = attrs.evolve(entry.info, status=Presence.OFFLINE)
                 changes.append(
                     PresenceChange(
@@ -130,22 +149,41 @@ class Directory:
                 )
         return changes
 
-    def sweep_period(self) -> float:
+    def sweep_period(self, interval: float | None = None) -> float:
         """How often to call :meth:`expire`: half the shortest heartbeat interval.
 
         So an agent is marked offline between ``missed`` and ``missed + 0.5``
         intervals after it was last heard from, at a cost of one pass over the
         table per half interval (not one per heartbeat).
-        """
-        shortest = min(
-            (e.interval for e in self._entries.values() if e.info.status is not Presence.OFFLINE),
-            default=self._default_interval,
-        )
-        return max(_MIN_SWEEP, shortest / 2)
 
-    def agents(self) -> list[AgentInfo]:
-        """Every known agent, sorted by id."""
-        return [self._entries[key].info for key in sorted(self._entries)]
+        Args:
+            interval: the period for this one interval instead (O(1); the full
+                answer is a pass over the table, done once per sweep).
+        """
+        if interval is None:
+            interval = min(
+                (
+                    e.interval
+                    for e in self._entries.values()
+                    if e.info.status is not Presence.OFFLINE
+                ),
+                default=self._default_interval,
+            )
+        return max(_MIN_SWEEP, interval / 2)
+
+    def agents(
+        self, *, capability: str | None = None, status: Presence | None = None
+    ) -> list[AgentInfo]:
+        """The known agents, sorted by id, optionally only those with a capability
+        (and not offline) or in a given state."""
+        if capability is not None:
+            ids = sorted(self._providers.get(capability, ()))
+        else:
+            ids = sorted(self._entries)
+        listed = [self._entries[key].info for key in ids]
+        if status is not None:
+            listed = [info for info in listed if info.status is status]
+        return listed
 
     def get(self, agent_id: str) -> AgentInfo | None:
         """One agent, if known."""
@@ -154,11 +192,7 @@ class Directory:
 
     def providers(self, capability: str) -> list[str]:
         """Ids of the agents that are not offline and serve ``capability``."""
-        return [
-            entry.info.id
-            for entry in self._entries.values()
-            if entry.info.status is not Presence.OFFLINE and capability in entry.info.capabilities
-        ]
+        return sorted(self._providers.get(capability, ()))
 
 
 class DirectoryService:
@@ -211,9 +245,14 @@ class DirectoryService:
 
     async def _sync(self) -> None:
         """Learn what another directory already knows (if one runs)."""
+        offset: int | None = 0
+        agents: list[AgentInfo] = []
         try:
-            reply = await self._bus.request(MCP_LIST_AGENTS, b"{}", timeout=self._sync_timeout)
-            agents = decode_agent_list(reply.data)
+            while offset is not None:
+                query = ListQuery(offset=offset).to_json()
+                reply = await self._bus.request(MCP_LIST_AGENTS, query, timeout=self._sync_timeout)
+                page, offset, _total = decode_agent_page(reply.data)
+                agents += page
         except (BusError, ProtocolError) as error:
             log.debug("no directory to sync from: %s", error)
             return
@@ -238,13 +277,26 @@ class DirectoryService:
             change = self._directory.observe(status, trio.current_time(), reason)
             if change is not None:
                 self._report([change])
-            if self._directory.sweep_period() < self._sweeping_every:
+            period = self._directory.sweep_period(self._directory.interval_of(status))
+            if period < self._sweeping_every:
                 self._sooner.set()  # a faster agent joined: do not sleep out the old period
 
     async def _answer(self, requests: Subscription) -> None:
         async for request in requests:
-            if request.reply:
-                await self._bus.respond(request, encode_agent_list(self._directory.agents()))
+            if not request.reply:
+                continue
+            try:
+                query = ListQuery.from_json(request.data)
+            except ProtocolError as error:
+                reply = encode_list_error("bad_request", str(error))
+            else:
+                matching = self._directory.agents(capability=query.capability, status=query.status)
+                # Leave room for the envelope: a page must fit the server's max_payload.
+                reply = encode_agent_page(matching, query, self._bus.max_payload - 256)
+            try:
+                await self._bus.respond(request, reply)
+            except BusError as error:  # never let a reply take the directory down
+                log.warning("could not answer mcp.list_agents: %s", error)
 
     async def _expire(self) -> None:
         while True:

@@ -45,8 +45,8 @@ class Heartbeat:
         except trio.Cancelled:
             with shutdown_scope():
                 try:
+                    # No flush: closing the bus flushes what is queued, once for all agents.
                     await self._bus.publish(subject, self._state.status(Presence.OFFLINE).to_json())
-                    await self._bus.flush(timeout=1.0)
                 except BusError as error:
                     log.info("agent %s could not say offline: %s", self._state.spec.id, error)
             raise

@@ -1,9 +1,9 @@
 """The inbox: ``agent.<id>.message`` and ``agent.broadcast`` into the handler.
 
-Two readers feed one unbuffered channel; ``max_concurrency`` workers take from
-it and call the handler, so at most that many messages are handled at once and
-a busy agent lets its subscription buffer fill (and then drop, counted) instead
-of growing without bound.
+Two readers start one task per message under a capacity limiter, so at most
+``max_concurrency`` messages are handled at once (in arrival order when it is
+1), a busy agent lets its subscription buffer fill (and then drop, counted)
+instead of growing without bound, and an idle agent holds no worker tasks.
 
 Responses that answer an ``ask`` go to the asker and never reach the handler;
 other responses reach the handler but are never answered (that would loop).
@@ -52,7 +52,7 @@ class Inbox:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve messages until cancelled; raise what a handler raised."""
         spec = self._state.spec
-        send, receive = trio.open_memory_channel[Message](0)
+        limiter = trio.CapacityLimiter(spec.max_concurrency)
         async with (
             self._bus.subscribe_messages(
                 agent_message(spec.id), max_messages=spec.inbox_buffer
@@ -62,17 +62,19 @@ class Inbox:
             ) as everyone,
             open_nursery() as nursery,
         ):
-            for _ in range(spec.max_concurrency):
-                nursery.start_soon(self._work, receive)
-            nursery.start_soon(self._read, direct, send)
-            nursery.start_soon(self._read, everyone, send)
-            # Ready means reachable: the server has the subscriptions (after a
-            # restart, too, so nothing sent after "started" is lost).
-            await self._bus.flush()
+            nursery.start_soon(self._read, direct, limiter, nursery)
+            nursery.start_soon(self._read, everyone, limiter, nursery)
+            if self._state.announced:
+                # A restart: ready means reachable, so wait until the server has the
+                # subscriptions. (At first start the announcer flushes for everyone.)
+                await self._bus.flush()
             task_status.started()
 
     async def _read(
-        self, subscription: MessageSubscription, workers: trio.MemorySendChannel[Message]
+        self,
+        subscription: MessageSubscription,
+        limiter: trio.CapacityLimiter,
+        nursery: trio.Nursery,
     ) -> None:
         own_id = self._state.spec.id
         asks = self._state.asks
@@ -81,29 +83,31 @@ class Inbox:
                 continue  # our own broadcast
             if message.type is MessageType.RESPONSE and asks.resolve(message):
                 continue
-            await workers.send(message)
+            token = object()
+            await limiter.acquire_on_behalf_of(token)
+            nursery.start_soon(self._handle, message, limiter, token)
 
-    async def _work(self, messages: trio.MemoryReceiveChannel[Message]) -> None:
+    async def _handle(self, message: Message, limiter: trio.CapacityLimiter, token: object) -> None:
         state = self._state
-        async for message in messages:
-            state.messages_in_flight += 1
-            try:
-                answer = await self._context_handle(message)
-            except trio.Cancelled:
-                await self._report_failure(
-                    message, "agent_error", "interrupted: the inbox stopped while handling it"
-                )
-                raise
-            except Exception as error:
-                state.handler_errors += 1
-                log.warning("agent %s: handler failed on %s: %r", state.spec.id, message.id, error)
-                await self._report_failure(message, "agent_error", repr(error))
-                raise
-            finally:
-                state.messages_in_flight -= 1
-            state.handled += 1
-            if answer is not None and message.type is not MessageType.RESPONSE:
-                await self._context.reply(message, answer)
+        state.messages_in_flight += 1
+        try:
+            answer = await self._context_handle(message)
+        except trio.Cancelled:
+            await self._report_failure(
+                message, "agent_error", "interrupted: the inbox stopped while handling it"
+            )
+            raise
+        except Exception as error:
+            state.handler_errors += 1
+            log.warning("agent %s: handler failed on %s: %r", state.spec.id, message.id, error)
+            await self._report_failure(message, "agent_error", repr(error))
+            raise
+        finally:
+            state.messages_in_flight -= 1
+            limiter.release_on_behalf_of(token)
+        state.handled += 1
+        if answer is not None and message.type is not MessageType.RESPONSE:
+            await self._context.reply(message, answer)
 
     async def _context_handle(self, message: Message) -> str | None:
         return await self._state.spec.handler.on_message(message, self._context)

@@ -10,6 +10,7 @@ connection events, agents coming and going) is emitted on one stream,
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections.abc import Iterable
 from contextlib import AsyncExitStack
@@ -44,8 +45,8 @@ def _specs(value: Iterable[AgentSpec]) -> tuple[AgentSpec, ...]:
 
 
 def _unique_ids(_instance: object, _attribute: object, agents: tuple[AgentSpec, ...]) -> None:
-    ids = [agent.id for agent in agents]
-    duplicates = sorted({agent_id for agent_id in ids if ids.count(agent_id) > 1})
+    counts = collections.Counter(agent.id for agent in agents)
+    duplicates = sorted(agent_id for agent_id, count in counts.items() if count > 1)
     if duplicates:
         raise ValueError(f"agent ids used more than once: {duplicates}")
 

@@ -267,18 +267,113 @@ class AgentInfo:
         )
 
 
-def encode_agent_list(agents: list[AgentInfo]) -> bytes:
-    """The ``mcp.list_agents`` reply."""
-    return dump_json({"agents": [agent.to_dict() for agent in agents]})
+@attrs.frozen
+class ListQuery:
+    """The (optional) body of a ``mcp.list_agents`` request: filters and a page."""
+
+    offset: int = 0
+    """Skip this many matching agents (sorted by id)."""
+    limit: int | None = None
+    """At most this many in the reply (the directory may return fewer, see below)."""
+    capability: str | None = None
+    """Only agents that serve this capability and are not offline."""
+    status: Presence | None = None
+    """Only agents in this state."""
+
+    def to_json(self) -> bytes:
+        """The wire form (only the fields that are set)."""
+        document: dict[str, Any] = {}
+        if self.offset:
+            document["offset"] = self.offset
+        if self.limit is not None:
+            document["limit"] = self.limit
+        if self.capability is not None:
+            document["capability"] = self.capability
+        if self.status is not None:
+            document["status"] = self.status.value
+        return dump_json(document)
+
+    @classmethod
+    def from_json(cls, data: bytes) -> ListQuery:
+        """Decode; an empty body means "everything".
+
+        Raises:
+            ProtocolError: a field is invalid.
+        """
+        if not data.strip():
+            return cls()
+        document = load_json_object(data)
+        offset = document.get("offset")
+        limit = document.get("limit")
+        for field, value, low in (("offset", offset, 0), ("limit", limit, 1)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < low
+            ):
+                raise ProtocolError(field, f"expected an integer >= {low}, got {value!r}")
+        capability = document.get("capability")
+        if capability is not None:
+            try:
+                validate_capability(capability)
+            except ValueError as error:
+                raise ProtocolError("capability", str(error)) from None
+        status = None
+        if document.get("status") is not None:
+            text = _string(document, "status")
+            try:
+                status = Presence(text)
+            except ValueError:
+                allowed = ", ".join(p.value for p in Presence)
+                raise ProtocolError("status", f"{text!r} is not one of {allowed}") from None
+        return cls(offset=offset or 0, limit=limit, capability=capability, status=status)
 
 
-def decode_agent_list(data: bytes) -> tuple[AgentInfo, ...]:
-    """Decode a ``mcp.list_agents`` reply.
+def encode_agent_page(agents: list[AgentInfo], query: ListQuery, max_bytes: int) -> bytes:
+    """One page of the ``mcp.list_agents`` reply, never larger than ``max_bytes``.
+
+    The page holds the matching agents from ``query.offset`` on, up to
+    ``query.limit`` and as many as fit; ``next_offset`` says where the next page
+    starts (null on the last page) and ``total`` how many agents match.
+    """
+    entries: list[bytes] = []
+    size = 64  # the envelope: {"agents":[],"total":N,"next_offset":N}
+    position = query.offset
+    end = len(agents) if query.limit is None else min(len(agents), query.offset + query.limit)
+    while position < end:
+        entry = dump_json(agents[position].to_dict())
+        if entries and size + len(entry) + 1 > max_bytes:
+            break
+        entries.append(entry)
+        size += len(entry) + 1
+        position += 1
+    # More to come if the size budget stopped the page early, or the limit did.
+    next_offset: int | None = position if position < len(agents) else None
+    return (
+        b'{"agents":['
+        + b",".join(entries)
+        + b'],"total":'
+        + str(len(agents)).encode()
+        + b',"next_offset":'
+        + (b"null" if next_offset is None else str(next_offset).encode())
+        + b"}"
+    )
+
+
+def encode_list_error(code: str, message: str) -> bytes:
+    """A ``mcp.list_agents`` reply that refuses the request."""
+    return dump_json({"agents": [], "error": {"code": code, "message": message}})
+
+
+def decode_agent_page(data: bytes) -> tuple[list[AgentInfo], int | None, int]:
+    """Decode one ``mcp.list_agents`` reply: (agents, next_offset, total).
 
     Raises:
-        ProtocolError: the reply is malformed.
+        ProtocolError: the reply is malformed, or it is an error reply (the
+            directory refused the request).
     """
     document = load_json_object(data)
+    error = document.get("error")
+    if isinstance(error, dict):
+        raise ProtocolError("error", f"{error.get('code')}: {error.get('message') or ''}")
     agents = document.get("agents")
     if not isinstance(agents, list):
         raise ProtocolError("agents", f"expected a list, got {_type_name(agents)}")
@@ -290,7 +385,15 @@ def decode_agent_list(data: bytes) -> tuple[AgentInfo, ...]:
             decoded.append(AgentInfo.from_dict(entry))
         except ProtocolError as error:
             raise ProtocolError(f"agents[{index}].{error.field}", error.reason) from None
-    return tuple(decoded)
+    next_offset = document.get("next_offset")
+    if next_offset is not None and (
+        isinstance(next_offset, bool) or not isinstance(next_offset, int)
+    ):
+        raise ProtocolError("next_offset", f"expected an integer or null, got {next_offset!r}")
+    total = document.get("total", len(decoded))
+    if isinstance(total, bool) or not isinstance(total, int):
+        raise ProtocolError("total", f"expected an integer, got {total!r}")
+    return decoded, next_offset, total
 
 
 # --- capabilities ----------------------------------------------------------------------

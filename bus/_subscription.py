@@ -269,7 +269,11 @@ async def attach(
         sub = await client.subscribe(subject, queue=queue or "", pending_bytes_limit=0)
         original = getattr(sub, "_pending_queue", None)
         if isinstance(original, asyncio.Queue) and getattr(sub, "_cb", None) is None:
-            sub._pending_queue = NatsQueueAdapter(buffer)  # type: ignore[assignment]
+            adapter = NatsQueueAdapter(buffer)
+            sub._pending_queue = adapter  # type: ignore[assignment]
+            iterator = getattr(sub, "_message_iterator", None)
+            if iterator is not None and hasattr(iterator, "_queue"):
+                iterator._queue = adapter  # let the replaced queue go (memory per agent)
             while not original.empty():  # anything that slipped in before the swap
                 buffer.push(original.get_nowait())
             buffer.direct_delivery = True

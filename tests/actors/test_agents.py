@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,8 +25,10 @@ from volta.bus import (
     Message,
     MessageType,
     NatsServer,
+    NatsServerConfig,
     agent_status,
     open_bus,
+    run_nats_server,
 )
 from volta.supervisor import EventKind, Intensity, SupervisorEvent
 
@@ -374,3 +377,23 @@ async def test_intensity_breach_escalates_to_the_node_which_restarts_the_agent(
         # Restarted by the node, the agent serves again.
         reply = await _ask_with_inbox(bus, context, "fragile", "hello")
     assert reply.message == "re: hello"
+
+
+async def test_listings_larger_than_max_payload_come_in_pages(tmp_path: Path) -> None:
+    config = tmp_path / "small.conf"
+    config.write_text("max_payload: 4096\n")
+    async with run_nats_server(NatsServerConfig(extra_args=("-c", str(config)))) as server:
+        agents = [agent(f"agent-{n:03d}", ["work"], name="n" * 200) for n in range(60)]
+        async with running_node(node_spec(server.url, agents)) as node, open_bus(server.url) as bus:
+            assert bus.max_payload == 4096
+            await wait_until(lambda: len(node.directory) == 60)
+            context = client_context(bus)
+            listed = await context.list_agents()
+            assert [a.id for a in listed] == [f"agent-{n:03d}" for n in range(60)]
+            assert len(await context.list_agents(capability="work")) == 60
+            assert await context.list_agents(capability="other") == ()
+            # A bad query is refused with a reason, and the directory stays up.
+            reply = await bus.request("mcp.list_agents", b'{"limit": 0}', timeout=5)
+            assert json.loads(reply.data)["error"]["code"] == "bad_request"
+            assert node.supervisor is not None
+            assert node.supervisor.statistics().restarts == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from volta.actors import (
     ProtocolError,
     resolve_handler,
 )
-from volta.actors._protocol import decode_agent_list, encode_agent_list
+from volta.actors._protocol import ListQuery, decode_agent_page, encode_agent_page
 
 
 def test_status_round_trip() -> None:
@@ -71,19 +72,73 @@ def test_null_counts_as_absent_and_unknown_presence_is_online() -> None:
     )
     assert (status.name, status.capabilities, status.uptime) == ("a", (), 0.0)
     assert status.status is Presence.ONLINE  # a newer peer's presence must not break lists
-    listed = decode_agent_list(b'{"agents": [{"id": "a", "status": "hibernating"}]}')
+    listed, _, _ = decode_agent_page(b'{"agents": [{"id": "a", "status": "hibernating"}]}')
     assert listed[0].status is Presence.ONLINE
 
 
 def test_agent_list_round_trip_and_errors() -> None:
     status = AgentStatus(id="a", name="A", capabilities=("x",))
     info = AgentInfo("a", "A", ("x",), Presence.ONLINE, status.timestamp)
-    assert decode_agent_list(encode_agent_list([info])) == (info,)
+    assert decode_agent_page(encode_agent_page([info], ListQuery(), 10_000)) == ([info], None, 1)
     with pytest.raises(ProtocolError, match="agents"):
-        decode_agent_list(b'{"agents": 3}')
+        decode_agent_page(b'{"agents": 3}')
     with pytest.raises(ProtocolError) as caught:
-        decode_agent_list(b'{"agents": [{"id": "ok"}, {"id": "a b"}]}')
+        decode_agent_page(b'{"agents": [{"id": "ok"}, {"id": "a b"}]}')
     assert caught.value.field == "agents[1].id"
+    with pytest.raises(ProtocolError, match="bad_request: nope"):
+        decode_agent_page(b'{"agents": [], "error": {"code": "bad_request", "message": "nope"}}')
+
+
+def test_pages_never_exceed_the_budget_and_chain_to_the_end() -> None:
+    agents = [
+        AgentInfo(f"agent-{n:04d}", "x" * 200, ("c",), Presence.ONLINE, datetime.now(UTC))
+        for n in range(500)
+    ]
+    seen: list[AgentInfo] = []
+    offset: int | None = 0
+    pages = 0
+    while offset is not None:
+        page = encode_agent_page(agents, ListQuery(offset=offset), 10_000)
+        assert len(page) <= 10_000
+        listed, offset, total = decode_agent_page(page)
+        assert total == 500
+        seen += listed
+        pages += 1
+    assert [a.id for a in seen] == [a.id for a in agents]
+    assert pages > 10
+
+
+def test_a_limit_makes_smaller_pages() -> None:
+    agents = [AgentInfo(f"a{n}", "n", (), Presence.ONLINE, datetime.now(UTC)) for n in range(10)]
+    listed, next_offset, total = decode_agent_page(
+        encode_agent_page(agents, ListQuery(offset=2, limit=3), 10_000)
+    )
+    assert [a.id for a in listed] == ["a2", "a3", "a4"]
+    assert (next_offset, total) == (5, 10)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b'{"offset": -1}', "offset"),
+        (b'{"limit": 0}', "limit"),
+        (b'{"offset": true}', "offset"),
+        (b'{"capability": "a.b"}', "capability"),
+        (b'{"status": "asleep"}', "status"),
+        (b"[1]", "$"),
+    ],
+)
+def test_bad_list_queries(body: bytes, field: str) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        ListQuery.from_json(body)
+    assert caught.value.field == field
+
+
+def test_list_query_round_trip_and_empty_body() -> None:
+    query = ListQuery(offset=5, limit=10, capability="sum", status=Presence.BUSY)
+    assert ListQuery.from_json(query.to_json()) == query
+    assert ListQuery.from_json(b"") == ListQuery()
+    assert ListQuery.from_json(b"{}") == ListQuery()
 
 
 def test_capability_request_and_reply_round_trips() -> None:
