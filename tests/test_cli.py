@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -35,8 +36,9 @@ async def start_volta(*args: str) -> tuple[trio.Process, list[str]]:
     return process, lines
 
 
-async def stop_volta(process: trio.Process, signum: int) -> tuple[int, str]:
-    process.send_signal(signum)
+async def stop_volta(process: trio.Process, signum: int | None) -> tuple[int, str]:
+    if signum is not None:
+        process.send_signal(signum)
     assert process.stderr is not None
     output = b""
     with trio.fail_after(20):
@@ -49,20 +51,23 @@ async def stop_volta(process: trio.Process, signum: int) -> tuple[int, str]:
 async def test_up_runs_the_seed_on_an_embedded_server_and_stops_on_ctrl_c() -> None:
     process, lines = await start_volta("up", "--port", "0", "--monitor-port", "0")
     url = next(line.split(" at ")[1].split(" ")[0] for line in lines if "embedded" in line)
-    async with open_bus(url) as bus:
+    async with open_bus(url) as bus, bus.subscribe("agent.*.status") as statuses:
         agents = await client_context(bus).list_agents()
         assert [a.id for a in agents] == ["alpha", "beta", "gamma"]
         assert await client_context(bus).request_capability("uppercase", "hi") == "HI"
-    code, rest = await stop_volta(process, signal.SIGINT)
+        await bus.flush()
+        process.send_signal(signal.SIGINT)
+        # Agents stop in reverse order, each saying offline, before the server goes.
+        offline: list[str] = []
+        with trio.fail_after(20):
+            while len(offline) < 3:
+                status = json.loads((await statuses.receive()).data)
+                if status["status"] == "offline":
+                    offline.append(status["id"])
+    code, rest = await stop_volta(process, None)
     assert code == 0
-    assert "stopping in order" in rest
-    # Agents stop in reverse order, each saying offline, before the process ends.
-    offline = [
-        line.split("agent ")[1].split(":")[0]
-        for line in rest.splitlines()
-        if "-> offline (said offline)" in line
-    ]
     assert offline == ["gamma", "beta", "alpha"]
+    assert "stopping in order" in rest
     assert rest.rstrip().endswith("stopped")
 
 
