@@ -72,6 +72,8 @@ async def plain_throughput(url: str, count: int) -> float:
 
 
 async def plain_latency(url: str, count: int) -> list[float]:
+    import asyncio
+
     import nats
 
     requester = await nats.connect(url)
@@ -82,6 +84,13 @@ async def plain_latency(url: str, count: int) -> list[float]:
 
     await responder.subscribe(ECHO, cb=echo)
     await responder.flush()
+    # The server may not route to a brand-new subscription for a moment.
+    for _ in range(100):
+        try:
+            await requester.request(ECHO, PAYLOAD, timeout=5)
+            break
+        except nats.errors.NoRespondersError:
+            await asyncio.sleep(0.01)
     samples = []
     for n in range(WARMUP_REQUESTS + count):
         start = time.perf_counter()
@@ -128,7 +137,7 @@ async def bus_throughput(url: str, count: int) -> float:
 async def bus_latency(url: str, count: int) -> list[float]:
     import trio
 
-    from volta.bus import open_bus
+    from volta.bus import NoResponders, open_bus
 
     samples: list[float] = []
     async with (
@@ -145,6 +154,12 @@ async def bus_latency(url: str, count: int) -> list[float]:
                     await responder.respond(request, request.data)
 
         await nursery.start(echo)
+        for _ in range(100):  # as in plain_latency
+            try:
+                await requester.request(ECHO, PAYLOAD, timeout=5)
+                break
+            except NoResponders:
+                await trio.sleep(0.01)
         for n in range(WARMUP_REQUESTS + count):
             start = time.perf_counter()
             await requester.request(ECHO, PAYLOAD, timeout=5)
@@ -204,7 +219,9 @@ def measure(kind: str, url: str, messages: int, requests: int) -> dict[str, Any]
         "--requests",
         str(requests),
     ]
-    output = subprocess.run(command, check=True, capture_output=True, text=True, timeout=600)
+    output = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    if output.returncode != 0:
+        raise RuntimeError(f"{kind} worker failed:\n{output.stderr[-3000:]}")
     return dict(json.loads(output.stdout.strip().splitlines()[-1]))
 
 
