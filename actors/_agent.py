@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 
 import attrs
 import trio
@@ -93,6 +94,24 @@ class AgentSpec:
 
 
 @attrs.define
+class EndpointCounters:
+    """Counters of one capability endpoint (reported by the service API)."""
+
+    requests: int = 0
+    errors: int = 0
+    processing_ns: int = 0
+    last_error: str = ""
+
+    def record(self, elapsed_ns: int, error: str | None) -> None:
+        """Count one answered call."""
+        self.requests += 1
+        self.processing_ns += elapsed_ns
+        if error is not None:
+            self.errors += 1
+            self.last_error = error
+
+
+@attrs.define
 class AgentState:
     """The runtime state an agent's children share (read by the heartbeat)."""
 
@@ -106,6 +125,15 @@ class AgentState:
     announced: bool = False
     asks: PendingAsks = attrs.Factory(PendingAsks)
     supervisor: Supervisor | None = None
+    started_wall: datetime = attrs.Factory(lambda: datetime.now(UTC))
+    endpoints: dict[str, EndpointCounters] = attrs.Factory(dict)
+
+    def endpoint(self, capability: str) -> EndpointCounters:
+        """The counters of one capability endpoint."""
+        counters = self.endpoints.get(capability)
+        if counters is None:
+            counters = self.endpoints[capability] = EndpointCounters()
+        return counters
 
     @property
     def in_flight(self) -> int:
@@ -248,4 +276,5 @@ class Agent:
             )
             self.state.supervisor = supervisor
             self.state.started_at = trio.current_time()
+            self.state.started_wall = datetime.now(UTC)
             await supervisor.run(task_status=task_status)

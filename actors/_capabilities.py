@@ -14,6 +14,7 @@ crashes the responder (OTP); calls in flight on it are answered
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
@@ -74,6 +75,9 @@ class CapabilityResponder:
         state = self._state
         spec = state.spec
         state.calls_in_flight += 1
+        served = delivery.subject.rsplit(".", 1)[-1]
+        counters = state.endpoint(served)
+        started = time.perf_counter_ns()
         try:
             try:
                 request = CapabilityRequest.from_json(delivery.data)
@@ -81,8 +85,8 @@ class CapabilityResponder:
                 await self._answer(
                     delivery, CapabilityReply.failure(ErrorCode.BAD_REQUEST, str(error), spec.id)
                 )
+                counters.record(time.perf_counter_ns() - started, str(error))
                 return
-            served = delivery.subject.rsplit(".", 1)[-1]
             if request.capability != served:
                 await self._answer(
                     delivery,
@@ -92,10 +96,17 @@ class CapabilityResponder:
                         spec.id,
                     ),
                 )
+                counters.record(time.perf_counter_ns() - started, "capability mismatch")
                 return
             state.capability_calls += 1
             reply, crash = await self._run_handler(request)
             await self._answer(delivery, reply)  # answer first: the caller must not wait
+            counters.record(
+                time.perf_counter_ns() - started,
+                None
+                if reply.ok
+                else f"{(reply.code or ErrorCode.AGENT_ERROR).value}: {reply.message}",
+            )
             if crash is not None:
                 raise crash
         except trio.Cancelled:

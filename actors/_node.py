@@ -1,7 +1,8 @@
 """A node: one process's supervision tree (one per container).
 
 The root supervisor's children, in start order: the directory service, the
-capability router, then one child per agent. Agents share the node's NATS
+capability router, the NATS service API responder (ADR-32: agents show up in
+``nats micro ls``), then one child per agent. Agents share the node's NATS
 connection (how thousands fit in one process) or each open their own (how each
 gets its own credentials). Everything that happens (supervisor events, bus
 connection events, agents coming and going) is emitted on one stream,
@@ -33,6 +34,7 @@ from volta.supervisor import (
 from ._agent import Agent, AgentSpec
 from ._directory import Directory, DirectoryService, PresenceChange
 from ._router import CapabilityRouter
+from ._service import ServiceResponder
 
 log = logging.getLogger("volta.actors.node")
 
@@ -97,9 +99,11 @@ class Node:
         spec = self.spec
         directory = DirectoryService(self.directory, bus, on_change=self._emit)
         router = CapabilityRouter(self.directory, bus, default_timeout=spec.request_timeout)
+        service = ServiceResponder(self.agents.values, bus)
         children = [
             ChildSpec(name="directory", start=directory.run),
             ChildSpec(name="router", start=router.run),
+            ChildSpec(name="service", start=service.run),
         ]
         for agent_spec in spec.agents:
             if spec.shared_connection:
