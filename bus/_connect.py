@@ -55,11 +55,6 @@ class ConnectionMonitor:
         self.when_closed: Callable[[str], None] | None = None
         """Called once the connection is closed for good (set by the bus)."""
 
-    @property
-    def scrub(self) -> SecretScrubber:
-        """The scrubber for this connection's secrets."""
-        return self._scrub
-
     def _server(self) -> str | None:
         client = self._client
         url = client.connected_url if client is not None else None
