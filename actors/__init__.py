@@ -15,15 +15,18 @@ from ._context import AskFailed as AskFailed
 from ._context import AskTimeout as AskTimeout
 from ._context import CapabilityFailed as CapabilityFailed
 from ._directory import Directory as Directory
-from ._directory import DirectoryService as DirectoryService
+from ._directory import IdentityClash as IdentityClash
 from ._directory import PresenceChange as PresenceChange
+from ._directory_service import DirectoryService as DirectoryService
 from ._handler import BUILTIN_CAPABILITIES as BUILTIN_CAPABILITIES
 from ._handler import BUILTIN_HANDLERS as BUILTIN_HANDLERS
+from ._handler import AgentFault as AgentFault
 from ._handler import CapabilityError as CapabilityError
 from ._handler import EchoHandler as EchoHandler
 from ._handler import Handler as Handler
 from ._handler import HandlerFactory as HandlerFactory
 from ._handler import resolve_handler as resolve_handler
+from ._identity import IdentityConflict as IdentityConflict
 from ._node import Node as Node
 from ._node import NodeEvent as NodeEvent
 from ._node import NodeSpec as NodeSpec
@@ -32,6 +35,7 @@ from ._protocol import AgentStatus as AgentStatus
 from ._protocol import CapabilityReply as CapabilityReply
 from ._protocol import CapabilityRequest as CapabilityRequest
 from ._protocol import ErrorCode as ErrorCode
+from ._protocol import InstanceInfo as InstanceInfo
 from ._protocol import Presence as Presence
 from ._protocol import ProtocolError as ProtocolError
 from ._router import CapabilityRouter as CapabilityRouter
@@ -41,6 +45,7 @@ __all__ = [
     "BUILTIN_HANDLERS",
     "Agent",
     "AgentContext",
+    "AgentFault",
     "AgentInfo",
     "AgentSpec",
     "AgentStatistics",
@@ -58,6 +63,9 @@ __all__ = [
     "ErrorCode",
     "Handler",
     "HandlerFactory",
+    "IdentityClash",
+    "IdentityConflict",
+    "InstanceInfo",
     "Node",
     "NodeEvent",
     "NodeSpec",

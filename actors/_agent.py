@@ -7,6 +7,7 @@ before it stops listening).
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
@@ -14,7 +15,14 @@ from datetime import UTC, datetime
 import attrs
 import trio
 
-from volta.bus import Bus, BusOptions, open_bus, validate_capability, validate_own_agent_id
+from volta.bus import (
+    Bus,
+    BusOptions,
+    Subscription,
+    open_bus,
+    validate_capability,
+    validate_own_agent_id,
+)
 from volta.supervisor import (
     Backoff,
     ChildSpec,
@@ -88,7 +96,11 @@ class AgentSpec:
     request_timeout: float = attrs.field(default=10.0, validator=attrs.validators.gt(0))
     """Default timeout of ``ask``, ``list_agents`` and ``request_capability``."""
     inbox_buffer: int = attrs.field(default=1024, validator=attrs.validators.ge(1))
-    """Messages held for a busy inbox before the newest are dropped."""
+    """Messages held for a busy inbox (per subscription) before the newest are dropped."""
+    inbox_max_bytes: int = attrs.field(default=8 * 1024 * 1024, validator=attrs.validators.ge(1))
+    """Bytes held for a busy inbox (per subscription) before the newest are dropped."""
+    replicated: bool = False
+    """Whether several instances (on several nodes) may run this id, sharing its work."""
     supervision: SupervisionPolicy = SupervisionPolicy()
     """Restart policy of its children."""
 
@@ -111,18 +123,28 @@ class EndpointCounters:
             self.last_error = error
 
 
+def new_instance_id() -> str:
+    """A fresh instance id: 16 hex digits."""
+    return uuid.uuid4().hex[:16]
+
+
 @attrs.define
 class AgentState:
     """The runtime state an agent's children share (read by the heartbeat)."""
 
     spec: AgentSpec
+    instance: str = attrs.Factory(new_instance_id)
+    node: str | None = None
     started_at: float = 0.0
     messages_in_flight: int = 0
     calls_in_flight: int = 0
     handled: int = 0
     handler_errors: int = 0
     capability_calls: int = 0
+    malformed: int = 0
     announced: bool = False
+    inbox_subscriptions: tuple[Subscription, ...] = ()
+    dropped_earlier: int = 0
     asks: PendingAsks = attrs.Factory(PendingAsks)
     supervisor: Supervisor | None = None
     started_wall: datetime = attrs.Factory(lambda: datetime.now(UTC))
@@ -151,6 +173,17 @@ class AgentState:
         """Restarts of the agent's children so far."""
         return self.supervisor.statistics().restarts if self.supervisor else 0
 
+    @property
+    def dropped(self) -> int:
+        """Messages its inboxes dropped because they were full (since it started)."""
+        current = sum(sub.statistics().dropped for sub in self.inbox_subscriptions)
+        return self.dropped_earlier + current
+
+    def inbox_closed(self) -> None:
+        """Keep the drop count of the inbox that just stopped."""
+        self.dropped_earlier = self.dropped
+        self.inbox_subscriptions = ()
+
     def status(self, presence: Presence | None = None) -> AgentStatus:
         """The announce/heartbeat payload as of now."""
         spec = self.spec
@@ -165,6 +198,10 @@ class AgentState:
             in_flight=self.in_flight,
             restarts=self.restarts,
             heartbeat_interval=spec.heartbeat_interval,
+            instance=self.instance,
+            node=self.node,
+            replicated=spec.replicated,
+            dropped=self.dropped,
         )
 
 
@@ -179,11 +216,17 @@ class AgentStatistics:
     handled: int
     """Messages handled successfully."""
     handler_errors: int
-    """Messages whose handler failed (each crashed the inbox)."""
+    """Messages and capability calls whose handler failed (each answered with an error)."""
     capability_calls: int
     """Capability calls served."""
     restarts: int
     """Restarts of its children."""
+    malformed: int
+    """Payloads on its inbox that were not valid messages."""
+    dropped: int
+    """Messages its inboxes dropped because they were full."""
+    instance: str
+    """Its instance id."""
 
 
 class Agent:
@@ -196,6 +239,7 @@ class Agent:
         bus: Bus | None = None,
         bus_options: BusOptions | None = None,
         on_event: EventSink | None = None,
+        node: str | None = None,
     ) -> None:
         """Create the agent; nothing runs until :meth:`run`.
 
@@ -205,6 +249,7 @@ class Agent:
                 its own from ``bus_options`` on every run.
             bus_options: options of its own connection (when ``bus`` is None).
             on_event: receives the events of the agent's supervisor.
+            node: the name of the node running it (in its statuses).
 
         Raises:
             ValueError: neither ``bus`` nor ``bus_options`` is given.
@@ -215,7 +260,12 @@ class Agent:
         self._bus = bus
         self._bus_options = bus_options
         self._on_event = on_event
-        self.state = AgentState(spec)
+        self.state = AgentState(spec, node=node)
+
+    @property
+    def instance(self) -> str:
+        """This instance's id (fixed for the life of the object, across restarts)."""
+        return self.state.instance
 
     @property
     def id(self) -> str:
@@ -232,6 +282,9 @@ class Agent:
             handler_errors=state.handler_errors,
             capability_calls=state.capability_calls,
             restarts=state.restarts,
+            malformed=state.malformed,
+            dropped=state.dropped,
+            instance=state.instance,
         )
 
     def _children(self, bus: Bus) -> tuple[ChildSpec, ...]:

@@ -5,10 +5,12 @@ the same name, so every invocation reaches exactly one of the agents that have
 it and the load is spread among them. Calls run concurrently, at most
 ``max_concurrency`` at a time, each bounded by ``capability_timeout``.
 
-Every call gets exactly one reply: the result, ``timeout``, ``bad_request``, or
-``agent_error``. A handler exception is ``agent_error`` for its caller and then
-crashes the responder (OTP); calls in flight on it are answered
-``agent_error: interrupted`` before it goes.
+Every call gets exactly one reply: the result, ``timeout``, ``bad_request``,
+``agent_error``, or, when the result cannot be sent, ``payload_too_large`` or
+``unencodable``. A call is a unit of work that fails alone: a handler exception
+is ``agent_error`` for its caller, counted and logged, and the responder goes
+on. Only :class:`~volta.actors.AgentFault` crashes the responder (after
+replying); calls in flight on it are answered ``agent_error: interrupted``.
 """
 
 from __future__ import annotations
@@ -21,10 +23,17 @@ from typing import TYPE_CHECKING
 import trio
 
 from volta._nursery import open_nursery
-from volta.bus import BusError, Delivery, Subscription, capability_endpoint
+from volta._throttle import Throttle
+from volta.bus import (
+    BusError,
+    Delivery,
+    PayloadEncodeError,
+    Subscription,
+    capability_endpoint,
+)
 from volta.supervisor import shutdown_scope
 
-from ._handler import CapabilityError
+from ._handler import AgentFault, CapabilityError
 from ._protocol import CapabilityReply, CapabilityRequest, ErrorCode, ProtocolError
 
 if TYPE_CHECKING:
@@ -43,9 +52,11 @@ class CapabilityResponder:
         self._state = state
         self._bus = bus
         self._context = context
+        self._failure_logs = Throttle(bus.options.report_interval)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve until cancelled; raise what a handler raised (after replying)."""
+        """Serve until cancelled; raise an :class:`AgentFault` a handler raised (after
+        replying)."""
         spec = self._state.spec
         limiter = trio.CapacityLimiter(spec.max_concurrency)
         async with AsyncExitStack() as stack:
@@ -136,22 +147,34 @@ class CapabilityResponder:
             except CapabilityError as error:
                 return CapabilityReply.failure(error.code, error.message, spec.id), None
             except Exception as error:
-                log.warning(
-                    "agent %s: capability %s failed: %r", spec.id, request.capability, error
-                )
-                return CapabilityReply.failure(ErrorCode.AGENT_ERROR, repr(error), spec.id), error
+                self._state.handler_errors += 1
+                if self._failure_logs.admit(request.capability, trio.current_time()):
+                    log.warning(
+                        "agent %s: capability %s failed: %r", spec.id, request.capability, error
+                    )
+                crash = error if isinstance(error, AgentFault) else None
+                return CapabilityReply.failure(ErrorCode.AGENT_ERROR, repr(error), spec.id), crash
             return CapabilityReply.success(result, spec.id), None
         timeout = f"no result within {spec.capability_timeout:g} s"
         return CapabilityReply.failure(ErrorCode.TIMEOUT, timeout, spec.id), None
 
     async def _answer(self, delivery: Delivery, reply: CapabilityReply) -> None:
+        """Send the one reply of a call; if it cannot be sent, a small error reply."""
         if not delivery.reply:
             return
+        agent = self._state.spec.id
         try:
             payload = reply.to_json()
-        except (TypeError, ValueError) as error:
+        except PayloadEncodeError as error:
             payload = CapabilityReply.failure(
-                ErrorCode.AGENT_ERROR, f"result is not JSON: {error}", reply.agent
+                ErrorCode.UNENCODABLE, f"the result cannot be sent as JSON: {error}", agent
+            ).to_json()
+        if len(payload) > self._bus.max_payload:
+            payload = CapabilityReply.failure(
+                ErrorCode.PAYLOAD_TOO_LARGE,
+                f"the result is {len(payload)} bytes, above the server's max_payload of "
+                f"{self._bus.max_payload} bytes",
+                agent,
             ).to_json()
         with shutdown_scope():
             try:

@@ -9,6 +9,7 @@ from typing import Any
 
 import trio
 
+from volta._nursery import open_nursery
 from volta.bus import (
     AGENT_BROADCAST,
     BROADCAST,
@@ -16,10 +17,12 @@ from volta.bus import (
     MCP_LIST_AGENTS,
     Bus,
     Message,
+    MessageDecodeError,
     MessageType,
     NoResponders,
     RequestTimeout,
     agent_message,
+    decode_message,
 )
 
 from ._protocol import (
@@ -35,6 +38,9 @@ from ._protocol import (
 
 # The router answers "timeout" just before the caller would give up by itself.
 _ROUTER_MARGIN = 1.0
+# The request half of an ask outlives the ask's own deadline by this much, so the
+# ask's cancel scope, not the request's timeout, decides when it has timed out.
+_ASK_MARGIN = 1.0
 
 
 class AskTimeout(TimeoutError):
@@ -47,7 +53,14 @@ class AskTimeout(TimeoutError):
 
 
 class AskFailed(RuntimeError):
-    """The asked agent answered with an error (its handler failed)."""
+    """An ``ask`` got an error instead of an answer.
+
+    Attributes:
+        agent: the agent asked.
+        code: the error code (``agent_error``, ``bad_request``, ``no_agent``, ...;
+            codes from the answering agent are passed through as they are).
+        message: words about it.
+    """
 
     def __init__(self, agent: str, code: str, message: str) -> None:
         super().__init__(f"agent {agent!r} failed: {code}: {message}")
@@ -125,6 +138,8 @@ class AgentContext:
         self._bus = bus
         self._asks = asks
         self._request_timeout = request_timeout
+        # message id -> the NATS reply subject it came with, while it is handled
+        self._reply_subjects: dict[str, str] = {}
 
     @property
     def agent_id(self) -> str:
@@ -164,10 +179,29 @@ class AgentContext:
         await self._bus.publish(agent_message(to), message)
         return message
 
+    def route_replies(self, message_id: str, reply_subject: str | None) -> None:
+        """Send answers to ``message_id`` to ``reply_subject`` (the inbox calls this)."""
+        if reply_subject:
+            self._reply_subjects[message_id] = reply_subject
+
+    def forget_replies(self, message_id: str) -> None:
+        """The message is handled: answers go to the sender's subject again."""
+        self._reply_subjects.pop(message_id, None)
+
+    def reply_subject(self, question: Message) -> str:
+        """Where an answer to ``question`` goes: the NATS reply subject it came with,
+        if it is being handled now, else ``agent.<from>.message``."""
+        return self._reply_subjects.get(question.id) or agent_message(question.sender)
+
     async def reply(self, question: Message, text: str, **metadata: Any) -> Message:
-        """Send a response to ``question`` (``in_reply_to`` is set)."""
+        """Send a response to ``question`` (``in_reply_to`` is set).
+
+        Raises:
+            PayloadTooLarge: the response is above the server's ``max_payload``.
+            PayloadEncodeError: the text or metadata cannot be sent as JSON.
+        """
         response = question.reply(text, sender=self._agent_id, metadata=metadata)
-        await self._bus.publish(agent_message(question.sender), response)
+        await self._bus.publish(self.reply_subject(question), response)
         return response
 
     async def broadcast(
@@ -194,9 +228,16 @@ class AgentContext:
     ) -> Message:
         """Send a query and wait for the response that answers it.
 
+        The query goes out as a NATS request, so the answer comes back to this
+        very instance on the connection's reply subject; an answer published on
+        ``agent.<own id>.message`` (peers that ignore reply subjects) counts too.
+
         Raises:
             AskTimeout: no response within ``timeout`` (default: the request timeout).
-            AskFailed: the agent's handler failed on the question.
+            AskFailed: the agent's handler failed on the question (the code it
+                gave), nobody listens on ``agent.<to>.message`` (``no_agent``, at
+                once), or the answer was not a message (``agent_error``).
+            InvalidSubject: ``to`` is not a valid agent id.
         """
         timeout = self._request_timeout if timeout is None else timeout
         question = Message(
@@ -206,11 +247,32 @@ class AgentContext:
             type=MessageType.QUERY,
             metadata=metadata or {},
         )
+        subject = agent_message(to)
         answered, responses = self._asks.open(question.id)
+
+        async def by_request() -> None:
+            try:
+                delivery = await self._bus.request(subject, question, timeout=timeout + _ASK_MARGIN)
+            except NoResponders:
+                raise AskFailed(
+                    to, ErrorCode.NO_AGENT.value, f"no agent {to!r} is online"
+                ) from None
+            except RequestTimeout:
+                return  # the ask's own deadline ends it
+            try:
+                responses.append(decode_message(delivery.data))
+            except MessageDecodeError as error:
+                raise AskFailed(
+                    to, ErrorCode.AGENT_ERROR.value, f"the answer is not a message: {error}"
+                ) from None
+            answered.set()
+
         try:
-            await self._bus.publish(agent_message(to), question)
             with trio.move_on_after(timeout):
-                await answered.wait()
+                async with open_nursery() as nursery:
+                    nursery.start_soon(by_request)
+                    await answered.wait()
+                    nursery.cancel_scope.cancel()
         finally:
             self._asks.close(question.id)
         if not responses:

@@ -1,52 +1,51 @@
 """Discovery: who exists, who is online, built from announces and heartbeats.
 
-:class:`Directory` is the table (pure, clock passed in, so its timing is tested
-on a virtual clock). :class:`DirectoryService` is the node child that feeds it
-from ``agent.announce`` and ``agent.*.status`` (any process, any language),
-expires agents whose heartbeats stop, and answers ``mcp.list_agents`` in the
-``volta.directory`` queue group, so each request gets exactly one reply however
-many nodes run.
+:class:`Directory` is the table: pure logic, clock passed in, so its timing is
+tested on a virtual clock. :class:`~volta.actors.DirectoryService` feeds it from
+the bus and answers ``mcp.list_agents`` for it.
 
-An agent counts as offline after ``offline_after_missed`` heartbeat intervals
-without news (its own interval if it says, else the directory's default), or
-at once when it says ``offline``.
+An agent runs as one or more *instances* (each status says which, in
+``instance``). The table keeps, per agent id, the instances that are not
+offline:
+
+- an instance counts as offline after ``offline_after_missed`` heartbeat
+  intervals without news (its own interval if it says, clamped to
+  [:data:`MIN_HEARTBEAT`, :data:`MAX_HEARTBEAT`], else the directory's
+  default), or at once when it says ``offline``; an ``offline`` from an instance
+  the table does not hold changes nothing (a stopped duplicate cannot take the
+  real agent down);
+- the agent is online while any instance is (busy if every instance is busy);
+- a second instance is accepted only for an agent that is ``replicated`` (and
+  only when the new one says so too). For any other agent it is an identity
+  clash: recorded, reported, not stored, unless the instance it would replace
+  has been silent for a full heartbeat interval (it died without a word and
+  this is its successor).
+
+Bounds: an agent offline for longer than ``forget_after`` is forgotten; the
+table holds at most ``max_agents`` agents (when full, the one offline longest
+makes room; when none is offline, the newcomer is refused) and at most
+:data:`MAX_INSTANCES` instances per agent. Every entry is encoded when it is
+stored, so a listing can never meet an entry it cannot send.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import attrs
-import trio
 
-from volta._nursery import open_nursery
-from volta.bus import (
-    AGENT_ANNOUNCE,
-    AGENT_STATUS_ALL,
-    DIRECTORY_QUEUE,
-    MCP_LIST_AGENTS,
-    Bus,
-    BusError,
-    Subscription,
-    agent_id_from_subject,
-)
+from ._protocol import AgentInfo, AgentStatus, InstanceInfo, Presence, encode_agent_info
 
-from ._protocol import (
-    AgentInfo,
-    AgentStatus,
-    ListQuery,
-    Presence,
-    ProtocolError,
-    decode_agent_page,
-    encode_agent_page,
-    encode_list_error,
-)
-
-log = logging.getLogger("volta.actors.directory")
+MIN_HEARTBEAT = 0.05
+"""Shortest heartbeat interval the directory believes (a faster claim is clamped)."""
+MAX_HEARTBEAT = 3600.0
+"""Longest heartbeat interval the directory believes (``1e300`` would never expire)."""
+MAX_INSTANCES = 256
+"""Most instances one (replicated) agent may have in the table."""
 
 _MIN_SWEEP = 0.01
+_ANONYMOUS = ""  # the instance key of a peer that sends no instance id
 
 
 @attrs.frozen
@@ -65,94 +64,306 @@ class PresenceChange:
     """trio time of the change."""
 
 
+@attrs.frozen
+class IdentityClash:
+    """A status the directory refused to store."""
+
+    agent: str
+    """The agent id it spoke for."""
+    instance: str | None
+    """The instance it came from (None: it did not say)."""
+    node: str | None
+    """The node it named, if any."""
+    reason: str
+    """Why it was refused, in words (names the instance and node holding the id)."""
+    at: float
+    """trio time of the refusal."""
+
+
 @attrs.define
-class _Entry:
-    info: AgentInfo
+class _Instance:
+    key: str
+    node: str | None
+    status: Presence
     seen_at: float
     interval: float
+    hearsay: bool = False  # learned from another directory's listing, not heard
+
+
+@attrs.define
+class _Entry:
+    id: str
+    name: str
+    capabilities: tuple[str, ...]
+    replicated: bool
+    last_seen: datetime
+    instances: dict[str, _Instance] = attrs.Factory(dict)
+    presence: Presence = Presence.OFFLINE
+    info: AgentInfo | None = None
+    encoded: bytes = b""
+
+    def settle(self) -> None:
+        """Derive the presence, the list entry and its encoding from the instances."""
+        states = {instance.status for instance in self.instances.values()}
+        if Presence.ONLINE in states:
+            self.presence = Presence.ONLINE
+        elif states:
+            self.presence = Presence.BUSY
+        else:
+            self.presence = Presence.OFFLINE
+        self.info = AgentInfo(
+            id=self.id,
+            name=self.name,
+            capabilities=self.capabilities,
+            status=self.presence,
+            last_seen=self.last_seen,
+            instances=tuple(
+                InstanceInfo(instance.key or None, instance.node)
+                for instance in self.instances.values()
+            ),
+            replicated=self.replicated,
+        )
+        self.encoded = encode_agent_info(self.info)
+
+
+def _clamp(interval: float) -> float:
+    return min(MAX_HEARTBEAT, max(MIN_HEARTBEAT, interval))
 
 
 class Directory:
     """The table of known agents."""
 
-    def __init__(self, default_interval: float = 30.0, missed: int = 3) -> None:
-        if default_interval <= 0 or missed < 1:
-            raise ValueError("default_interval must be > 0 and missed >= 1")
-        self._default_interval = default_interval
+    def __init__(
+        self,
+        default_interval: float = 30.0,
+        missed: int = 3,
+        *,
+        forget_after: float = 3600.0,
+        max_agents: int = 100_000,
+    ) -> None:
+        """Create an empty table.
+
+        Args:
+            default_interval: heartbeat interval of agents that do not state theirs.
+            missed: heartbeats missed before an instance counts as offline.
+            forget_after: seconds after which an agent that is offline is forgotten.
+            max_agents: most agents the table holds.
+
+        Raises:
+            ValueError: a value is out of range.
+        """
+        if default_interval <= 0 or missed < 1 or forget_after <= 0 or max_agents < 1:
+            raise ValueError(
+                "default_interval and forget_after must be > 0, missed and max_agents >= 1"
+            )
+        self._default_interval = _clamp(default_interval)
         self._missed = missed
+        self._forget_after = forget_after
+        self._max_agents = max_agents
         self._entries: dict[str, _Entry] = {}
         # capability -> ids of the agents serving it that are not offline
         self._providers: dict[str, set[str]] = {}
+        # ids of the agents that are offline -> when they went offline, oldest first
+        self._offline: dict[str, float] = {}
+        self.clashes = 0
+        """Statuses refused as identity clashes."""
+        self.refused = 0
+        """New agents refused because the table was full of online ones."""
+        self.forgotten = 0
+        """Agents forgotten (offline too long, or making room)."""
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def _store(self, entry: _Entry) -> None:
-        old = self._entries.get(entry.info.id)
-        if old is not None:
-            for name in old.info.capabilities:
-                self._providers.get(name, set()).discard(old.info.id)
-        self._entries[entry.info.id] = entry
-        if entry.info.status is not Presence.OFFLINE:
-            for name in entry.info.capabilities:
-                self._providers.setdefault(name, set()).add(entry.info.id)
-
     def interval_of(self, status: AgentStatus) -> float:
-        """The heartbeat interval the directory applies to an agent."""
-        return status.heartbeat_interval or self._default_interval
+        """The heartbeat interval the directory applies to an agent (clamped)."""
+        return _clamp(status.heartbeat_interval or self._default_interval)
 
-    def observe(self, status: AgentStatus, now: float, reason: str) -> PresenceChange | None:
-        """Record an announce or heartbeat; the change of presence it made, if any."""
+    # --- changes ---------------------------------------------------------------------
+
+    def observe(
+        self, status: AgentStatus, now: float, reason: str
+    ) -> PresenceChange | IdentityClash | None:
+        """Record an announce or heartbeat.
+
+        Returns:
+            The change of presence it made, the clash it was refused for, or None.
+        """
         entry = self._entries.get(status.id)
-        before = entry.info.status if entry is not None else None
-        info = AgentInfo(
-            id=status.id,
-            name=status.name,
-            capabilities=status.capabilities,
-            status=status.status,
-            last_seen=datetime.now(UTC),
-        )
-        self._store(_Entry(info, now, self.interval_of(status)))
-        if before is status.status:
-            return None
+        key = status.instance or _ANONYMOUS
+        if entry is not None:
+            instances = entry.instances
+            if any(instance.hearsay for instance in instances.values()):
+                # What we heard ourselves replaces what another directory told us.
+                for stale in [k for k, i in instances.items() if i.hearsay]:
+                    del instances[stale]
+            if key not in instances:
+                if status.status is Presence.OFFLINE:
+                    return None  # an instance we do not hold says goodbye: nothing changes
+                clash = self._clash(entry, status, key, now)
+                if clash is not None:
+                    self.clashes += 1
+                    return clash
+        elif not self._make_room():
+            self.refused += 1
+            return IdentityClash(
+                status.id,
+                status.instance,
+                status.node,
+                f"the directory is full ({self._max_agents} agents, none offline)",
+                now,
+            )
+        before = entry.presence if entry is not None else None
+        if entry is None:
+            entry = _Entry(status.id, status.name, status.capabilities, status.replicated, _wall())
+            self._entries[status.id] = entry
+        self._unlist(entry)
+        entry.name, entry.capabilities = status.name, status.capabilities
+        entry.replicated, entry.last_seen = status.replicated, _wall()
         if status.status is Presence.OFFLINE:
+            entry.instances.pop(key, None)
+        else:
+            entry.instances[key] = _Instance(
+                key, status.node, status.status, now, self.interval_of(status)
+            )
+        self._settle(entry, now)
+        if before is entry.presence:
+            return None
+        if entry.presence is Presence.OFFLINE:
             reason = "said offline"
-        return PresenceChange(status.id, before, status.status, reason, now)
+        return PresenceChange(status.id, before, entry.presence, reason, now)
+
+    def _clash(
+        self, entry: _Entry, status: AgentStatus, key: str, now: float
+    ) -> IdentityClash | None:
+        """Why a new instance may not join ``entry`` (None: it may)."""
+        instances = entry.instances
+        if not instances:
+            return None
+        if entry.replicated and status.replicated:
+            if len(instances) >= MAX_INSTANCES:
+                return IdentityClash(
+                    status.id,
+                    status.instance,
+                    status.node,
+                    f"agent {status.id!r} already has {MAX_INSTANCES} instances",
+                    now,
+                )
+            return None
+        holder = max(instances.values(), key=lambda instance: instance.seen_at)
+        if now - holder.seen_at >= holder.interval:
+            # The holder missed a beat: it died without a word, and this is its successor.
+            instances.clear()
+            return None
+        where = f" on node {holder.node}" if holder.node else ""
+        which = f"instance {holder.key}" if holder.key else "an instance that sends no id"
+        mode = (
+            "it is replicated but this instance is not"
+            if entry.replicated
+            else "it is not replicated"
+        )
+        return IdentityClash(
+            status.id,
+            status.instance,
+            status.node,
+            f"agent {status.id!r} is already online as {which}{where}; {mode}",
+            now,
+        )
 
     def merge(self, agents: Iterable[AgentInfo], now: float) -> list[PresenceChange]:
-        """Adopt another directory's view for agents this one has not heard of."""
+        """Adopt another directory's view for agents this one has not heard of.
+
+        What comes from another directory is hearsay: the first status heard
+        from one of those agents replaces it.
+        """
         changes = []
-        wall_now = datetime.now(UTC)
+        wall_now = _wall()
         for info in agents:
-            if info.id in self._entries:
+            if info.id in self._entries or not self._make_room():
                 continue
             age = max(0.0, (wall_now - info.last_seen).total_seconds())
-            self._store(_Entry(info, now - age, self._default_interval))
-            changes.append(PresenceChange(info.id, None, info.status, "sync", now))
+            entry = _Entry(info.id, info.name, info.capabilities, info.replicated, info.last_seen)
+            if info.status is not Presence.OFFLINE:
+                for instance in info.instances or (InstanceInfo(None, None),):
+                    key = instance.id or _ANONYMOUS
+                    entry.instances[key] = _Instance(
+                        key, instance.node, info.status, now - age, self._default_interval, True
+                    )
+            self._entries[info.id] = entry
+            self._settle(entry, now)
+            changes.append(PresenceChange(info.id, None, entry.presence, "sync", now))
         return changes
 
     def expire(self, now: float) -> list[PresenceChange]:
-        """Mark offline every agent not heard from for too long."""
+        """Drop instances not heard from for too long, and forget agents offline too long.
+
+        Returns:
+            The agents that went offline.
+        """
         changes = []
         for entry in self._entries.values():
-            if entry.info.status is Presence.OFFLINE:
+            if not entry.instances:
                 continue
-            if now >= entry.seen_at + self._missed * entry.interval:
-                before = entry.info.status
-                for name in entry.info.capabilities:
-                    self._providers.get(name, set()).discard(entry.info.id)
-                entry.info = attrs.evolve(entry.info, status=Presence.OFFLINE)
+            silent = [
+                key
+                for key, instance in entry.instances.items()
+                if now >= instance.seen_at + self._missed * instance.interval
+            ]
+            if not silent:
+                continue
+            before = entry.presence
+            self._unlist(entry)
+            for key in silent:
+                del entry.instances[key]
+            self._settle(entry, now)
+            if entry.presence is Presence.OFFLINE:
                 changes.append(
-                    PresenceChange(
-                        entry.info.id, before, Presence.OFFLINE, "missed heartbeats", now
-                    )
+                    PresenceChange(entry.id, before, Presence.OFFLINE, "missed heartbeats", now)
                 )
+        for agent_id, since in list(self._offline.items()):
+            if now - since < self._forget_after:
+                break  # oldest first: the rest went offline later
+            self._forget(agent_id)
         return changes
+
+    def _make_room(self) -> bool:
+        if len(self._entries) < self._max_agents:
+            return True
+        if not self._offline:
+            return False
+        self._forget(next(iter(self._offline)))
+        return True
+
+    def _forget(self, agent_id: str) -> None:
+        self._offline.pop(agent_id, None)
+        if self._entries.pop(agent_id, None) is not None:
+            self.forgotten += 1
+
+    def _unlist(self, entry: _Entry) -> None:
+        for name in entry.capabilities:
+            providers = self._providers.get(name)
+            if providers is not None:
+                providers.discard(entry.id)
+                if not providers:
+                    del self._providers[name]
+
+    def _settle(self, entry: _Entry, now: float) -> None:
+        was_offline = entry.id in self._offline
+        entry.settle()
+        if entry.presence is Presence.OFFLINE:
+            if not was_offline:
+                self._offline[entry.id] = now
+        else:
+            self._offline.pop(entry.id, None)
+            for name in entry.capabilities:
+                self._providers.setdefault(name, set()).add(entry.id)
+
+    # --- reading -----------------------------------------------------------------------
 
     def sweep_period(self, interval: float | None = None) -> float:
         """How often to call :meth:`expire`: half the shortest heartbeat interval.
 
-        So an agent is marked offline between ``missed`` and ``missed + 0.5``
+        So an instance is dropped between ``missed`` and ``missed + 0.5``
         intervals after it was last heard from, at a cost of one pass over the
         table per half interval (not one per heartbeat).
 
@@ -163,27 +374,33 @@ class Directory:
         if interval is None:
             interval = min(
                 (
-                    e.interval
-                    for e in self._entries.values()
-                    if e.info.status is not Presence.OFFLINE
+                    instance.interval
+                    for entry in self._entries.values()
+                    for instance in entry.instances.values()
                 ),
                 default=self._default_interval,
             )
         return max(_MIN_SWEEP, interval / 2)
+
+    def _matching(self, capability: str | None, status: Presence | None) -> list[_Entry]:
+        ids = self._providers.get(capability, ()) if capability is not None else self._entries
+        entries = [self._entries[key] for key in sorted(ids)]
+        if status is not None:
+            entries = [entry for entry in entries if entry.presence is status]
+        return entries
 
     def agents(
         self, *, capability: str | None = None, status: Presence | None = None
     ) -> list[AgentInfo]:
         """The known agents, sorted by id, optionally only those with a capability
         (and not offline) or in a given state."""
-        if capability is not None:
-            ids = sorted(self._providers.get(capability, ()))
-        else:
-            ids = sorted(self._entries)
-        listed = [self._entries[key].info for key in ids]
-        if status is not None:
-            listed = [info for info in listed if info.status is status]
-        return listed
+        return [entry.info for entry in self._matching(capability, status) if entry.info]
+
+    def encoded_agents(
+        self, *, capability: str | None = None, status: Presence | None = None
+    ) -> list[bytes]:
+        """The same as :meth:`agents`, each entry already encoded for a listing."""
+        return [entry.encoded for entry in self._matching(capability, status)]
 
     def get(self, agent_id: str) -> AgentInfo | None:
         """One agent, if known."""
@@ -195,113 +412,5 @@ class Directory:
         return sorted(self._providers.get(capability, ()))
 
 
-class DirectoryService:
-    """The node child that keeps a :class:`Directory` current and answers for it."""
-
-    def __init__(
-        self,
-        directory: Directory,
-        bus: Bus,
-        on_change: Callable[[PresenceChange], None] | None = None,
-        sync_timeout: float = 1.0,
-    ) -> None:
-        self._directory = directory
-        self._bus = bus
-        self._on_change = on_change or (lambda _change: None)
-        self._sync_timeout = sync_timeout
-        self._sweeping_every = float("inf")
-        self._sooner = trio.Event()
-        self.malformed = 0
-
-    def _report(self, changes: Iterable[PresenceChange]) -> None:
-        for change in changes:
-            log.info(
-                "agent %s: %s -> %s (%s)",
-                change.agent,
-                change.before.value if change.before else "unknown",
-                change.after.value,
-                change.reason,
-            )
-            self._on_change(change)
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Keep the directory current and answer ``mcp.list_agents`` until cancelled."""
-        bus = self._bus
-        async with (
-            bus.subscribe(AGENT_ANNOUNCE) as announces,
-            bus.subscribe(AGENT_STATUS_ALL) as statuses,
-        ):
-            await self._sync()  # before joining the queue group, so we never ask ourselves
-            async with (
-                bus.subscribe(MCP_LIST_AGENTS, queue=DIRECTORY_QUEUE) as requests,
-                open_nursery() as nursery,
-            ):
-                nursery.start_soon(self._observe, announces, "announce")
-                nursery.start_soon(self._observe, statuses, "heartbeat")
-                nursery.start_soon(self._answer, requests)
-                nursery.start_soon(self._expire)
-                await bus.flush()
-                task_status.started()
-
-    async def _sync(self) -> None:
-        """Learn what another directory already knows (if one runs)."""
-        offset: int | None = 0
-        agents: list[AgentInfo] = []
-        try:
-            while offset is not None:
-                query = ListQuery(offset=offset).to_json()
-                reply = await self._bus.request(MCP_LIST_AGENTS, query, timeout=self._sync_timeout)
-                page, offset, _total = decode_agent_page(reply.data)
-                agents += page
-        except (BusError, ProtocolError) as error:
-            log.debug("no directory to sync from: %s", error)
-            return
-        self._report(self._directory.merge(agents, trio.current_time()))
-
-    async def _observe(self, subscription: Subscription, reason: str) -> None:
-        async for delivery in subscription:
-            try:
-                status = AgentStatus.from_json(delivery.data)
-            except ProtocolError as error:
-                self.malformed += 1
-                log.warning("malformed %s on %s skipped: %s", reason, delivery.subject, error)
-                continue
-            if (
-                delivery.subject != AGENT_ANNOUNCE
-                and agent_id_from_subject(delivery.subject) != status.id
-            ):
-                # A status may only speak for the agent its subject names.
-                self.malformed += 1
-                log.warning("status for %r published on %s skipped", status.id, delivery.subject)
-                continue
-            change = self._directory.observe(status, trio.current_time(), reason)
-            if change is not None:
-                self._report([change])
-            period = self._directory.sweep_period(self._directory.interval_of(status))
-            if period < self._sweeping_every:
-                self._sooner.set()  # a faster agent joined: do not sleep out the old period
-
-    async def _answer(self, requests: Subscription) -> None:
-        async for request in requests:
-            if not request.reply:
-                continue
-            try:
-                query = ListQuery.from_json(request.data)
-            except ProtocolError as error:
-                reply = encode_list_error("bad_request", str(error))
-            else:
-                matching = self._directory.agents(capability=query.capability, status=query.status)
-                # Leave room for the envelope: a page must fit the server's max_payload.
-                reply = encode_agent_page(matching, query, self._bus.max_payload - 256)
-            try:
-                await self._bus.respond(request, reply)
-            except BusError as error:  # never let a reply take the directory down
-                log.warning("could not answer mcp.list_agents: %s", error)
-
-    async def _expire(self) -> None:
-        while True:
-            self._sweeping_every = self._directory.sweep_period()
-            with trio.move_on_after(self._sweeping_every):
-                await self._sooner.wait()
-            self._sooner = trio.Event()
-            self._report(self._directory.expire(trio.current_time()))
+def _wall() -> datetime:
+    return datetime.now(UTC)

@@ -19,6 +19,17 @@ if TYPE_CHECKING:
     from ._context import AgentContext
 
 
+class AgentFault(Exception):
+    """Raised by a handler when the agent itself is broken, not just one unit of work.
+
+    Any other exception fails only the message or capability call it was raised
+    for: its sender gets an error answer, it is counted and logged, and the
+    agent's other work carries on. ``AgentFault`` does that too, then crashes
+    the child that ran the handler, so its supervisor restarts it (OTP's "let it
+    crash", for corrupted state, never for bad input).
+    """
+
+
 class CapabilityError(Exception):
     """Raised by a handler to fail a capability call with a protocol error code."""
 
@@ -40,8 +51,10 @@ class Handler(Protocol):
             response. Responses are never answered (that would loop).
 
         Raises:
-            Exception: any failure; the sender gets an error response and the
-                inbox crashes and is restarted by the agent's supervisor.
+            AgentFault: the agent's own state is broken: the sender gets an error
+                response, then the inbox crashes and its supervisor restarts it.
+            Exception: any other failure fails this message alone: the sender gets
+                an ``agent_error`` response; the agent goes on.
         """
         ...
 
@@ -53,6 +66,7 @@ class Handler(Protocol):
 
         Raises:
             CapabilityError: a failure with a protocol error code.
+            AgentFault: as for :meth:`on_message` (the capability responder restarts).
             Exception: any other failure (reported as ``agent_error``).
         """
         ...

@@ -2,16 +2,32 @@
 
 Two readers start one task per message under a capacity limiter, so at most
 ``max_concurrency`` messages are handled at once (in arrival order when it is
-1), a busy agent lets its subscription buffer fill (and then drop, counted)
-instead of growing without bound, and an idle agent holds no worker tasks.
+1), a busy agent lets its subscription buffer fill (and then drop, counted and
+reported) instead of growing without bound, and an idle agent holds no worker
+tasks. Both subscriptions are in the queue group ``agent.<id>``, so the
+instances of a replicated agent share its messages and broadcasts (each reaches
+one instance), and a lone instance gets them all.
 
 Responses that answer an ``ask`` go to the asker and never reach the handler;
 other responses reach the handler but are never answered (that would loop).
 
-A handler that raises crashes the inbox, the OTP way: the sender first gets a
-response carrying ``metadata.error`` (so an ``ask`` fails at once instead of
-timing out), messages in flight on other workers get the same, then the
-exception propagates and the agent's supervisor restarts the inbox.
+A message is a unit of work that fails alone (docs/PROTOCOL.md, section 6.2):
+
+- a payload that does not decode is counted and reported (rate-limited), and
+  its sender, if the payload names one (``from`` and ``id``), gets a
+  ``bad_request`` error response; if it came with a NATS reply subject, the
+  error goes there instead, as a message when it can be addressed and as a bare
+  ``{"error": ...}`` object when it cannot;
+- a handler that raises gets its sender an ``agent_error`` response; the inbox
+  goes on;
+- an answer that cannot be sent (above ``max_payload``, or not encodable) gets
+  the sender a ``payload_too_large`` or ``unencodable`` error response instead.
+
+Answers go to the NATS reply subject of the message when it has one (so an
+``ask`` reaches the very instance that asked), else to ``agent.<from>.message``.
+Only :class:`~volta.actors.AgentFault` crashes the inbox (after answering), for
+its supervisor to restart it; messages in flight then get ``agent_error
+"interrupted: ..."``.
 """
 
 from __future__ import annotations
@@ -22,15 +38,28 @@ from typing import TYPE_CHECKING
 import trio
 
 from volta._nursery import open_nursery
+from volta._throttle import Throttle, TokenBucket
 from volta.bus import (
     AGENT_BROADCAST,
     BusError,
+    Delivery,
     Message,
-    MessageSubscription,
+    MessageDecodeError,
     MessageType,
+    PayloadDecodeError,
+    PayloadEncodeError,
+    PayloadTooLarge,
+    Subscription,
     agent_message,
+    decode_json,
+    encode_json,
+    message_attribution,
+    message_from_dict,
 )
 from volta.supervisor import shutdown_scope
+
+from ._handler import AgentFault
+from ._protocol import ErrorCode
 
 if TYPE_CHECKING:
     from volta.bus import Bus
@@ -40,6 +69,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("volta.actors.inbox")
 
+ERROR_REPLIES_PER_SECOND = 100.0
+"""Error responses to malformed messages an inbox sends per second, at most (on average)."""
+ERROR_REPLY_BURST = 200.0
+"""... and in one burst. Beyond that, malformed messages are only counted: a flood of
+forged ``from`` fields must not turn the agent into a reflector."""
+
+
+def inbox_queue(agent_id: str) -> str:
+    """The queue group of an agent's inbox subscriptions: ``agent.<id>``."""
+    return f"agent.{agent_id}"
+
 
 class Inbox:
     """One agent's inbox child."""
@@ -48,81 +88,166 @@ class Inbox:
         self._state = state
         self._bus = bus
         self._context = context
+        self._error_replies = TokenBucket(ERROR_REPLIES_PER_SECOND, ERROR_REPLY_BURST)
+        self._failure_logs = Throttle(bus.options.report_interval)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve messages until cancelled; raise what a handler raised."""
+        """Serve messages until cancelled; raise an :class:`AgentFault` a handler raised."""
         spec = self._state.spec
         limiter = trio.CapacityLimiter(spec.max_concurrency)
-        async with (
-            self._bus.subscribe_messages(
-                agent_message(spec.id), max_messages=spec.inbox_buffer
-            ) as direct,
-            self._bus.subscribe_messages(
-                AGENT_BROADCAST, max_messages=spec.inbox_buffer
-            ) as everyone,
-            open_nursery() as nursery,
-        ):
-            nursery.start_soon(self._read, direct, limiter, nursery)
-            nursery.start_soon(self._read, everyone, limiter, nursery)
-            if self._state.announced:
-                # A restart: ready means reachable, so wait until the server has the
-                # subscriptions. (At first start the announcer flushes for everyone.)
-                await self._bus.flush()
-            task_status.started()
+        queue = inbox_queue(spec.id)
+        buffer, max_bytes = spec.inbox_buffer, spec.inbox_max_bytes
+        try:
+            async with (
+                self._bus.subscribe(
+                    agent_message(spec.id), queue=queue, max_messages=buffer, max_bytes=max_bytes
+                ) as direct,
+                self._bus.subscribe(
+                    AGENT_BROADCAST, queue=queue, max_messages=buffer, max_bytes=max_bytes
+                ) as everyone,
+                open_nursery() as nursery,
+            ):
+                self._state.inbox_subscriptions = (direct, everyone)
+                nursery.start_soon(self._read, direct, limiter, nursery)
+                nursery.start_soon(self._read, everyone, limiter, nursery)
+                if self._state.announced:
+                    # A restart: ready means reachable, so wait until the server has the
+                    # subscriptions. (At first start the announcer flushes for everyone.)
+                    await self._bus.flush()
+                task_status.started()
+        finally:
+            self._state.inbox_closed()
 
     async def _read(
         self,
-        subscription: MessageSubscription,
+        subscription: Subscription,
         limiter: trio.CapacityLimiter,
         nursery: trio.Nursery,
     ) -> None:
         own_id = self._state.spec.id
         asks = self._state.asks
-        async for message in subscription:
-            if message.sender == own_id and subscription.subject == AGENT_BROADCAST:
+        broadcast = subscription.subject == AGENT_BROADCAST
+        async for delivery in subscription:
+            message = await self._decode(delivery)
+            if message is None:
+                continue
+            if broadcast and message.sender == own_id:
                 continue  # our own broadcast
             if message.type is MessageType.RESPONSE and asks.resolve(message):
                 continue
             token = object()
             await limiter.acquire_on_behalf_of(token)
-            nursery.start_soon(self._handle, message, limiter, token)
+            nursery.start_soon(self._handle, message, delivery.reply, limiter, token)
 
-    async def _handle(self, message: Message, limiter: trio.CapacityLimiter, token: object) -> None:
+    async def _decode(self, delivery: Delivery) -> Message | None:
+        """The message, or None after dealing with a payload that is not one."""
+        try:
+            document = decode_json(delivery.data)
+        except PayloadDecodeError as error:
+            await self._refuse(delivery, None, MessageDecodeError(error.field, error.reason))
+            return None
+        try:
+            return message_from_dict(document)
+        except MessageDecodeError as error:
+            await self._refuse(delivery, message_attribution(document), error)
+            return None
+
+    async def _refuse(
+        self, delivery: Delivery, sender: tuple[str, str] | None, error: MessageDecodeError
+    ) -> None:
+        """Count a malformed message and, within limits, tell whoever can be told."""
+        state = self._state
+        state.malformed += 1
+        self._bus.report_malformed(delivery.subject, error)
+        if (sender is None and delivery.reply is None) or not self._error_replies.take(
+            trio.current_time()
+        ):
+            return
+        text = str(error)
+        payload: bytes | Message
+        if sender is not None:
+            payload = Message(
+                sender=state.spec.id,
+                to=sender[0],
+                message=f"error: {text}",
+                type=MessageType.RESPONSE,
+                metadata={
+                    "in_reply_to": sender[1],
+                    "error": {"code": ErrorCode.BAD_REQUEST.value, "message": text},
+                },
+            )
+            subject = delivery.reply or agent_message(sender[0])
+        else:
+            assert delivery.reply is not None
+            payload = encode_json({"error": {"code": ErrorCode.BAD_REQUEST.value, "message": text}})
+            subject = delivery.reply
+        try:
+            await self._bus.publish(subject, payload)
+        except BusError as failure:  # a bad reply subject, say: the refusal goes unsaid
+            log.info("agent %s could not refuse a malformed message: %s", state.spec.id, failure)
+
+    async def _handle(
+        self, message: Message, reply_to: str | None, limiter: trio.CapacityLimiter, token: object
+    ) -> None:
         state = self._state
         state.messages_in_flight += 1
+        self._context.route_replies(message.id, reply_to)
         try:
-            answer = await self._context_handle(message)
+            answer = await self._state.spec.handler.on_message(message, self._context)
+            if answer is not None and not isinstance(answer, str):
+                raise TypeError(f"on_message returned {type(answer).__name__}, not str or None")
         except trio.Cancelled:
-            await self._report_failure(
-                message, "agent_error", "interrupted: the inbox stopped while handling it"
+            await self._fail(
+                message, reply_to, ErrorCode.AGENT_ERROR, "interrupted: the inbox stopped"
             )
             raise
         except Exception as error:
             state.handler_errors += 1
-            log.warning("agent %s: handler failed on %s: %r", state.spec.id, message.id, error)
-            await self._report_failure(message, "agent_error", repr(error))
-            raise
+            if self._failure_logs.admit("handler", trio.current_time()):
+                log.warning("agent %s: handler failed on %s: %r", state.spec.id, message.id, error)
+            await self._fail(message, reply_to, ErrorCode.AGENT_ERROR, repr(error))
+            if isinstance(error, AgentFault):
+                raise
+            return
         finally:
+            self._context.forget_replies(message.id)
             state.messages_in_flight -= 1
             limiter.release_on_behalf_of(token)
         state.handled += 1
         if answer is not None and message.type is not MessageType.RESPONSE:
-            await self._context.reply(message, answer)
+            await self._answer(message, reply_to, answer)
 
-    async def _context_handle(self, message: Message) -> str | None:
-        return await self._state.spec.handler.on_message(message, self._context)
+    async def _answer(self, message: Message, reply_to: str | None, answer: str) -> None:
+        response = message.reply(answer, sender=self._state.spec.id)
+        try:
+            await self._bus.publish(reply_to or agent_message(message.sender), response)
+        except PayloadTooLarge as error:
+            await self._fail(
+                message,
+                reply_to,
+                ErrorCode.PAYLOAD_TOO_LARGE,
+                f"the answer is {error.size} bytes, above the server's max_payload of "
+                f"{error.max_payload} bytes",
+            )
+        except PayloadEncodeError as error:
+            await self._fail(message, reply_to, ErrorCode.UNENCODABLE, str(error))
+        except BusError as error:
+            log.info("agent %s could not answer %s: %s", self._state.spec.id, message.id, error)
 
-    async def _report_failure(self, message: Message, code: str, text: str) -> None:
+    async def _fail(
+        self, message: Message, reply_to: str | None, code: ErrorCode, text: str
+    ) -> None:
         """Tell the sender its message failed (bounded; never raises)."""
         if message.type is MessageType.RESPONSE:
             return
+        text = text if len(text) <= 1000 else f"{text[:997]}..."
         response = message.reply(
             f"error: {text}",
             sender=self._state.spec.id,
-            metadata={"error": {"code": code, "message": text}},
+            metadata={"error": {"code": code.value, "message": text}},
         )
         with shutdown_scope():
             try:
-                await self._bus.publish(agent_message(message.sender), response)
+                await self._bus.publish(reply_to or agent_message(message.sender), response)
             except BusError as error:
                 log.info("could not report the failure to %s: %s", message.sender, error)

@@ -1,5 +1,11 @@
 """A node: one process's supervision tree (one per container).
 
+Before anything else, the node claims the ids of its agents (``_identity``):
+an agent whose id another node holds, or an agent outside Volta uses, is not
+started (logged, and reported as an :class:`IdentityClash` event); if that
+leaves none, :meth:`Node.run` raises :class:`IdentityConflict`. The node keeps
+answering other nodes' claims for as long as it runs.
+
 The root supervisor's children, in start order: the directory service, the
 capability router, the NATS service API responder (ADR-32: agents show up in
 ``nats micro ls``), then one child per agent. Agents share the node's NATS
@@ -13,6 +19,8 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
+import socket
 from collections.abc import Iterable
 from contextlib import AsyncExitStack
 from typing import TypeAlias
@@ -32,13 +40,16 @@ from volta.supervisor import (
 )
 
 from ._agent import Agent, AgentSpec
-from ._directory import Directory, DirectoryService, PresenceChange
+from ._directory import Directory, IdentityClash, PresenceChange
+from ._directory_service import DirectoryService
+from ._identity import AgentClaim, Identity, IdentityConflict
+from ._protocol import Presence
 from ._router import CapabilityRouter
 from ._service import ServiceResponder
 
 log = logging.getLogger("volta.actors.node")
 
-NodeEvent: TypeAlias = SupervisorEvent | ConnectionEvent | PresenceChange
+NodeEvent: TypeAlias = SupervisorEvent | ConnectionEvent | PresenceChange | IdentityClash
 """Everything a node reports."""
 
 
@@ -72,7 +83,16 @@ class NodeSpec:
     intensity: Intensity = Intensity(max_restarts=10, period=60.0)
     """Agent (and service) restarts the node allows before it gives up."""
     name: str = "node"
-    """Name of the root supervisor."""
+    """Name of the root supervisor, and the start of the node's id."""
+    node_id: str | None = None
+    """How the node names itself in statuses, claims and errors (default
+    ``<name>@<host>:<pid>``)."""
+    claim_window: float = attrs.field(default=0.25, validator=attrs.validators.gt(0))
+    """Seconds the node waits for other nodes to object to the ids it claims."""
+    forget_after: float = attrs.field(default=3600.0, validator=attrs.validators.gt(0))
+    """Seconds after which the directory forgets an agent that is offline."""
+    max_agents: int = attrs.field(default=100_000, validator=attrs.validators.ge(1))
+    """Most agents the directory holds."""
 
 
 class Node:
@@ -87,17 +107,31 @@ class Node:
         """
         self.spec = spec
         self._bus = bus
+        self.node_id = spec.node_id or f"{spec.name}@{socket.gethostname()}:{os.getpid()}"
         self.events: Fanout[NodeEvent] = Fanout()
-        self.directory = Directory(spec.heartbeat_interval, spec.offline_after_missed)
+        self.directory = Directory(
+            spec.heartbeat_interval,
+            spec.offline_after_missed,
+            forget_after=spec.forget_after,
+            max_agents=spec.max_agents,
+        )
         self.agents: dict[str, Agent] = {}
+        """The agents that run (those whose ids the node could claim)."""
+        self.refused: list[IdentityClash] = []
+        """The agents that were not started, and why."""
         self.supervisor: Supervisor | None = None
 
     def _emit(self, event: NodeEvent) -> None:
         self.events.emit(event)
 
-    def _children(self, bus: Bus) -> list[ChildSpec]:
+    def _agent(self, spec: AgentSpec, bus: Bus) -> Agent:
+        if self.spec.shared_connection:
+            return Agent(spec, bus=bus, on_event=self._emit, node=self.node_id)
+        options = attrs.evolve(self.spec.bus_options, name=f"volta-{spec.id}")
+        return Agent(spec, bus_options=options, on_event=self._emit, node=self.node_id)
+
+    def _children(self, bus: Bus, directory: DirectoryService) -> list[ChildSpec]:
         spec = self.spec
-        directory = DirectoryService(self.directory, bus, on_change=self._emit)
         router = CapabilityRouter(self.directory, bus, default_timeout=spec.request_timeout)
         service = ServiceResponder(self.agents.values, bus)
         children = [
@@ -105,20 +139,60 @@ class Node:
             ChildSpec(name="router", start=router.run),
             ChildSpec(name="service", start=service.run),
         ]
-        for agent_spec in spec.agents:
-            if spec.shared_connection:
-                agent = Agent(agent_spec, bus=bus, on_event=self._emit)
-            else:
-                options = attrs.evolve(spec.bus_options, name=f"volta-{agent_spec.id}")
-                agent = Agent(agent_spec, bus_options=options, on_event=self._emit)
-            self.agents[agent_spec.id] = agent
-            children.append(ChildSpec(name=f"agent-{agent_spec.id}", start=agent.run))
+        children += [
+            ChildSpec(name=f"agent-{agent.id}", start=agent.run) for agent in self.agents.values()
+        ]
         return children
 
+    async def _claim(self, identity: Identity, directory: DirectoryService, bus: Bus) -> None:
+        """Keep the agents whose ids this node may run; refuse the others."""
+        await directory.sync()
+        candidates = [self._agent(spec, bus) for spec in self.spec.agents]
+        claims, refused = [], []
+        for agent in candidates:
+            outsider = self._held_outside_volta(agent.spec)
+            if outsider is not None:
+                refused.append(outsider)
+            else:
+                claims.append(AgentClaim(agent.id, agent.instance, agent.spec.replicated))
+        kept, lost = await identity.claim(claims, self.spec.claim_window)
+        kept_ids = {claim.id for claim in kept}
+        self.agents = {agent.id: agent for agent in candidates if agent.id in kept_ids}
+        for clash in refused + lost:
+            log.error(
+                "agent %s not started: %s. Give it another id, or set `replicated: true` "
+                "on every instance of it.",
+                clash.agent,
+                clash.reason,
+            )
+            self.refused.append(clash)
+            self._emit(clash)
+        if not self.agents:
+            raise IdentityConflict(self.refused)
+
+    def _held_outside_volta(self, spec: AgentSpec) -> IdentityClash | None:
+        """An agent listed online whose instances name no node: no claim would find it."""
+        info = self.directory.get(spec.id)
+        if info is None or info.status is Presence.OFFLINE:
+            return None
+        if info.replicated and spec.replicated:
+            return None
+        if not any(instance.node is None for instance in info.instances):
+            return None
+        return IdentityClash(
+            spec.id,
+            None,
+            self.node_id,
+            f"agent {spec.id!r} is already online, run by something that is not a Volta node",
+            trio.current_time(),
+        )
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run until cancelled (stopping in reverse order) or until the root escalates.
+        """Claim the agents' ids, then run until cancelled (stopping in reverse order)
+        or until the root escalates.
 
         Raises:
+            IdentityConflict: every agent's id is taken (nothing was started).
             SupervisorEscalation: agents failed more often than the node's intensity allows.
             ConnectFailed: the node's connection could not be opened.
         """
@@ -126,16 +200,20 @@ class Node:
             bus = self._bus
             if bus is None:
                 bus = await stack.enter_async_context(open_bus(self.spec.bus_options))
-            self.supervisor = Supervisor(
-                SupervisorSpec(
-                    name=self.spec.name,
-                    children=self._children(bus),
-                    intensity=self.spec.intensity,
-                ),
-                on_event=self._emit,
-            )
             async with open_nursery() as nursery:
                 await nursery.start(self._forward_connection_events, bus)
+                identity = Identity(bus, self.node_id)
+                await nursery.start(identity.serve)
+                directory = DirectoryService(self.directory, bus, on_change=self._emit)
+                await self._claim(identity, directory, bus)
+                self.supervisor = Supervisor(
+                    SupervisorSpec(
+                        name=self.spec.name,
+                        children=self._children(bus, directory),
+                        intensity=self.spec.intensity,
+                    ),
+                    on_event=self._emit,
+                )
                 await self.supervisor.run(task_status=task_status)
                 nursery.cancel_scope.cancel()
 

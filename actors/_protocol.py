@@ -12,15 +12,34 @@ error is a :class:`ProtocolError` naming the field.
 from __future__ import annotations
 
 import enum
-import json
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import attrs
 
-from volta.bus import format_timestamp, validate_capability, validate_own_agent_id
+from volta.bus import (
+    PayloadDecodeError,
+    decode_json,
+    encode_json,
+    format_timestamp,
+    parse_timestamp,
+    validate_capability,
+    validate_own_agent_id,
+)
+
+MAX_NAME_LENGTH = 256
+"""Longest agent name (or node name) accepted in a status."""
+
+MAX_CAPABILITIES = 256
+"""Most capabilities one agent may list."""
+
+MAX_COUNT = 2**53
+"""Largest counter (``in_flight``, ``restarts``, ...) accepted: exact in every JSON reader."""
+
+_INSTANCE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class ProtocolError(ValueError):
@@ -46,41 +65,51 @@ class Presence(enum.Enum):
 
 
 class ErrorCode(enum.Enum):
-    """Why a capability request failed."""
+    """Why a capability request, or a message, failed (docs/PROTOCOL.md, section 6)."""
 
     NO_CAPABILITY = "no_capability"
     """No online agent has the capability."""
     TIMEOUT = "timeout"
     """The agent did not answer in time."""
     AGENT_ERROR = "agent_error"
-    """The agent failed while running the capability."""
+    """The agent failed while running the capability or handling the message."""
     BAD_REQUEST = "bad_request"
     """The request was malformed."""
     UNAVAILABLE = "unavailable"
     """No router answered (no Volta node is running)."""
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    """The answer is larger than the server's ``max_payload``; it was not sent."""
+    UNENCODABLE = "unencodable"
+    """The answer holds something JSON cannot carry; it was not sent."""
+    NO_AGENT = "no_agent"
+    """Nobody listens on the asked agent's subject (made by the asker, not on the wire)."""
 
 
 # --- decoding helpers ----------------------------------------------------------------
 
 
 def load_json_object(data: bytes) -> dict[str, Any]:
-    """Parse bytes as a JSON object.
+    """Parse bytes as a JSON object; total (any bytes give a dict or the error).
 
     Raises:
-        ProtocolError: not UTF-8 JSON, or not an object.
+        ProtocolError: not Volta JSON (``volta.bus.decode_json``), or not an object.
     """
     try:
-        document = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ProtocolError("$", f"not valid UTF-8 JSON ({error})") from None
+        document = decode_json(data)
+    except PayloadDecodeError as error:
+        raise ProtocolError(error.field, error.reason) from None
     if not isinstance(document, dict):
         raise ProtocolError("$", f"expected a JSON object, got {type(document).__name__}")
     return document
 
 
 def dump_json(document: Mapping[str, Any]) -> bytes:
-    """Compact UTF-8 JSON."""
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+    """Compact UTF-8 JSON.
+
+    Raises:
+        PayloadEncodeError: the document holds something Volta JSON cannot carry.
+    """
+    return encode_json(document)
 
 
 def _type_name(value: object) -> str:
@@ -110,6 +139,38 @@ def _number(document: Mapping[str, Any], field: str, default: float) -> float:
     return float(value)
 
 
+def _count(document: Mapping[str, Any], field: str) -> int:
+    value = _number(document, field, 0)
+    if value > MAX_COUNT:
+        raise ProtocolError(field, f"must be at most {MAX_COUNT}, got {value:g}")
+    return int(value)
+
+
+def _short_text(document: Mapping[str, Any], field: str, default: str | None = None) -> str:
+    value = _string(document, field, default)
+    if len(value) > MAX_NAME_LENGTH:
+        raise ProtocolError(field, f"longer than {MAX_NAME_LENGTH} characters")
+    return value
+
+
+def _optional_instance(document: Mapping[str, Any], field: str) -> str | None:
+    value = document.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _INSTANCE.fullmatch(value):
+        raise ProtocolError(field, "expected 1-64 characters from A-Z a-z 0-9 _ -")
+    return value
+
+
+def _boolean(document: Mapping[str, Any], field: str) -> bool:
+    value = document.get(field)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise ProtocolError(field, f"expected true or false, got {_type_name(value)}")
+    return value
+
+
 def _agent_id(document: Mapping[str, Any], field: str) -> str:
     value = _string(document, field)
     try:
@@ -124,6 +185,8 @@ def _capabilities(document: Mapping[str, Any]) -> tuple[str, ...]:
         return ()
     if not isinstance(value, list):
         raise ProtocolError("capabilities", f"expected a list, got {_type_name(value)}")
+    if len(value) > MAX_CAPABILITIES:
+        raise ProtocolError("capabilities", f"more than {MAX_CAPABILITIES} capabilities")
     names = []
     for index, name in enumerate(value):
         try:
@@ -146,14 +209,12 @@ def _presence(document: Mapping[str, Any]) -> Presence:
 def _timestamp(document: Mapping[str, Any], field: str) -> datetime | None:
     if document.get(field) is None:
         return None
-    text = _string(document, field)
     try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise ProtocolError(field, f"not an ISO 8601 date-time: {text!r}") from None
-    if value.utcoffset() is None:
-        raise ProtocolError(field, "must carry a UTC offset (e.g. a trailing 'Z')")
-    return value.astimezone(UTC)
+        return parse_timestamp(_string(document, field))
+    except ProtocolError:
+        raise
+    except ValueError as error:
+        raise ProtocolError(field, str(error)) from None
 
 
 # --- presence: announce and heartbeat ------------------------------------------------------
@@ -179,11 +240,23 @@ class AgentStatus:
     """Restarts of its children since it started."""
     heartbeat_interval: float | None = None
     """Seconds between its heartbeats (None: it does not say)."""
+    instance: str | None = None
+    """This running instance of the agent (None: a peer that does not say)."""
+    node: str | None = None
+    """The node (process) that runs the instance, for people reading listings and errors."""
+    replicated: bool = False
+    """Whether several instances may run under this id at once, sharing its work."""
+    dropped: int = 0
+    """Messages its inbox dropped because it was full (since the instance started)."""
     timestamp: datetime = attrs.field(factory=lambda: datetime.now(UTC))
     """When it was sent."""
 
     def to_json(self) -> bytes:
-        """The wire form."""
+        """The wire form.
+
+        Raises:
+            PayloadEncodeError: a field holds something JSON cannot carry.
+        """
         document: dict[str, Any] = {
             "id": self.id,
             "name": self.name,
@@ -192,15 +265,22 @@ class AgentStatus:
             "uptime": round(self.uptime, 3),
             "in_flight": self.in_flight,
             "restarts": self.restarts,
+            "dropped": self.dropped,
             "timestamp": format_timestamp(self.timestamp),
         }
         if self.heartbeat_interval is not None:
             document["heartbeat_interval"] = self.heartbeat_interval
+        if self.instance is not None:
+            document["instance"] = self.instance
+        if self.node is not None:
+            document["node"] = self.node
+        if self.replicated:
+            document["replicated"] = True
         return dump_json(document)
 
     @classmethod
     def from_json(cls, data: bytes) -> AgentStatus:
-        """Decode; only ``id`` is required.
+        """Decode; only ``id`` is required. Total: any bytes give a status or the error.
 
         Raises:
             ProtocolError: a field is invalid.
@@ -208,21 +288,56 @@ class AgentStatus:
         document = load_json_object(data)
         agent_id = _agent_id(document, "id")
         interval = document.get("heartbeat_interval")
-        in_flight = _number(document, "in_flight", 0)
-        restarts = _number(document, "restarts", 0)
+        node = document.get("node")
         return cls(
             id=agent_id,
-            name=_string(document, "name", agent_id),
+            name=_short_text(document, "name", agent_id),
             capabilities=_capabilities(document),
             status=_presence(document),
             uptime=_number(document, "uptime", 0.0),
-            in_flight=int(in_flight),
-            restarts=int(restarts),
+            in_flight=_count(document, "in_flight"),
+            restarts=_count(document, "restarts"),
             heartbeat_interval=None
             if interval is None
             else _number(document, "heartbeat_interval", 0) or None,
+            instance=_optional_instance(document, "instance"),
+            node=None if node is None else _short_text(document, "node"),
+            replicated=_boolean(document, "replicated"),
+            dropped=_count(document, "dropped"),
             timestamp=_timestamp(document, "timestamp") or datetime.now(UTC),
         )
+
+
+@attrs.frozen
+class InstanceInfo:
+    """One running instance of an agent, as a listing shows it."""
+
+    id: str | None
+    """The instance id (None: a peer that does not send one)."""
+    node: str | None
+    """The node that runs it, if it says."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready form."""
+        return {"id": self.id, "node": self.node}
+
+    @classmethod
+    def from_dict(cls, document: object, field: str) -> InstanceInfo:
+        """Decode one entry of ``instances``.
+
+        Raises:
+            ProtocolError: it is not an object, or a field is invalid.
+        """
+        if not isinstance(document, dict):
+            raise ProtocolError(field, "expected a JSON object")
+        node = document.get("node")
+        try:
+            return cls(
+                id=_optional_instance(document, "id"),
+                node=None if node is None else _short_text(document, "node"),
+            )
+        except ProtocolError as error:
+            raise ProtocolError(f"{field}.{error.field}", error.reason) from None
 
 
 @attrs.frozen
@@ -239,6 +354,10 @@ class AgentInfo:
     """Online, busy or offline (as the directory concluded)."""
     last_seen: datetime
     """When the directory last heard from it (UTC)."""
+    instances: tuple[InstanceInfo, ...] = ()
+    """Its instances that are not offline (several only when it is replicated)."""
+    replicated: bool = False
+    """Whether it runs as several instances sharing its work."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready form."""
@@ -248,6 +367,8 @@ class AgentInfo:
             "capabilities": list(self.capabilities),
             "status": self.status.value,
             "last_seen": format_timestamp(self.last_seen),
+            "instances": [instance.to_dict() for instance in self.instances],
+            "replicated": self.replicated,
         }
 
     @classmethod
@@ -258,12 +379,22 @@ class AgentInfo:
             ProtocolError: a field is invalid.
         """
         agent_id = _agent_id(document, "id")
+        instances = document.get("instances")
+        if instances is None:
+            instances = []
+        if not isinstance(instances, list):
+            raise ProtocolError("instances", f"expected a list, got {_type_name(instances)}")
         return cls(
             id=agent_id,
-            name=_string(document, "name", agent_id),
+            name=_short_text(document, "name", agent_id),
             capabilities=_capabilities(document),
             status=_presence(document),
             last_seen=_timestamp(document, "last_seen") or datetime.now(UTC),
+            instances=tuple(
+                InstanceInfo.from_dict(entry, f"instances[{index}]")
+                for index, entry in enumerate(instances)
+            ),
+            replicated=_boolean(document, "replicated"),
         )
 
 
@@ -309,7 +440,8 @@ class ListQuery:
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int) or value < low
             ):
-                raise ProtocolError(field, f"expected an integer >= {low}, got {value!r}")
+                shown = repr(value) if isinstance(value, int | float) else _type_name(value)
+                raise ProtocolError(field, f"expected an integer >= {low}, got {shown[:40]}")
         capability = document.get("capability")
         if capability is not None:
             try:
@@ -327,8 +459,18 @@ class ListQuery:
         return cls(offset=offset or 0, limit=limit, capability=capability, status=status)
 
 
-def encode_agent_page(agents: list[AgentInfo], query: ListQuery, max_bytes: int) -> bytes:
+def encode_agent_info(info: AgentInfo) -> bytes:
+    """One list entry, encoded (the directory keeps entries in this form)."""
+    return dump_json(info.to_dict())
+
+
+def encode_agent_page(agents: Sequence[bytes], query: ListQuery, max_bytes: int) -> bytes:
     """One page of the ``mcp.list_agents`` reply, never larger than ``max_bytes``.
+
+    Args:
+        agents: every matching entry, in order, each encoded by :func:`encode_agent_info`.
+        query: the page asked for.
+        max_bytes: the size limit of the reply; a page holds at least one entry.
 
     The page holds the matching agents from ``query.offset`` on, up to
     ``query.limit`` and as many as fit; ``next_offset`` says where the next page
@@ -339,7 +481,7 @@ def encode_agent_page(agents: list[AgentInfo], query: ListQuery, max_bytes: int)
     position = query.offset
     end = len(agents) if query.limit is None else min(len(agents), query.offset + query.limit)
     while position < end:
-        entry = dump_json(agents[position].to_dict())
+        entry = agents[position]
         if entries and size + len(entry) + 1 > max_bytes:
             break
         entries.append(entry)
@@ -411,7 +553,11 @@ class CapabilityRequest:
     """How long the caller waits, in seconds (None: the router's default)."""
 
     def to_json(self) -> bytes:
-        """The wire form."""
+        """The wire form.
+
+        Raises:
+            PayloadEncodeError: the input holds something JSON cannot carry.
+        """
         document: dict[str, Any] = {"capability": self.capability, "input": self.input}
         if self.timeout is not None:
             document["timeout"] = self.timeout
@@ -467,7 +613,7 @@ class CapabilityReply:
         """The wire form.
 
         Raises:
-            TypeError: the result cannot be represented as JSON.
+            PayloadEncodeError: the result holds something JSON cannot carry.
         """
         if self.ok:
             return dump_json({"ok": True, "result": self.result, "agent": self.agent})
@@ -501,5 +647,7 @@ class CapabilityReply:
             code = ErrorCode(code_text)
         except ValueError:
             code = ErrorCode.AGENT_ERROR  # an unknown code from a newer peer is still a failure
-        message = error.get("message") or ""
-        return cls(ok=False, code=code, message=str(message), agent=agent)
+        message = error.get("message")
+        return cls(
+            ok=False, code=code, message=message if isinstance(message, str) else "", agent=agent
+        )

@@ -6,16 +6,25 @@ when its directory knows no online agent with the capability (no waiting for a
 timeout); otherwise it forwards to ``capability.invoke.<name>``, where the
 agents that have it share the load through their queue group, and relays the
 one reply, or answers ``timeout``. A malformed request gets ``bad_request``.
-Requests are routed concurrently, at most ``max_concurrency`` at a time.
+Requests are routed concurrently, at most ``max_concurrency`` at a time, each
+waiting for its agent at most ``max_timeout`` whatever its ``timeout`` says.
+
+Every request with a reply subject gets exactly one reply, and each fails alone:
+a failure while routing one (a bug, an agent reply that cannot be re-sent) is
+answered ``agent_error``, counted and logged, and never disturbs the others in
+flight. A request without a reply subject is not routed (nobody would hear the
+result); it is counted in ``ignored``.
 """
 
 from __future__ import annotations
 
 import logging
 
+import attrs
 import trio
 
 from volta._nursery import open_nursery
+from volta._throttle import Throttle
 from volta.bus import (
     CAPABILITY_REQUEST,
     ROUTER_QUEUE,
@@ -43,14 +52,23 @@ class CapabilityRouter:
         bus: Bus,
         *,
         default_timeout: float = 10.0,
+        max_timeout: float = 300.0,
         max_concurrency: int = 256,
     ) -> None:
         self._directory = directory
         self._bus = bus
         self._default_timeout = default_timeout
+        self._max_timeout = max_timeout
         self._max_concurrency = max_concurrency
+        self._failure_logs = Throttle(bus.options.report_interval)
         self.routed = 0
+        """Requests answered."""
         self.failed = 0
+        """Of those, answered with an error."""
+        self.errors = 0
+        """Of those, failed inside the router itself (answered ``agent_error``)."""
+        self.ignored = 0
+        """Requests without a reply subject (not routed)."""
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Route requests until cancelled."""
@@ -62,6 +80,9 @@ class CapabilityRouter:
             await self._bus.flush()
             task_status.started()
             async for delivery in requests:
+                if not delivery.reply:
+                    self.ignored += 1
+                    continue
                 token = object()
                 await limiter.acquire_on_behalf_of(token)
                 nursery.start_soon(self._route_and_release, delivery, limiter, token)
@@ -70,16 +91,33 @@ class CapabilityRouter:
         self, delivery: Delivery, limiter: trio.CapacityLimiter, token: object
     ) -> None:
         try:
-            reply = await self.route(delivery.data)
+            try:
+                reply = await self.route(delivery.data)
+                payload = reply.to_json()
+                if len(payload) > self._bus.max_payload:
+                    reply = CapabilityReply.failure(
+                        ErrorCode.PAYLOAD_TOO_LARGE,
+                        f"the agent's reply is {len(payload)} bytes once re-encoded, above "
+                        f"the server's max_payload of {self._bus.max_payload} bytes",
+                        reply.agent,
+                    )
+                    payload = reply.to_json()
+            except Exception as error:  # one request's failure, not the router's
+                self.errors += 1
+                if self._failure_logs.admit("route", trio.current_time()):
+                    log.warning("routing a capability request failed: %r", error)
+                reply = CapabilityReply.failure(
+                    ErrorCode.AGENT_ERROR, f"the router failed: {type(error).__name__}"
+                )
+                payload = reply.to_json()
             if not reply.ok:
                 self.failed += 1
             self.routed += 1
-            if delivery.reply:
-                with shutdown_scope():
-                    try:
-                        await self._bus.respond(delivery, reply.to_json())
-                    except BusError as error:
-                        log.info("could not answer a capability request: %s", error)
+            with shutdown_scope():
+                try:
+                    await self._bus.respond(delivery, payload)
+                except BusError as error:
+                    log.info("could not answer a capability request: %s", error)
         finally:
             limiter.release_on_behalf_of(token)
 
@@ -94,10 +132,11 @@ class CapabilityRouter:
             return CapabilityReply.failure(
                 ErrorCode.NO_CAPABILITY, f"no online agent has the capability {name!r}"
             )
-        timeout = request.timeout or self._default_timeout
+        timeout = min(request.timeout or self._default_timeout, self._max_timeout)
         try:
+            forwarded = attrs.evolve(request, timeout=timeout)
             answer = await self._bus.request(
-                capability_endpoint(name), request.to_json(), timeout=timeout
+                capability_endpoint(name), forwarded.to_json(), timeout=timeout
             )
         except NoResponders:
             return CapabilityReply.failure(

@@ -22,6 +22,7 @@ from nats.aio.client import Client
 
 from volta._fanout import Fanout
 from volta._nursery import open_nursery
+from volta._throttle import Throttle
 
 from ._connect import ConnectionMonitor
 from ._errors import (
@@ -81,7 +82,7 @@ class BusStatistics:
     dropped: int
     """Messages the open subscriptions dropped (slow consumers)."""
     malformed: int
-    """Invalid messages skipped by the open subscriptions."""
+    """Payloads reported malformed (by subscriptions and by their consumers) since it opened."""
     requests_waiting: int
     """Requests waiting for a reply."""
     reconnects: int
@@ -116,6 +117,9 @@ class Bus:
         self._closed: BusClosed | None = None
         self._direct_delivery = True
         self._inbox = requests.prefix + "."
+        self._malformed = 0
+        self._malformed_reports = Throttle(options.report_interval)
+        self._overflow_reports = Throttle(options.report_interval)
 
     # state --------------------------------------------------------------------
 
@@ -157,7 +161,7 @@ class Bus:
             subscriptions=len(buffers),
             delivered=sum(b.delivered for b in buffers),
             dropped=sum(b.dropped for b in buffers),
-            malformed=sum(b.malformed for b in buffers),
+            malformed=self._malformed,
             requests_waiting=self._requests.waiting,
             reconnects=self._monitor.reconnects,
             events_lost=self._events.lost,
@@ -304,13 +308,49 @@ class Bus:
         async with self._subscription(subject, queue, max_messages, max_bytes, overflow) as buffer:
             yield MessageSubscription(buffer, self._on_malformed)
 
+    def report_malformed(self, subject: str, error: Exception | str) -> None:
+        """Count, log and report a payload on ``subject`` that could not be used.
+
+        For consumers that decode payloads themselves. The first report per
+        subject is logged and emitted as a ``malformed`` event at once; later
+        ones within ``report_interval`` are counted into one summary line (and
+        event) per subject, so a flood of bad input cannot flood the log.
+        """
+        self._malformed += 1
+        if self._malformed_reports.admit(subject, trio.current_time()):
+            log.warning("malformed message on %s skipped: %s", subject, error)
+            self._monitor.emit(ConnectionEventKind.MALFORMED, f"{subject}: {error}")
+
     def _on_malformed(self, subject: str, error: MessageDecodeError) -> None:
-        log.warning("malformed message on %s skipped: %s", subject, error)
-        self._monitor.emit(ConnectionEventKind.MALFORMED, f"{subject}: {error}")
+        self.report_malformed(subject, error)
 
     def _on_overflow(self, subject: str) -> None:
-        log.warning("slow consumer on %s: buffer full, dropping messages", subject)
-        self._monitor.emit(ConnectionEventKind.SLOW_CONSUMER, subject)
+        if self._overflow_reports.admit(subject, trio.current_time()):
+            log.warning("slow consumer on %s: buffer full, dropping messages", subject)
+            self._monitor.emit(ConnectionEventKind.SLOW_CONSUMER, f"{subject}: buffer full")
+
+    def report_summaries(self) -> None:
+        """Log (and emit) what the warnings held back, and the drops of each subscription.
+
+        The bus calls this every ``report_interval`` seconds.
+        """
+        now = trio.current_time()
+        for summary in self._malformed_reports.summaries(now):
+            text = summary.describe("malformed messages")
+            log.warning("%s", text)
+            self._monitor.emit(ConnectionEventKind.MALFORMED, text)
+        self._overflow_reports.summaries(now)  # the drop counts below say it better
+        for buffer in list(self._buffers):
+            dropped = buffer.dropped - buffer.dropped_reported
+            if dropped:
+                buffer.dropped_reported = buffer.dropped
+                text = (
+                    f"slow consumer on {buffer.subject}: dropped {dropped:,} messages "
+                    f"since the last report ({buffer.dropped:,} in all; the buffer holds "
+                    f"{buffer.max_messages:,} messages or {buffer.max_bytes:,} bytes)"
+                )
+                log.warning("%s", text)
+                self._monitor.emit(ConnectionEventKind.SLOW_CONSUMER, text)
 
     @asynccontextmanager
     async def _subscription(
@@ -464,9 +504,12 @@ async def open_bus(
             async with open_nursery() as nursery:
                 pump_scope = trio.CancelScope(shield=True)
                 nursery.start_soon(_run_pump, outbox, client, monitor.online, pump_scope)
+                report_scope = trio.CancelScope()
+                nursery.start_soon(_report_periodically, bus, report_scope)
                 try:
                     yield bus
                 finally:
+                    report_scope.cancel()
                     with trio.CancelScope(shield=True):
                         await bus.close()
                     pump_scope.cancel()
@@ -485,6 +528,13 @@ async def _run_pump(
     # still needs the pump until the bus itself is closed.
     with scope:
         await trio_asyncio.aio_as_trio(outbox.pump)(client, online)
+
+
+async def _report_periodically(bus: Bus, scope: trio.CancelScope) -> None:
+    with scope:
+        while True:
+            await trio.sleep(bus.options.report_interval)
+            bus.report_summaries()
 
 
 def _coerce_options(

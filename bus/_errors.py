@@ -15,16 +15,39 @@ class InvalidSubject(BusError, ValueError):
     """A subject or agent id is not acceptable (empty, wildcard, bad token)."""
 
 
-class MessageDecodeError(BusError, ValueError):
-    """A payload is not a valid Volta message.
+class PayloadDecodeError(BusError, ValueError):
+    """A payload is not Volta JSON (see ``volta.bus.decode_json``).
 
     Attributes:
-        field: the JSON field at fault (``"$"`` for the document as a whole).
+        field: the JSON field at fault (``"$"`` for the document as a whole,
+            ``"$.metadata.x"`` for a value inside it).
+        reason: what is wrong with it, in words.
+    """
+
+    _what = "invalid payload"
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{self._what}: {field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class MessageDecodeError(PayloadDecodeError):
+    """A payload is not a valid Volta message."""
+
+    _what = "invalid message"
+
+
+class PayloadEncodeError(BusError, ValueError):
+    """A value cannot be sent as Volta JSON (a non-JSON type, NaN, a lone surrogate, ...).
+
+    Attributes:
+        field: where in the value (``"$"`` for the value itself).
         reason: what is wrong with it, in words.
     """
 
     def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"invalid message: {field}: {reason}")
+        super().__init__(f"cannot encode as JSON: {field}: {reason}")
         self.field = field
         self.reason = reason
 

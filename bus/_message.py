@@ -15,7 +15,6 @@ part of the protocol (docs/PROTOCOL.md).
 from __future__ import annotations
 
 import enum
-import json
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -24,8 +23,9 @@ from typing import Any
 
 import attrs
 
-from ._errors import MessageDecodeError
-from ._subjects import validate_agent_id
+from ._errors import MessageDecodeError, PayloadDecodeError
+from ._json import decode_json, encode_json
+from ._subjects import validate_agent_id, validate_own_agent_id
 
 BROADCAST = "broadcast"
 """The ``to`` of a message sent to every agent (no agent may use this id)."""
@@ -143,9 +143,10 @@ def encode_message(message: Message) -> bytes:
     """Encode a message as compact UTF-8 JSON.
 
     Raises:
-        TypeError: metadata holds something JSON cannot represent.
+        PayloadEncodeError: the content or the metadata holds something Volta JSON
+            cannot carry (see ``volta.bus.encode_json``).
     """
-    return json.dumps(message_to_dict(message), separators=(",", ":"), ensure_ascii=False).encode()
+    return encode_json(message_to_dict(message))
 
 
 def _require_str(document: Mapping[str, Any], field: str) -> str:
@@ -165,14 +166,32 @@ def _agent_id_field(document: Mapping[str, Any], field: str) -> str:
         raise MessageDecodeError(field, str(error)) from None
 
 
-def _parse_timestamp(text: str) -> datetime:
+def parse_timestamp(text: str) -> datetime:
+    """An ISO 8601 date-time with a UTC offset, as an aware UTC datetime.
+
+    Raises:
+        ValueError: not such a date-time, or out of range once converted to UTC
+            (the message is fit for a ``field: reason`` error).
+    """
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise MessageDecodeError("timestamp", f"not an ISO 8601 date-time: {text!r}") from None
+        raise ValueError(f"not an ISO 8601 date-time: {text[:40]!r}") from None
     if value.utcoffset() is None:
-        raise MessageDecodeError("timestamp", "must carry a UTC offset (e.g. a trailing 'Z')")
-    return value.astimezone(UTC)
+        raise ValueError("must carry a UTC offset (e.g. a trailing 'Z')")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
+        raise ValueError(f"out of range in UTC: {text[:40]!r}") from None
+
+
+def _timestamp_field(document: Mapping[str, Any]) -> datetime:
+    try:
+        return parse_timestamp(_require_str(document, "timestamp"))
+    except MessageDecodeError:
+        raise
+    except ValueError as error:
+        raise MessageDecodeError("timestamp", str(error)) from None
 
 
 def message_from_dict(document: object) -> Message:
@@ -204,7 +223,7 @@ def message_from_dict(document: object) -> Message:
         raise MessageDecodeError(
             "metadata", f"expected a JSON object, got {type(metadata).__name__}"
         )
-    timestamp = _parse_timestamp(_require_str(document, "timestamp"))
+    timestamp = _timestamp_field(document)
     return Message(
         sender=sender,
         to=to,
@@ -217,14 +236,36 @@ def message_from_dict(document: object) -> Message:
 
 
 def decode_message(data: bytes | str) -> Message:
-    """Decode one message from JSON bytes.
+    """Decode one message from JSON bytes; total: any bytes give a message or the error.
 
     Raises:
-        MessageDecodeError: the payload is not UTF-8 JSON, not an object, or a
-            known field is missing or invalid.
+        MessageDecodeError: the payload is not Volta JSON (``volta.bus.decode_json``),
+            not an object, or a known field is missing or invalid.
     """
     try:
-        document = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise MessageDecodeError("$", f"not valid UTF-8 JSON ({error})") from None
+        document = decode_json(data)
+    except PayloadDecodeError as error:
+        raise MessageDecodeError(error.field, error.reason) from None
     return message_from_dict(document)
+
+
+def message_attribution(document: object) -> tuple[str, str] | None:
+    """``(from, id)`` of a document that failed to decode as a message, if both are usable.
+
+    Such a sender can be told its message was refused (a ``bad_request`` error
+    response). None when either is unusable, and for anything whose ``type`` is
+    ``"response"``: responses are never answered, not even a broken one (that
+    could loop between two agents).
+    """
+    if not isinstance(document, dict) or document.get("type") == MessageType.RESPONSE.value:
+        return None
+    sender, message_id = document.get("from"), document.get("id")
+    if not isinstance(sender, str) or not isinstance(message_id, str):
+        return None
+    if not 0 < len(message_id) <= _MAX_ID_LENGTH:
+        return None
+    try:
+        validate_own_agent_id(sender)
+    except ValueError:
+        return None
+    return sender, message_id

@@ -129,6 +129,9 @@ class BusOptions:
     """Bytes nats-py may hold while reconnecting."""
     close_timeout: float = attrs.field(default=5.0, validator=_positive_float)
     """Seconds allowed to flush queued publishes when the bus closes."""
+    report_interval: float = attrs.field(default=10.0, validator=_positive_float)
+    """Seconds between summaries of repeated warnings (malformed input, slow consumers):
+    the first of a kind is logged at once, the rest are counted into one line per interval."""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], **overrides: object) -> BusOptions:

@@ -18,6 +18,9 @@ AGENT_BROADCAST = "agent.broadcast"
 AGENT_ANNOUNCE = "agent.announce"
 """An agent says who it is on start-up and after every reconnect."""
 
+AGENT_CLAIM = "agent.claim"
+"""A node claims agent ids before it starts them; nodes holding one answer (identity)."""
+
 AGENT_STATUS_ALL = "agent.*.status"
 """Wildcard over every agent's heartbeat subject (for directories and dashboards)."""
 
@@ -39,6 +42,12 @@ _TOKEN = re.compile(r"[^\s.*>]+")
 _WILDCARD_TOKEN = re.compile(r"[^\s.*>]+|\*|>")
 
 
+def _shown(value: object) -> str:
+    """A value for an error message: repr, cut short (ids can come from hostile peers)."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
 def validate_agent_id(agent_id: str) -> str:
     """Check that an agent id is safe to place in a subject.
 
@@ -53,7 +62,7 @@ def validate_agent_id(agent_id: str) -> str:
     """
     if not isinstance(agent_id, str) or not _AGENT_ID.fullmatch(agent_id):
         raise InvalidSubject(
-            f"invalid agent id {agent_id!r}: use 1-64 characters from A-Z a-z 0-9 _ -"
+            f"invalid agent id {_shown(agent_id)}: use 1-64 characters from A-Z a-z 0-9 _ -"
         )
     return agent_id
 
@@ -73,14 +82,14 @@ def validate_subject(subject: str, *, wildcards: bool = False) -> str:
             a wildcard where none is allowed.
     """
     if not isinstance(subject, str) or not subject:
-        raise InvalidSubject(f"invalid subject {subject!r}: empty")
+        raise InvalidSubject(f"invalid subject {_shown(subject)}: empty")
     tokens = subject.split(".")
     pattern = _WILDCARD_TOKEN if wildcards else _TOKEN
     for index, token in enumerate(tokens):
         if not pattern.fullmatch(token):
-            raise InvalidSubject(f"invalid subject {subject!r}: bad token {token!r}")
+            raise InvalidSubject(f"invalid subject {_shown(subject)}: bad token {_shown(token)}")
         if token == ">" and index != len(tokens) - 1:
-            raise InvalidSubject(f"invalid subject {subject!r}: '>' must be the last token")
+            raise InvalidSubject(f"invalid subject {_shown(subject)}: '>' must be the last token")
     return subject
 
 
@@ -126,7 +135,7 @@ def validate_capability(name: str) -> str:
     """
     if not isinstance(name, str) or not _AGENT_ID.fullmatch(name):
         raise InvalidSubject(
-            f"invalid capability name {name!r}: use 1-64 characters from A-Z a-z 0-9 _ -"
+            f"invalid capability name {_shown(name)}: use 1-64 characters from A-Z a-z 0-9 _ -"
         )
     return name
 

@@ -130,6 +130,7 @@ class SubscriptionBuffer:
         self._since_yield = 0
         self.delivered = 0
         self.dropped = 0
+        self.dropped_reported = 0
         self.malformed = 0
         self.direct_delivery = False
 

@@ -6,7 +6,7 @@ supervisor keep their own lists in their test folders).
 
 from __future__ import annotations
 
-import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,10 +16,12 @@ import volta.bus
 BUS = {
     "AGENT_ANNOUNCE",
     "AGENT_BROADCAST",
+    "AGENT_CLAIM",
     "AGENT_STATUS_ALL",
     "BROADCAST",
     "CAPABILITY_REQUEST",
     "DIRECTORY_QUEUE",
+    "MAX_JSON_DEPTH",
     "MCP_LIST_AGENTS",
     "RESERVED_AGENT_ID",
     "ROUTER_QUEUE",
@@ -42,6 +44,8 @@ BUS = {
     "NatsServerError",
     "NoResponders",
     "Overflow",
+    "PayloadDecodeError",
+    "PayloadEncodeError",
     "PayloadTooLarge",
     "ReconnectPolicy",
     "RequestTimeout",
@@ -51,13 +55,18 @@ BUS = {
     "agent_message",
     "agent_status",
     "capability_endpoint",
+    "check_json",
+    "decode_json",
     "decode_message",
+    "encode_json",
     "encode_message",
     "find_nats_server",
     "format_timestamp",
+    "message_attribution",
     "message_from_dict",
     "message_to_dict",
     "open_bus",
+    "parse_timestamp",
     "redact_url",
     "run_nats_server",
     "validate_agent_id",
@@ -71,6 +80,7 @@ ACTORS = {
     "BUILTIN_HANDLERS",
     "Agent",
     "AgentContext",
+    "AgentFault",
     "AgentInfo",
     "AgentSpec",
     "AgentStatistics",
@@ -88,6 +98,9 @@ ACTORS = {
     "ErrorCode",
     "Handler",
     "HandlerFactory",
+    "IdentityClash",
+    "IdentityConflict",
+    "InstanceInfo",
     "Node",
     "NodeEvent",
     "NodeSpec",
@@ -109,11 +122,13 @@ def test_public_names(module: object, expected: set[str]) -> None:
 
 def test_asyncio_stays_inside_the_bus() -> None:
     """Above the bus everything is trio: no actors module imports asyncio or nats."""
-    for name, module in sys.modules.items():
-        if name.startswith("volta.actors.") and module is not None:
-            source = module.__dict__.get("__file__")
-            assert source is not None
-            with open(source, encoding="utf-8") as file:
-                text = file.read()
-            for forbidden in ("import asyncio", "import nats", "from nats", "trio_asyncio"):
-                assert forbidden not in text, f"{name} uses {forbidden}"
+    folder = Path(volta.actors.__file__).parent
+    examined = []
+    for source in sorted(folder.glob("*.py")):
+        text = source.read_text(encoding="utf-8")
+        for forbidden in ("import asyncio", "import nats", "from nats", "trio_asyncio"):
+            assert forbidden not in text, f"{source.name} uses {forbidden}"
+        examined.append(source.name)
+    assert {"__init__.py", "_inbox.py", "_context.py", "_node.py"} <= set(examined)
+    # The check can fail: the bus, right below, does use them.
+    assert "import trio_asyncio" in (Path(volta.bus.__file__).parent / "_bus.py").read_text()

@@ -59,6 +59,7 @@ def node_spec(url: str, agents: Sequence[AgentSpec], **changes: Any) -> NodeSpec
         "bus_options": BusOptions(servers=(url,), reconnect=FAST_RECONNECT),
         "heartbeat_interval": 0.2,
         "request_timeout": 5.0,
+        "claim_window": 0.05,
     }
     values.update(changes)
     return NodeSpec(agents=tuple(agents), **values)

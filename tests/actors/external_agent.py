@@ -10,9 +10,12 @@ It joins as an agent: it subscribes to ``agent.<id>.message`` and serves one
 capability (``reverse`` by default) on ``capability.invoke.<name>``, announces itself
 and sends heartbeats. Then, as a client, it asks the target agent a query (the target
 is expected to echo it), checks that ``mcp.list_agents`` lists it online, and runs a
-capability through ``capability.request``. With ``--malformed`` it also sends the
-target a message without ``from`` and a payload that is not JSON, then checks that
-the target still answers. With ``--serve SECONDS`` it keeps serving until its stdin
+capability through ``capability.request``. It also asks once as a NATS request
+(the answer must come back on the reply subject, section 5.3). With
+``--malformed`` it also sends the target a message without ``from`` and a payload
+that is not JSON (both skipped), and one with a usable ``from`` and ``id`` but no
+``message`` (refused with a ``bad_request`` error response), then checks that the
+target still answers. With ``--serve SECONDS`` it keeps serving until its stdin
 is closed or the time is up. It always stops in order (a last ``offline`` status).
 
 Every step prints one JSON line on stdout, ``{"step": ..., "ok": ..., ...}``; the
@@ -247,7 +250,8 @@ class ExternalAgent:
                 "response",
                 {"in_reply_to": message["id"]},
             )
-            await self.publish(message_subject(message["from"]), answer)
+            # Answers go to the NATS reply subject when there is one (5.3).
+            await self.publish(msg.reply or message_subject(message["from"]), answer)
         finally:
             self.in_flight -= 1
         self.report.step("answered", True, sender=message["from"], text=message["message"])
@@ -365,13 +369,53 @@ async def step_capability(
     agent.report.step("capability", ok, capability=capability, reply=reply)
 
 
+async def step_ask_by_request(agent: ExternalAgent, target: str, timeout: float) -> None:
+    """Ask as a NATS request: the answer comes back on the reply subject (5.3)."""
+    question = new_message(agent.id, target, "by request", "query")
+    try:
+        reply = await agent.nc.request(message_subject(target), encode(question), timeout)
+        answer = decode_message(reply.data)
+    except NatsTimeoutError:
+        agent.report.step("asked_by_request", False, error=f"no reply within {timeout:g} s")
+        return
+    except ValueError as error:
+        agent.report.step("asked_by_request", False, error=f"malformed answer: {error}")
+        return
+    agent.report.step(
+        "asked_by_request",
+        answer["type"] == "response"
+        and answer["metadata"].get("in_reply_to") == question["id"]
+        and answer["message"] == "by request",
+        response=answer["message"],
+    )
+
+
 async def step_malformed(agent: ExternalAgent, target: str, timeout: float) -> None:
-    """Send the target two bad payloads; it must skip them and keep answering."""
+    """Send the target three bad payloads; it must skip two, refuse the one that says
+    who sent it (6.2), and keep answering."""
     no_sender = new_message(agent.id, target, "who sent this?", "query")
     del no_sender["from"]
     await agent.nc.publish(message_subject(target), encode(no_sender))
     await agent.nc.publish(message_subject(target), b"this is not JSON")
+    no_text = new_message(agent.id, target, "", "query")
+    del no_text["message"]
+    waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+    agent.waiting[no_text["id"]] = waiter
+    await agent.nc.publish(message_subject(target), encode(no_text))
     agent.report.step("malformed_sent", True, target=target, id=no_sender["id"])
+    try:
+        refusal = await asyncio.wait_for(waiter, timeout)
+    except TimeoutError:
+        agent.report.step("malformed_refused", False, error="no error response")
+    else:
+        error = refusal["metadata"].get("error") or {}
+        agent.report.step(
+            "malformed_refused",
+            error.get("code") == "bad_request" and "message" in str(error.get("message")),
+            error=error,
+        )
+    finally:
+        agent.waiting.pop(no_text["id"], None)
     await step_ask(agent, target, "still there?", timeout, "malformed_ignored")
 
 
@@ -434,6 +478,7 @@ async def run(options: argparse.Namespace, report: Report) -> None:
         await agent.join(timeout)
         report.step("announced", True, agent=agent.id, capability=agent.capability)
         await step_ask(agent, options.target, f"hello from {agent.id}", timeout, "asked")
+        await step_ask_by_request(agent, options.target, timeout)
         await step_listed(agent, timeout)
         await step_capability(
             agent, options.volta_capability, options.volta_input, options.volta_expect, timeout

@@ -12,6 +12,7 @@ import trio
 from volta._nursery import open_nursery
 from volta.actors import (
     AgentContext,
+    AgentFault,
     AskFailed,
     AskTimeout,
     CapabilityFailed,
@@ -269,40 +270,113 @@ async def test_router_timeout_when_the_agent_outlasts_the_caller(nats_server: Na
 
 
 class Fails(Recorder):
+    """``fail``: an ordinary handler error. ``crash``: an AgentFault (the agent is broken)."""
+
     async def on_message(self, message: Message, context: AgentContext) -> str | None:
-        if message.message == "crash":
+        if message.message == "fail":
             raise RuntimeError("boom")
+        if message.message == "crash":
+            raise AgentFault("state corrupted")
+        if message.message.startswith("slow"):
+            await trio.sleep(float(message.message.split()[1]))
         return await super().on_message(message, context)
 
     async def on_capability(self, capability: str, input: Any, context: AgentContext) -> Any:
+        if input == "crash":
+            raise AgentFault("state corrupted")
         raise ValueError(f"cannot {capability}")
 
 
-async def test_handler_failures_answer_the_caller_then_restart_the_child(
-    nats_server: NatsServer,
-) -> None:
+async def test_a_failing_handler_fails_that_message_alone(nats_server: NatsServer) -> None:
+    async with (
+        running_node(
+            node_spec(nats_server.url, [agent("flaky", ["work"], handler=Fails())])
+        ) as node,
+        open_bus(nats_server.url) as bus,
+        node.events.watch(1000) as stream,
+    ):
+        context = client_context(bus)
+        with pytest.raises(CapabilityFailed) as capability_failure:
+            await context.request_capability("work", 1)
+        async with open_nursery() as nursery:
+            slow: list[Message] = []
+
+            async def ask_slowly() -> None:
+                slow.append(await context.ask("flaky", "slow 0.3"))
+
+            nursery.start_soon(ask_slowly)
+            await wait_until(lambda: node.agents["flaky"].state.messages_in_flight == 1)
+            with pytest.raises(AskFailed) as ask_failure:
+                await context.ask("flaky", "fail")
+        # The message in flight beside the failure was answered normally.
+        assert [m.message for m in slow] == ["re: slow 0.3"]
+        assert (await context.ask("flaky", "fine")).message == "re: fine"
+        restarts = [
+            e
+            for e in drain(stream)
+            if isinstance(e, SupervisorEvent) and e.kind is EventKind.RESTART
+        ]
+    assert (capability_failure.value.code, capability_failure.value.message) == (
+        ErrorCode.AGENT_ERROR,
+        "ValueError('cannot work')",
+    )
+    assert capability_failure.value.agent == "flaky"
+    assert (ask_failure.value.code, ask_failure.value.message) == (
+        "agent_error",
+        "RuntimeError('boom')",
+    )
+    assert restarts == []
+    stats = node.agents["flaky"].statistics()
+    assert (stats.handler_errors, stats.restarts) == (2, 0)
+
+
+async def test_an_agent_fault_answers_then_restarts_the_child(nats_server: NatsServer) -> None:
     events: list[SupervisorEvent] = []
     async with (
         running_node(
             node_spec(nats_server.url, [agent("flaky", ["work"], handler=Fails())])
         ) as node,
         open_bus(nats_server.url) as bus,
+        node.events.watch(1000) as stream,
     ):
         context = client_context(bus)
-        async with node.events.watch(1000) as stream:
-            with pytest.raises(CapabilityFailed, match=r"agent_error.*cannot work"):
-                await context.request_capability("work", 1)
-            with pytest.raises(AskFailed, match="RuntimeError\\('boom'\\)"):
-                await _ask_with_inbox(bus, context, "flaky", "crash")
-            with trio.fail_after(5):
-                while len([e for e in events if e.kind is EventKind.RESTART]) < 2:
-                    event = await stream.receive()
-                    if isinstance(event, SupervisorEvent):
-                        events.append(event)
-        assert await _ask_with_inbox(bus, context, "flaky", "fine") is not None
+        with pytest.raises(CapabilityFailed, match=r"agent_error: AgentFault\('state corrupted'\)"):
+            await context.request_capability("work", "crash")
+        async with open_nursery() as nursery:
+            interrupted: list[AskFailed] = []
+
+            async def ask_slowly() -> None:
+                with pytest.raises(AskFailed) as caught:
+                    await context.ask("flaky", "slow 5")
+                interrupted.append(caught.value)
+
+            nursery.start_soon(ask_slowly)
+            await wait_until(lambda: node.agents["flaky"].state.messages_in_flight == 1)
+            with pytest.raises(AskFailed, match=r"AgentFault\('state corrupted'\)"):
+                await context.ask("flaky", "crash")
+        with trio.fail_after(5):
+            while len([e for e in events if e.kind is EventKind.RESTART]) < 2:
+                event = await stream.receive()
+                if isinstance(event, SupervisorEvent):
+                    events.append(event)
+        assert (await context.ask("flaky", "fine")).message == "re: fine"
     restarted = sorted(e.child for e in events if e.kind is EventKind.RESTART)
     assert restarted == ["capabilities", "inbox"]
-    assert node.agents["flaky"].statistics().handler_errors == 1
+    # The message in flight when the inbox crashed was told so, not left to time out.
+    assert [(e.code, e.message) for e in interrupted] == [
+        ("agent_error", "interrupted: the inbox stopped")
+    ]
+    assert node.agents["flaky"].statistics().handler_errors == 2
+
+
+def drain(stream: trio.MemoryReceiveChannel[Any]) -> list[Any]:
+    """Every event already waiting in a watcher's channel."""
+    events = []
+    while True:
+        try:
+            events.append(stream.receive_nowait())
+        except trio.WouldBlock:
+            return events
 
 
 async def _ask_with_inbox(bus: Any, context: AgentContext, to: str, text: str) -> Message:
@@ -365,8 +439,8 @@ async def test_intensity_breach_escalates_to_the_node_which_restarts_the_agent(
         context = client_context(bus)
         async with node.events.watch(1000) as stream:
             for _ in range(2):
-                await context.send("fragile", "crash")
-                await trio.sleep(0.2)
+                with pytest.raises(AskFailed, match="AgentFault"):
+                    await context.ask("fragile", "crash")
             with trio.fail_after(5):
                 kinds = []
                 while (EventKind.RESTART, "agent-fragile") not in kinds:
@@ -375,7 +449,7 @@ async def test_intensity_breach_escalates_to_the_node_which_restarts_the_agent(
                         kinds.append((event.kind, event.child))
         assert (EventKind.ESCALATION, "inbox") in kinds
         # Restarted by the node, the agent serves again.
-        reply = await _ask_with_inbox(bus, context, "fragile", "hello")
+        reply = await context.ask("fragile", "hello")
     assert reply.message == "re: hello"
 
 

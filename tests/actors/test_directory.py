@@ -8,7 +8,13 @@ import pytest
 import trio
 import trio.testing
 
-from volta.actors import AgentInfo, AgentStatus, Directory, Presence
+from volta.actors import (
+    AgentInfo,
+    AgentStatus,
+    Directory,
+    Presence,
+    PresenceChange,
+)
 
 
 def status(
@@ -40,7 +46,7 @@ async def test_offline_after_the_configured_missed_heartbeats(
 ) -> None:
     directory = Directory(default_interval=30.0, missed=3)
     change = directory.observe(status("alpha"), trio.current_time(), "announce")
-    assert change is not None
+    assert isinstance(change, PresenceChange)
     assert (change.before, change.after, change.reason) == (None, Presence.ONLINE, "announce")
     offline_at = await sweep_until_offline(directory, "alpha")
     # 3 x 30 s after it was last heard from, found by a sweep every 15 s.
@@ -72,7 +78,7 @@ def test_saying_offline_counts_at_once() -> None:
     directory = Directory()
     directory.observe(status("alpha"), 0.0, "announce")
     change = directory.observe(status("alpha", Presence.OFFLINE), 1.0, "heartbeat")
-    assert change is not None
+    assert isinstance(change, PresenceChange)
     assert (change.after, change.reason) == (Presence.OFFLINE, "said offline")
     assert directory.expire(1000.0) == []  # already offline: no second change
 
@@ -82,7 +88,7 @@ def test_no_change_no_event_and_busy_is_a_change() -> None:
     assert directory.observe(status("alpha"), 0.0, "announce") is not None
     assert directory.observe(status("alpha"), 1.0, "heartbeat") is None
     busy = directory.observe(status("alpha", Presence.BUSY), 2.0, "heartbeat")
-    assert busy is not None
+    assert isinstance(busy, PresenceChange)
     assert (busy.before, busy.after) == (Presence.ONLINE, Presence.BUSY)
 
 

@@ -181,7 +181,15 @@ async def test_external_agent_is_listed_and_exchanges_messages(nats_server: Nats
     steps = script.steps
     assert_all_ok(steps)
     names = [s["step"] for s in steps]
-    assert names[:6] == ["connected", "announced", "asked", "listed", "capability", "ready"]
+    assert names[:7] == [
+        "connected",
+        "announced",
+        "asked",
+        "asked_by_request",
+        "listed",
+        "capability",
+        "ready",
+    ]
     assert names[-3:] == ["serve_ended", "stopped", "done"]
     assert script.step("asked") == {
         "step": "asked",
@@ -216,6 +224,10 @@ async def test_external_agent_is_listed_and_exchanges_messages(nats_server: Nats
     }
 
 
+def script_step(steps: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    return next(step for step in steps if step["step"] == name)
+
+
 async def test_malformed_messages_from_outside_are_skipped(nats_server: NatsServer) -> None:
     async with (
         running_node(node_spec(nats_server.url, seed_agents())) as node,
@@ -245,18 +257,24 @@ async def test_malformed_messages_from_outside_are_skipped(nats_server: NatsServ
         "connected",
         "announced",
         "asked",
+        "asked_by_request",
         "listed",
         "capability",
         "malformed_sent",
+        "malformed_refused",
         "malformed_ignored",
         "stopped",
         "done",
     ]
+    assert script_step(steps, "malformed_refused")["error"] == {
+        "code": "bad_request",
+        "message": "invalid message: message: required field is missing",
+    }
     assert still.message == "still there?"
     assert alpha.handler_errors == 0
     assert alpha.restarts == 0
+    assert alpha.malformed == 3
+    # The first is reported at once; the other two wait for the summary (rate limit).
     assert malformed == [
         "agent.alpha.message: invalid message: from: required field is missing",
-        "agent.alpha.message: invalid message: $: not valid UTF-8 JSON "
-        "(Expecting value: line 1 column 1 (char 0))",
     ]

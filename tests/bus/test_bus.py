@@ -7,6 +7,7 @@ the sockets are real). Waits are bounded with ``trio.fail_after``.
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import trio
@@ -90,9 +91,39 @@ async def test_malformed_messages_are_skipped_counted_and_reported(
             with trio.fail_after(5):
                 assert await anext(inbox) == good
             assert inbox.statistics().malformed == 2
+            assert bus.statistics().malformed == 2
             with trio.fail_after(5):
-                kinds = [(await events.receive()).kind for _ in range(2)]
-    assert kinds == [ConnectionEventKind.MALFORMED, ConnectionEventKind.MALFORMED]
+                event = await events.receive()
+    # The first is reported at once, naming what is wrong; the second is held for the summary.
+    assert event.kind is ConnectionEventKind.MALFORMED
+    assert event.detail.startswith("in: invalid message: $: not valid UTF-8 JSON")
+
+
+async def test_a_flood_of_malformed_messages_is_one_line_and_one_summary(
+    nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="volta.bus")
+    async with (
+        open_bus(nats_server.url, report_interval=0.3) as bus,
+        bus.watch_events() as events,
+        bus.subscribe_messages("in") as inbox,
+    ):
+        await bus.flush()
+        for n in range(1000):
+            await bus.publish("in", b"not json %d" % n)
+        await bus.publish("in", Message(sender="a", to="b", message="last"))
+        with trio.fail_after(5):
+            assert (await anext(inbox)).message == "last"
+        with trio.fail_after(5):
+            first = await events.receive()
+            summary = await events.receive()
+        assert inbox.statistics().malformed == 1000
+    assert first.kind is summary.kind is ConnectionEventKind.MALFORMED
+    assert first.detail.startswith("in: invalid message")
+    assert summary.detail.startswith("999 more malformed messages on in in the last ")
+    lines = [r.getMessage() for r in caplog.records if "malformed" in r.getMessage()]
+    assert len(lines) == 2, lines
+    assert lines[1] == summary.detail
 
 
 async def test_queue_group_delivers_each_message_once_and_spreads_load(

@@ -154,7 +154,7 @@ async def test_a_slow_consumer_does_not_grow_memory(
 ) -> None:
     flood = 5000
     async with (
-        open_bus(nats_server.url) as bus,
+        open_bus(nats_server.url, report_interval=0.2) as bus,
         bus.watch_events() as events,
         bus.subscribe("flood", max_messages=100, overflow=overflow) as slow,
     ):
@@ -171,7 +171,12 @@ async def test_a_slow_consumer_does_not_grow_memory(
         assert stats.dropped == flood - 100
         with trio.fail_after(5):
             event = await next_event(events, ConnectionEventKind.SLOW_CONSUMER)
-        assert event.detail == "flood"
+            summary = await next_event(events, ConnectionEventKind.SLOW_CONSUMER)
+        assert event.detail == "flood: buffer full"
+        # The drops are counted per subject and reported with the count.
+        assert summary.detail.startswith(
+            f"slow consumer on flood: dropped {flood - 100:,} messages since the last report"
+        ), summary.detail
         first = int.from_bytes((await slow.receive()).data[:4], "big")
     # DROP_NEWEST keeps the first messages; DROP_OLDEST keeps the last ones.
     assert first == (0 if overflow is Overflow.DROP_NEWEST else flood - 100)

@@ -13,6 +13,7 @@ from volta.bus import (
     Message,
     MessageDecodeError,
     MessageType,
+    PayloadEncodeError,
     decode_message,
     encode_message,
     message_to_dict,
@@ -167,10 +168,24 @@ def test_constructor_validates_ids() -> None:
         Message(sender="a", to="b", message="x", type="shout")
 
 
-def test_unencodable_metadata_is_a_type_error() -> None:
-    message = Message(sender="a", to="b", message="x", metadata={"s": {1, 2}})
-    with pytest.raises(TypeError):
+@pytest.mark.parametrize(
+    ("metadata", "content", "field", "reason"),
+    [
+        ({"s": {1, 2}}, "x", "$.metadata.s", "set is not a JSON type"),
+        ({"n": float("nan")}, "x", "$.metadata.n", "nan is not a JSON number"),
+        ({"big": 2**64}, "x", "$.metadata.big", "integer is out of range (int64)"),
+        ({1: "x"}, "x", "$.metadata", "key 1 is not a string"),
+        ({}, "half a pair: \ud83d", "$.message", "lone surrogate"),
+    ],
+)
+def test_what_json_cannot_carry_is_a_typed_encode_error(
+    metadata: dict[object, object], content: str, field: str, reason: str
+) -> None:
+    message = Message(sender="a", to="b", message=content, metadata=metadata)  # type: ignore[arg-type]
+    with pytest.raises(PayloadEncodeError) as caught:
         encode_message(message)
+    assert caught.value.field == field
+    assert reason in caught.value.reason
 
 
 def test_message_to_dict_is_json_ready() -> None:

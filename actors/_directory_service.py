@@ -1,0 +1,200 @@
+"""The node child that keeps a :class:`~volta.actors.Directory` current and answers for it.
+
+It feeds the table from ``agent.announce`` and ``agent.*.status`` (any process,
+any language), expires instances whose heartbeats stop, and answers
+``mcp.list_agents`` in the ``volta.directory`` queue group, so each request gets
+exactly one reply however many nodes run.
+
+Nothing a client sends can take it down: every payload is decoded by a total
+decoder, every status and every request is a unit of work that fails alone
+(counted, logged at a bounded rate, answered where someone waits), and the
+table it feeds belongs to the node, so a restart of this child keeps it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+
+import trio
+
+from volta._nursery import open_nursery
+from volta._throttle import Throttle
+from volta.bus import (
+    AGENT_ANNOUNCE,
+    AGENT_STATUS_ALL,
+    DIRECTORY_QUEUE,
+    MCP_LIST_AGENTS,
+    Bus,
+    BusError,
+    Delivery,
+    Subscription,
+    agent_id_from_subject,
+)
+
+from ._directory import Directory, IdentityClash, PresenceChange
+from ._protocol import (
+    AgentInfo,
+    AgentStatus,
+    ListQuery,
+    ProtocolError,
+    decode_agent_page,
+    encode_agent_page,
+    encode_list_error,
+)
+
+log = logging.getLogger("volta.actors.directory")
+
+DirectoryEvent = PresenceChange | IdentityClash
+"""What the directory service reports."""
+
+
+class DirectoryService:
+    """The node child that keeps a :class:`Directory` current and answers for it."""
+
+    def __init__(
+        self,
+        directory: Directory,
+        bus: Bus,
+        on_change: Callable[[DirectoryEvent], None] | None = None,
+        sync_timeout: float = 1.0,
+    ) -> None:
+        self._directory = directory
+        self._bus = bus
+        self._on_change = on_change or (lambda _event: None)
+        self._sync_timeout = sync_timeout
+        self._sweeping_every = float("inf")
+        self._sooner = trio.Event()
+        self._logs = Throttle(bus.options.report_interval)
+        self.malformed = 0
+        """Statuses that did not decode, or spoke for another agent than their subject."""
+        self.clashes = 0
+        """Statuses refused (identity clashes, a full table)."""
+        self.errors = 0
+        """Statuses or requests whose handling failed inside the service."""
+
+    def _report(self, changes: Iterable[DirectoryEvent]) -> None:
+        for change in changes:
+            if isinstance(change, IdentityClash):
+                self.clashes += 1
+                if self._logs.admit(f"clash:{change.agent}", change.at):
+                    log.warning(
+                        "status for agent %s (instance %s) refused: %s",
+                        change.agent,
+                        change.instance or "-",
+                        change.reason,
+                    )
+            else:
+                log.info(
+                    "agent %s: %s -> %s (%s)",
+                    change.agent,
+                    change.before.value if change.before else "unknown",
+                    change.after.value,
+                    change.reason,
+                )
+            self._on_change(change)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep the directory current and answer ``mcp.list_agents`` until cancelled."""
+        bus = self._bus
+        async with (
+            bus.subscribe(AGENT_ANNOUNCE) as announces,
+            bus.subscribe(AGENT_STATUS_ALL) as statuses,
+        ):
+            await self.sync()  # before joining the queue group, so we never ask ourselves
+            async with (
+                bus.subscribe(MCP_LIST_AGENTS, queue=DIRECTORY_QUEUE) as requests,
+                open_nursery() as nursery,
+            ):
+                nursery.start_soon(self._observe, announces, "announce")
+                nursery.start_soon(self._observe, statuses, "heartbeat")
+                nursery.start_soon(self._answer, requests)
+                nursery.start_soon(self._expire)
+                await bus.flush()
+                task_status.started()
+
+    async def sync(self) -> None:
+        """Learn what another directory already knows (if one runs)."""
+        offset: int | None = 0
+        agents: list[AgentInfo] = []
+        try:
+            while offset is not None:
+                query = ListQuery(offset=offset).to_json()
+                reply = await self._bus.request(MCP_LIST_AGENTS, query, timeout=self._sync_timeout)
+                page, next_offset, _total = decode_agent_page(reply.data)
+                if next_offset is not None and next_offset <= offset:
+                    raise ProtocolError("next_offset", f"does not advance past {offset}")
+                agents += page
+                offset = next_offset
+        except (BusError, ProtocolError) as error:
+            log.debug("no directory to sync from: %s", error)
+            return
+        self._report(self._directory.merge(agents, trio.current_time()))
+
+    async def _observe(self, subscription: Subscription, reason: str) -> None:
+        async for delivery in subscription:
+            try:
+                self._observe_one(delivery, reason)
+            except Exception as error:  # one status's failure, never the directory's
+                self.errors += 1
+                if self._logs.admit("error", trio.current_time()):
+                    log.warning("status on %s could not be handled: %r", delivery.subject, error)
+
+    def _observe_one(self, delivery: Delivery, reason: str) -> None:
+        try:
+            status = AgentStatus.from_json(delivery.data)
+        except ProtocolError as error:
+            self.malformed += 1
+            self._bus.report_malformed(delivery.subject, error)
+            return
+        if (
+            delivery.subject != AGENT_ANNOUNCE
+            and agent_id_from_subject(delivery.subject) != status.id
+        ):
+            # A status may only speak for the agent its subject names.
+            self.malformed += 1
+            self._bus.report_malformed(
+                delivery.subject, f"a status for {status.id!r} on another agent's subject"
+            )
+            return
+        change = self._directory.observe(status, trio.current_time(), reason)
+        if change is not None:
+            self._report([change])
+        period = self._directory.sweep_period(self._directory.interval_of(status))
+        if period < self._sweeping_every:
+            self._sooner.set()  # a faster agent joined: do not sleep out the old period
+
+    async def _answer(self, requests: Subscription) -> None:
+        async for request in requests:
+            if not request.reply:
+                continue
+            try:
+                reply = self._listing(request.data)
+            except Exception as error:  # one request's failure: answer it, go on
+                self.errors += 1
+                if self._logs.admit("error", trio.current_time()):
+                    log.warning("mcp.list_agents failed: %r", error)
+                reply = encode_list_error(
+                    "agent_error", f"the directory failed: {type(error).__name__}"
+                )
+            try:
+                await self._bus.respond(request, reply)
+            except BusError as error:  # never let a reply take the directory down
+                log.info("could not answer mcp.list_agents: %s", error)
+
+    def _listing(self, data: bytes) -> bytes:
+        try:
+            query = ListQuery.from_json(data)
+        except ProtocolError as error:
+            return encode_list_error("bad_request", str(error))
+        matching = self._directory.encoded_agents(capability=query.capability, status=query.status)
+        # Leave room for the envelope: a page must fit the server's max_payload.
+        return encode_agent_page(matching, query, self._bus.max_payload - 256)
+
+    async def _expire(self) -> None:
+        while True:
+            self._sweeping_every = self._directory.sweep_period()
+            with trio.move_on_after(self._sweeping_every):
+                await self._sooner.wait()
+            self._sooner = trio.Event()
+            self._report(self._directory.expire(trio.current_time()))
