@@ -12,7 +12,7 @@ import trio
 
 from volta._nursery import open_nursery
 from volta.actors import AgentSpec, Node, NodeSpec, SupervisionPolicy, resolve_handler
-from volta.config import ConfigError, ConnectionMode, SupervisionConfig, VoltaConfig
+from volta.config import ConfigError, ConfigProblem, ConnectionMode, SupervisionConfig, VoltaConfig
 from volta.supervisor import Backoff, Intensity, Strategy, stop_on_signals
 
 log = logging.getLogger("volta")
@@ -40,15 +40,19 @@ def node_spec(config: VoltaConfig, *, source: str | None = None) -> NodeSpec:
     """Build the node a configuration describes, handlers included.
 
     Raises:
-        ConfigError: a handler cannot be built (named by its key, e.g. ``agents[1].handler``).
+        ConfigError: with every handler that cannot be built, each named by its key
+            (``agents[1].handler``), in agent order.
     """
     policy = supervision_policy(config.supervision)
     agents = []
+    problems: list[ConfigProblem] = []
     for index, agent in enumerate(config.agents):
+        key = f"agents[{index}]"
         try:
             handler = resolve_handler(agent.handler, agent.options)
         except (ValueError, TypeError) as error:
-            raise ConfigError(str(error), source=source, key=f"agents[{index}].handler") from None
+            problems.append(ConfigProblem(f"{key}.handler", str(error)))
+            continue
         agents.append(
             AgentSpec(
                 id=agent.id,
@@ -62,6 +66,8 @@ def node_spec(config: VoltaConfig, *, source: str | None = None) -> NodeSpec:
                 supervision=policy,
             )
         )
+    if problems:
+        raise ConfigError.from_problems(problems, source=source)
     return NodeSpec(
         agents=tuple(agents),
         bus_options=config.nats.bus_options(),
