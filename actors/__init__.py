@@ -23,6 +23,7 @@ from ._handler import CapabilityError as CapabilityError
 from ._handler import EchoHandler as EchoHandler
 from ._handler import Handler as Handler
 from ._handler import HandlerFactory as HandlerFactory
+from ._handler import handler_serves as handler_serves
 from ._handler import resolve_handler as resolve_handler
 from ._node import Node as Node
 from ._node import NodeEvent as NodeEvent
@@ -65,5 +66,6 @@ __all__ = [
     "PresenceChange",
     "ProtocolError",
     "SupervisionPolicy",
+    "handler_serves",
     "resolve_handler",
 ]

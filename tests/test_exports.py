@@ -95,6 +95,7 @@ ACTORS = {
     "PresenceChange",
     "ProtocolError",
     "SupervisionPolicy",
+    "handler_serves",
     "resolve_handler",
 }
 

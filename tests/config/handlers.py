@@ -9,8 +9,24 @@ from volta.actors import AgentContext
 from volta.bus import Message
 
 
+class Translator:
+    """Says what it serves: ``translate`` and nothing else."""
+
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        self.options = options
+
+    def serves(self, capability: str) -> bool:
+        return capability == "translate"
+
+    async def on_message(self, message: Message, context: AgentContext) -> str | None:
+        return None
+
+    async def on_capability(self, capability: str, input: Any, context: AgentContext) -> Any:
+        return input
+
+
 class Quiet:
-    """A handler that builds."""
+    """Does not say what it serves: any capability is taken on trust."""
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         self.options = options
