@@ -2,9 +2,9 @@
 before anything starts.
 
 Nothing below this package reads YAML or the environment: the CLI loads a file
-with :func:`load_config` (passing ``os.environ`` for the ``NATS_*`` overrides),
-applies its flags with :func:`with_overrides`, and hands the result down. A bad
-configuration raises one :class:`ConfigError` listing
+with :func:`load_config` (passing ``os.environ`` for ``${VAR}`` in values and the
+``NATS_*`` overrides), applies its flags with :func:`with_overrides`, and hands
+the result down. A bad configuration raises one :class:`ConfigError` listing
 every :class:`ConfigProblem` found.
 """
 

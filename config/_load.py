@@ -1,18 +1,20 @@
 """YAML -> :class:`VoltaConfig`, with errors that name the file, the key and what was expected.
 
 PyYAML parses (safe loading only, and a key given twice in one mapping is an
-error rather than last-one-wins); one cattrs converter turns the result into the
-attrs classes of ``_schema``. The converter is strict where cattrs is lenient by
-default: a string is not a number, ``"false"`` is not a bool, a string is not a
-list, and a key the schema does not know is an error with a suggestion.
+error rather than last-one-wins); given an environment, ``${VAR}`` references in
+values are substituted (``_interpolate``); one cattrs converter turns the result
+into the attrs classes of ``_schema``. The converter is strict where cattrs is
+lenient by default: a string is not a number, ``"false"`` is not a bool, a string
+is not a list, and a key the schema does not know is an error with a suggestion.
 
 A bad document raises one :class:`ConfigError` that holds every problem found.
 A document that is not YAML (or not a mapping) has just that one problem. Else the
-problems come in this order: for each mapping, its unknown keys, its missing keys,
-and each value in field order (a nested section is checked whole, its own range
-checks included); and last the range and cross-field checks of the mapping
-itself, which run only once all its values are well formed, so that one mistake
-does not set off others.
+problems come in this order: the bad variable references, in document order;
+then, for each mapping, its unknown keys, its missing keys, and each value in
+field order (a nested section is checked whole, its own range checks included);
+and last the range and cross-field checks of the mapping itself, which run only
+once all its values are well formed, so that one mistake does not set off others.
+A value whose references could not be substituted reports only that.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from cattrs.errors import (
 )
 
 from ._errors import ConfigError, ConfigProblem, describe, describe_kind, join_key, nested
+from ._interpolate import interpolate
 from ._schema import VoltaConfig
 
 _StructureHook = Callable[[Any, Any], Any]
@@ -53,7 +56,24 @@ _ATTRS_BOUND = re.compile(r"'(?P<name>\w+)' must be (?P<op>[<>]=?) (?P<bound>\S+
 
 
 class _YamlLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that rejects a key given twice in the same mapping."""
+    """``yaml.SafeLoader`` that rejects a key given twice in the same mapping, and
+    remembers which scalars are plain (typed by their text) for ``_interpolate``."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.plain: set[int] = set()
+
+    def compose_scalar_node(self, anchor: dict[Any, yaml.Node]) -> yaml.ScalarNode:
+        event = self.peek_event()  # type: ignore[no-untyped-call]  # (untyped in the stubs)
+        node = super().compose_scalar_node(anchor)
+        if isinstance(event, yaml.ScalarEvent) and event.tag is None and event.implicit[0]:
+            self.plain.add(id(node))
+        return node
+
+    def resolve_plain(self, value: str) -> str:
+        """The tag YAML gives a plain scalar that reads ``value``."""
+        tag: str = self.resolve(yaml.ScalarNode, value, (True, False))  # type: ignore[no-untyped-call]
+        return tag
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
@@ -76,9 +96,49 @@ class _YamlLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _parse_yaml(text: str, source: str) -> object:
+def _secret_names(cls: type[Any]) -> frozenset[str]:
+    """Names of the fields hidden from repr (secrets) in ``cls`` and the classes inside it."""
+    names: set[str] = set()
+    pending, seen = [cls], set()
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for field in attrs.fields(attrs.resolve_types(current)):
+            if not field.repr:
+                names.add(field.name)
+            types = [field.type]
+            while types:
+                type_ = types.pop()
+                types += typing.get_args(type_)
+                if attrs.has(type_):
+                    pending.append(type_)
+    return frozenset(names)
+
+
+_SECRETS = _secret_names(VoltaConfig)
+
+
+def _parse_yaml(
+    text: str, source: str, environ: Mapping[str, str] | None
+) -> tuple[object, list[ConfigProblem]]:
+    """The document's data, and the problems of its ``${VAR}`` references."""
+    loader = _YamlLoader(text)
     try:
-        return yaml.load(text, Loader=_YamlLoader)  # a SafeLoader: plain data only
+        node = loader.get_single_node()
+        if node is None:
+            return None, []
+        problems = []
+        if environ is not None:
+            problems = interpolate(
+                node,
+                environ,
+                plain=loader.plain,
+                resolve=loader.resolve_plain,
+                secrets=_SECRETS,
+            )
+        return loader.construct_document(node), problems
     except yaml.MarkedYAMLError as error:
         # Built from the parts, not str(error): that quotes the offending line,
         # which may hold a password.
@@ -90,6 +150,8 @@ def _parse_yaml(text: str, source: str) -> object:
         ) from None
     except yaml.YAMLError as error:
         raise ConfigError(f"not valid YAML: {error}", source=source) from None
+    finally:
+        loader.dispose()
 
 
 # --- the converter ----------------------------------------------------------------------
@@ -330,19 +392,39 @@ def _problems(error: BaseException, path: str | None) -> Iterator[ConfigProblem]
     yield ConfigProblem(path, f"{type(error).__name__}: {error}")
 
 
-def _structure(data: object, source: str) -> VoltaConfig:
+def _within(key: str | None, prefix: str | None) -> bool:
+    """Whether ``key`` is ``prefix`` or a key inside it (None is the whole document)."""
+    if prefix is None:
+        return True
+    return key is not None and (key == prefix or key.startswith((f"{prefix}.", f"{prefix}[")))
+
+
+def _structure(data: object, source: str, unsubstituted: list[ConfigProblem]) -> VoltaConfig:
+    """The configuration in ``data``; ``unsubstituted``: the bad ``${VAR}`` references."""
+    problems: list[ConfigProblem] = []
     if data is None:
-        raise ConfigError(
-            "empty document: expected a mapping with at least 'agents'", source=source
+        problems.append(
+            ConfigProblem(None, "empty document: expected a mapping with at least 'agents'")
         )
-    if not isinstance(data, Mapping):
-        raise ConfigError(
-            f"expected a mapping at the top level, got {describe(data)}", source=source
+    elif not isinstance(data, Mapping):
+        problems.append(
+            ConfigProblem(None, f"expected a mapping at the top level, got {describe(data)}")
         )
-    try:
-        return _converter.structure(data, VoltaConfig)
-    except (BaseValidationError, ConfigError) as error:
-        raise ConfigError.from_problems(_problems(error, None), source=source) from None
+    else:
+        try:
+            config: VoltaConfig = _converter.structure(data, VoltaConfig)
+        except (BaseValidationError, ConfigError) as error:
+            problems += _problems(error, None)
+        else:
+            if not unsubstituted:
+                return config
+    # A value left as written ("${HB}") would only add nonsense of its own.
+    problems = [
+        problem
+        for problem in problems
+        if not any(_within(problem.key, bad.key) for bad in unsubstituted)
+    ]
+    raise ConfigError.from_problems([*unsubstituted, *problems], source=source) from None
 
 
 # --- overrides --------------------------------------------------------------------------
@@ -411,15 +493,18 @@ def load_config_text(
     Args:
         text: the YAML document.
         source: what to call it in errors.
-        environ: environment to take ``NATS_URL`` (comma-separated), ``NATS_USER``,
-            ``NATS_PASSWORD``, ``NATS_TOKEN`` and ``NATS_CREDS`` from; they override
-            the ``nats`` section. None applies no overrides.
+        environ: the environment, or None to read the document as written. Given
+            one, ``${VAR}``, ``${VAR:-default}`` and ``${VAR-default}`` in values
+            are substituted from it (``$$`` is a literal ``$``), and then
+            ``NATS_URL`` (comma-separated), ``NATS_USER``, ``NATS_PASSWORD``,
+            ``NATS_TOKEN`` and ``NATS_CREDS`` override the ``nats`` section.
 
     Raises:
         ConfigError: every problem found, each with its key path; ``source`` names
             the document.
     """
-    config = _structure(_parse_yaml(text, source), source)
+    data, unsubstituted = _parse_yaml(text, source, environ)
+    config = _structure(data, source, unsubstituted)
     if environ is not None:
         config = _apply_environ(config, environ)
     return config
