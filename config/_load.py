@@ -75,6 +75,16 @@ class _YamlLoader(yaml.SafeLoader):
         tag: str = self.resolve(yaml.ScalarNode, value, (True, False))  # type: ignore[no-untyped-call]
         return tag
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except ValueError as error:
+            # A scalar that YAML reads as a date that does not exist (2001-13-45) or an
+            # empty number (0x_): a YAML error at the scalar, not a crash.
+            raise yaml.constructor.ConstructorError(
+                None, None, str(error), node.start_mark
+            ) from None
+
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
         for key_node, _value_node in node.value:
@@ -150,6 +160,8 @@ def _parse_yaml(
         ) from None
     except yaml.YAMLError as error:
         raise ConfigError(f"not valid YAML: {error}", source=source) from None
+    except RecursionError:
+        raise ConfigError("not valid YAML: nested too deeply", source=source) from None
     finally:
         loader.dispose()
 

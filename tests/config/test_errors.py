@@ -425,6 +425,21 @@ def test_no_raw_cattrs_error_is_chained() -> None:
             id="duplicate-key",
         ),
         pytest.param(
+            "agents:\n  - {id: a, handler: echo, options: {since: 2001-13-45}}\n",
+            "not valid YAML: month must be in 1..12 (line 2, column 45)",
+            id="impossible-date",
+        ),
+        pytest.param(
+            "heartbeat_interval: 0x_\n",
+            "not valid YAML: invalid literal for int() with base 16: '' (line 1, column 21)",
+            id="empty-hex-number",
+        ),
+        pytest.param(
+            "agents: " + "[" * 2000 + "]" * 2000 + "\n",
+            "not valid YAML: nested too deeply",
+            id="deep",
+        ),
+        pytest.param(
             "a: 1\n---\nb: 2\n",
             "not valid YAML: expected a single document in the stream, "
             "but found another document (line 2, column 1)",

@@ -227,3 +227,11 @@ def test_secrets_substituted_or_written_never_reach_errors() -> None:
         f"nats.password: malformed variable reference: {FORMS}",
         f"nats.user: malformed variable reference: {FORMS}",
     ]
+
+
+def test_a_substituted_value_yaml_cannot_build_is_a_yaml_error() -> None:
+    error = load_error(
+        "agents:\n  - id: a\n    handler: echo\n    options:\n      since: ${DAY}\n",
+        {"DAY": "2001-13-45"},
+    )
+    assert str(error) == "conf/x.yaml: not valid YAML: month must be in 1..12 (line 5, column 14)"
