@@ -25,7 +25,7 @@ import math
 import os
 import re
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -258,10 +258,14 @@ def _tuple_hook(converter: cattrs.Converter) -> Callable[[Any], _StructureHook]:
     return factory
 
 
+class _UnknownKey(ConfigError):
+    """A key the schema does not know: a problem of the key, whatever its value."""
+
+
 def _unknown_key(key: object, known: list[str]) -> ConfigError:
     close = difflib.get_close_matches(str(key), known, n=1)
     hint = f"did you mean {close[0]!r}?" if close else f"expected one of {', '.join(known)}"
-    return ConfigError(f"unknown key ({hint})", key=str(key))
+    return _UnknownKey(f"unknown key ({hint})", key=str(key))
 
 
 def _field_hook(converter: cattrs.Converter, field: attrs.Attribute[Any]) -> Callable[[Any], Any]:
@@ -372,8 +376,14 @@ def _make_converter() -> cattrs.Converter:
 _converter = _make_converter()
 
 
-def _problems(error: BaseException, path: str | None) -> Iterator[ConfigProblem]:
-    """Every leaf problem inside a cattrs error group, with its key path from the root."""
+def _problems(
+    error: BaseException, path: str | None, left_as_written: Collection[str | None]
+) -> Iterator[ConfigProblem]:
+    """Every leaf problem inside a cattrs error group, with its key path from the root.
+
+    Problems of the values at or inside ``left_as_written`` (the keys whose ``${VAR}``
+    could not be substituted) are left out: they would only be nonsense of their own.
+    """
     if isinstance(error, ClassValidationError | IterableValidationError):
         for inner in error.exceptions:
             inner_path = path  # without a note: raised by the class itself (a validator)
@@ -384,24 +394,28 @@ def _problems(error: BaseException, path: str | None) -> Iterator[ConfigProblem]
                 if isinstance(note, IterableValidationNote):
                     inner_path = f"{path or ''}[{note.index}]"
                     break
-            yield from _problems(inner, inner_path)
+            yield from _problems(inner, inner_path, left_as_written)
         return
     if isinstance(error, ConfigError):
-        for problem in error.problems:
-            yield ConfigProblem(join_key(path, problem.key), problem.reason)
-        return
-    match = _ATTRS_BOUND.fullmatch(str(error))
-    if match:
+        problems = [ConfigProblem(join_key(path, p.key), p.reason) for p in error.problems]
+    elif match := _ATTRS_BOUND.fullmatch(str(error)):
         try:
             value = describe(float(match["value"]))
         except ValueError:
             value = match["value"]
-        yield ConfigProblem(
-            join_key(path, match["name"]),
-            f"expected a number {match['op']} {match['bound']}, got {value}",
-        )
-        return
-    yield ConfigProblem(path, f"{type(error).__name__}: {error}")
+        problems = [
+            ConfigProblem(
+                join_key(path, match["name"]),
+                f"expected a number {match['op']} {match['bound']}, got {value}",
+            )
+        ]
+    else:
+        problems = [ConfigProblem(path, f"{type(error).__name__}: {error}")]
+    for problem in problems:
+        if isinstance(error, _UnknownKey) or not any(
+            _within(problem.key, key) for key in left_as_written
+        ):
+            yield problem
 
 
 def _within(key: str | None, prefix: str | None) -> bool:
@@ -413,30 +427,25 @@ def _within(key: str | None, prefix: str | None) -> bool:
 
 def _structure(data: object, source: str, unsubstituted: list[ConfigProblem]) -> VoltaConfig:
     """The configuration in ``data``; ``unsubstituted``: the bad ``${VAR}`` references."""
-    problems: list[ConfigProblem] = []
     if data is None:
-        problems.append(
-            ConfigProblem(None, "empty document: expected a mapping with at least 'agents'")
+        raise ConfigError(
+            "empty document: expected a mapping with at least 'agents'", source=source
         )
-    elif not isinstance(data, Mapping):
-        problems.append(
-            ConfigProblem(None, f"expected a mapping at the top level, got {describe(data)}")
+    if not isinstance(data, Mapping):
+        if unsubstituted:  # the whole document is one scalar: only its references count
+            raise ConfigError.from_problems(unsubstituted, source=source)
+        raise ConfigError(
+            f"expected a mapping at the top level, got {describe(data)}", source=source
         )
-    else:
-        try:
-            config: VoltaConfig = _converter.structure(data, VoltaConfig)
-        except (BaseValidationError, ConfigError) as error:
-            problems += _problems(error, None)
-        else:
-            if not unsubstituted:
-                return config
-    # A value left as written ("${HB}") would only add nonsense of its own.
-    problems = [
-        problem
-        for problem in problems
-        if not any(_within(problem.key, bad.key) for bad in unsubstituted)
-    ]
-    raise ConfigError.from_problems([*unsubstituted, *problems], source=source) from None
+    try:
+        config: VoltaConfig = _converter.structure(data, VoltaConfig)
+    except (BaseValidationError, ConfigError) as error:
+        left_as_written = {problem.key for problem in unsubstituted}
+        problems = [*unsubstituted, *_problems(error, None, left_as_written)]
+        raise ConfigError.from_problems(problems, source=source) from None
+    if unsubstituted:
+        raise ConfigError.from_problems(unsubstituted, source=source)
+    return config
 
 
 # --- overrides --------------------------------------------------------------------------

@@ -190,6 +190,22 @@ def test_reference_problems_come_first_and_together_with_the_others() -> None:
     )
 
 
+def test_an_unknown_key_is_named_whatever_its_value() -> None:
+    error = load_error("hearbeat_interval: ${NOPE}\nagents: [{id: a, handler: echo}]\n")
+    assert [str(problem) for problem in error.problems] == [
+        "hearbeat_interval: environment variable NOPE is not set "
+        "(write ${NOPE:-...} for a default)",
+        "hearbeat_interval: unknown key (did you mean 'heartbeat_interval'?)",
+    ]
+
+
+def test_a_document_that_is_one_bad_reference() -> None:
+    assert str(load_error("${NOPE}\n")) == (
+        "conf/x.yaml: environment variable NOPE is not set (write ${NOPE:-...} for a default)"
+    )
+    assert str(load_error("${HB}\n")) == ("conf/x.yaml: expected a mapping at the top level, got 5")
+
+
 def test_a_bad_reference_alone_is_still_an_error() -> None:
     # The value left as written is acceptable, but the file is not.
     error = load_error("agents:\n  - {id: a, handler: echo, name: '${NOPE}'}\n")
