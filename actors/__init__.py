@@ -25,6 +25,7 @@ from ._handler import CapabilityError as CapabilityError
 from ._handler import EchoHandler as EchoHandler
 from ._handler import Handler as Handler
 from ._handler import HandlerFactory as HandlerFactory
+from ._handler import handler_serves as handler_serves
 from ._handler import resolve_handler as resolve_handler
 from ._identity import IdentityConflict as IdentityConflict
 from ._node import Node as Node
@@ -73,5 +74,6 @@ __all__ = [
     "PresenceChange",
     "ProtocolError",
     "SupervisionPolicy",
+    "handler_serves",
     "resolve_handler",
 ]

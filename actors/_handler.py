@@ -125,6 +125,10 @@ class EchoHandler:
     async def on_message(self, message: Message, context: AgentContext) -> str | None:
         return f"{self._prefix}{message.message}"
 
+    def serves(self, capability: str) -> bool:
+        """Whether ``capability`` is one of :data:`BUILTIN_CAPABILITIES`."""
+        return capability in BUILTIN_CAPABILITIES
+
     async def on_capability(self, capability: str, input: Any, context: AgentContext) -> Any:
         function = BUILTIN_CAPABILITIES.get(capability)
         if function is None:
@@ -132,6 +136,20 @@ class EchoHandler:
                 ErrorCode.NO_CAPABILITY, f"{context.agent_id} has no built-in {capability!r}"
             )
         return function(input)
+
+
+def handler_serves(handler: Handler, capability: str) -> bool | None:
+    """Whether a handler says it serves a capability, or None when it does not say.
+
+    A handler may define ``serves(self, capability: str) -> bool`` (it is not part
+    of :class:`Handler`, which stays what every handler must have). ``volta run``
+    refuses, as a configuration error, an agent configured with a capability that
+    its handler says it cannot serve; a handler without ``serves`` is trusted.
+    """
+    serves = getattr(handler, "serves", None)
+    if not callable(serves):
+        return None
+    return bool(serves(capability))
 
 
 BUILTIN_HANDLERS: Mapping[str, HandlerFactory] = {"echo": EchoHandler}

@@ -2,11 +2,14 @@
 before anything starts.
 
 Nothing below this package reads YAML or the environment: the CLI loads a file
-with :func:`load_config` (passing ``os.environ`` for the ``NATS_*`` overrides),
-applies its flags with :func:`with_overrides`, and hands the result down.
+with :func:`load_config` (passing ``os.environ`` for ``${VAR}`` in values and the
+``NATS_*`` overrides), applies its flags with :func:`with_overrides`, and hands
+the result down. A bad configuration raises one :class:`ConfigError` listing
+every :class:`ConfigProblem` found.
 """
 
 from ._errors import ConfigError as ConfigError
+from ._errors import ConfigProblem as ConfigProblem
 from ._load import load_config as load_config
 from ._load import load_config_text as load_config_text
 from ._load import shipped_config as shipped_config
@@ -25,6 +28,7 @@ __all__ = [
     "AgentConfig",
     "BackoffConfig",
     "ConfigError",
+    "ConfigProblem",
     "ConnectionMode",
     "NatsConfig",
     "SupervisionConfig",

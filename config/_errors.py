@@ -2,34 +2,107 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+
+import attrs
 
 _MAX_SHOWN = 60
 
 
-class ConfigError(ValueError):
-    """A configuration is not acceptable.
+@attrs.frozen
+class ConfigProblem:
+    """One thing wrong with a configuration; a :class:`ConfigError` holds one or more."""
 
-    The message reads ``<source>: <key>: <reason>``, leaving out the parts that
-    are not known, for example
+    key: str | None
+    """Dotted path of the offending key (``agents[1].capabilities[0]``), relative to
+    whatever reports it; None when the problem is the document as a whole."""
+    reason: str
+    """What is wrong, in words. Never holds a password or a token."""
+
+    def __str__(self) -> str:
+        return ": ".join(part for part in (self.key, self.reason) if part)
+
+
+class ConfigError(ValueError):
+    """A configuration is not acceptable, for one reason or several.
+
+    With one problem the message reads ``<source>: <key>: <reason>``, leaving out
+    the parts that are not known, for example
     ``config/agents/seed.yaml: agents[1].id: invalid agent id 'a.b': use 1-64
-    characters from A-Z a-z 0-9 _ -``.
+    characters from A-Z a-z 0-9 _ -``. With several it names the source and the
+    count, then each problem on a line of its own::
+
+        config/x.yaml: 2 problems:
+          agents[0].id: invalid agent id 'a.b': use 1-64 characters from A-Z a-z 0-9 _ -
+          agents[1].handler: required key is missing
+
+    ``ConfigError(reason, key=..., source=...)`` makes one problem;
+    :meth:`from_problems` makes several.
 
     Attributes:
         source: where the configuration came from: a file path, ``"<string>"``,
             ``"$NATS_URL"`` for an environment override, ``"override"`` for
             :func:`with_overrides`; None for an object built directly in Python.
-        key: dotted path of the offending key (``agents[1].capabilities[0]``,
-            ``supervision.strategy``); None when the problem is the document as a
-            whole (not found, not YAML, not a mapping).
-        reason: what is wrong, in words. Never holds a password or a token.
+        problems: every problem found, in document order (within a mapping: unknown
+            keys, missing keys, then the values in field order); never empty.
+        key: the key of the first problem (the only one, most often).
+        reason: the reason of the first problem. Never holds a password or a token.
     """
 
+    source: str | None
+    problems: tuple[ConfigProblem, ...]
+
     def __init__(self, reason: str, *, key: str | None = None, source: str | None = None) -> None:
-        self.reason = reason
-        self.key = key
+        self._set((ConfigProblem(key, reason),), source)
+
+    @classmethod
+    def from_problems(
+        cls, problems: Iterable[ConfigProblem], *, source: str | None = None
+    ) -> ConfigError:
+        """One error for several problems (at least one), in the order given.
+
+        Raises:
+            ValueError: ``problems`` is empty.
+        """
+        problems = tuple(problems)
+        if not problems:
+            raise ValueError("a ConfigError needs at least one problem")
+        error = cls.__new__(cls)
+        error._set(problems, source)
+        return error
+
+    def _set(self, problems: tuple[ConfigProblem, ...], source: str | None) -> None:
+        self.problems = problems
         self.source = source
-        super().__init__(": ".join(part for part in (source, key, reason) if part))
+        if len(problems) == 1:
+            message = ": ".join(part for part in (source, str(problems[0])) if part)
+        else:
+            head = f"{len(problems)} problems:"
+            lines = [f"{source}: {head}" if source else head]
+            lines += [f"  {problem}" for problem in problems]
+            message = "\n".join(lines)
+        super().__init__(message)
+
+    @property
+    def key(self) -> str | None:
+        """The key of the first problem."""
+        return self.problems[0].key
+
+    @property
+    def reason(self) -> str:
+        """The reason of the first problem."""
+        return self.problems[0].reason
+
+
+def nested(error: ConfigError, prefix: str | None, *, source: str | None) -> ConfigError:
+    """``error`` with each key under ``prefix`` (``nats`` + ``url`` -> ``nats.url``)."""
+    return ConfigError.from_problems(
+        (
+            ConfigProblem(join_key(prefix, problem.key), problem.reason)
+            for problem in error.problems
+        ),
+        source=source,
+    )
 
 
 def join_key(prefix: str | None, key: str | None) -> str | None:

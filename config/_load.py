@@ -1,16 +1,20 @@
 """YAML -> :class:`VoltaConfig`, with errors that name the file, the key and what was expected.
 
 PyYAML parses (safe loading only, and a key given twice in one mapping is an
-error rather than last-one-wins); one cattrs converter turns the result into the
-attrs classes of ``_schema``. The converter is strict where cattrs is lenient by
-default: a string is not a number, ``"false"`` is not a bool, a string is not a
-list, and a key the schema does not know is an error with a suggestion.
+error rather than last-one-wins); given an environment, ``${VAR}`` references in
+values are substituted (``_interpolate``); one cattrs converter turns the result
+into the attrs classes of ``_schema``. The converter is strict where cattrs is
+lenient by default: a string is not a number, ``"false"`` is not a bool, a string
+is not a list, and a key the schema does not know is an error with a suggestion.
 
-A bad document raises exactly one :class:`ConfigError`, for the first problem
-found; nothing is aggregated. The order is fixed: for each mapping, unknown keys,
-then missing keys, then each value in field order (a nested section is checked
-whole, its own range checks included), and last the range and cross-field checks
-of the mapping itself, which run only once all its values are well formed.
+A bad document raises one :class:`ConfigError` that holds every problem found.
+A document that is not YAML (or not a mapping) has just that one problem. Else the
+problems come in this order: the bad variable references, in document order;
+then, for each mapping, its unknown keys, its missing keys, and each value in
+field order (a nested section is checked whole, its own range checks included);
+and last the range and cross-field checks of the mapping itself, which run only
+once all its values are well formed, so that one mistake does not set off others.
+A value whose references could not be substituted reports only that.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import math
 import os
 import re
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -36,9 +40,9 @@ from cattrs.errors import (
     IterableValidationError,
     IterableValidationNote,
 )
-from cattrs.gen import make_dict_structure_fn, override
 
-from ._errors import ConfigError, describe, describe_kind, join_key
+from ._errors import ConfigError, ConfigProblem, describe, describe_kind, join_key, nested
+from ._interpolate import interpolate
 from ._schema import VoltaConfig
 
 _StructureHook = Callable[[Any, Any], Any]
@@ -52,7 +56,34 @@ _ATTRS_BOUND = re.compile(r"'(?P<name>\w+)' must be (?P<op>[<>]=?) (?P<bound>\S+
 
 
 class _YamlLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that rejects a key given twice in the same mapping."""
+    """``yaml.SafeLoader`` that rejects a key given twice in the same mapping, and
+    remembers which scalars are plain (typed by their text) for ``_interpolate``."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.plain: set[int] = set()
+
+    def compose_scalar_node(self, anchor: dict[Any, yaml.Node]) -> yaml.ScalarNode:
+        event = self.peek_event()  # type: ignore[no-untyped-call]  # (untyped in the stubs)
+        node = super().compose_scalar_node(anchor)
+        if isinstance(event, yaml.ScalarEvent) and event.tag is None and event.implicit[0]:
+            self.plain.add(id(node))
+        return node
+
+    def resolve_plain(self, value: str) -> str:
+        """The tag YAML gives a plain scalar that reads ``value``."""
+        tag: str = self.resolve(yaml.ScalarNode, value, (True, False))  # type: ignore[no-untyped-call]
+        return tag
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except ValueError as error:
+            # A scalar that YAML reads as a date that does not exist (2001-13-45) or an
+            # empty number (0x_): a YAML error at the scalar, not a crash.
+            raise yaml.constructor.ConstructorError(
+                None, None, str(error), node.start_mark
+            ) from None
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
@@ -75,9 +106,49 @@ class _YamlLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _parse_yaml(text: str, source: str) -> object:
+def _secret_names(cls: type[Any]) -> frozenset[str]:
+    """Names of the fields hidden from repr (secrets) in ``cls`` and the classes inside it."""
+    names: set[str] = set()
+    pending, seen = [cls], set()
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for field in attrs.fields(attrs.resolve_types(current)):
+            if not field.repr:
+                names.add(field.name)
+            types = [field.type]
+            while types:
+                type_ = types.pop()
+                types += typing.get_args(type_)
+                if attrs.has(type_):
+                    pending.append(type_)
+    return frozenset(names)
+
+
+_SECRETS = _secret_names(VoltaConfig)
+
+
+def _parse_yaml(
+    text: str, source: str, environ: Mapping[str, str] | None
+) -> tuple[object, list[ConfigProblem]]:
+    """The document's data, and the problems of its ``${VAR}`` references."""
+    loader = _YamlLoader(text)
     try:
-        return yaml.load(text, Loader=_YamlLoader)  # a SafeLoader: plain data only
+        node = loader.get_single_node()
+        if node is None:
+            return None, []
+        problems = []
+        if environ is not None:
+            problems = interpolate(
+                node,
+                environ,
+                plain=loader.plain,
+                resolve=loader.resolve_plain,
+                secrets=_SECRETS,
+            )
+        return loader.construct_document(node), problems
     except yaml.MarkedYAMLError as error:
         # Built from the parts, not str(error): that quotes the offending line,
         # which may hold a password.
@@ -89,6 +160,10 @@ def _parse_yaml(text: str, source: str) -> object:
         ) from None
     except yaml.YAMLError as error:
         raise ConfigError(f"not valid YAML: {error}", source=source) from None
+    except RecursionError:
+        raise ConfigError("not valid YAML: nested too deeply", source=source) from None
+    finally:
+        loader.dispose()
 
 
 # --- the converter ----------------------------------------------------------------------
@@ -183,35 +258,100 @@ def _tuple_hook(converter: cattrs.Converter) -> Callable[[Any], _StructureHook]:
     return factory
 
 
+class _UnknownKey(ConfigError):
+    """A key the schema does not know: a problem of the key, whatever its value."""
+
+
+def _unknown_key(key: object, known: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(str(key), known, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"expected one of {', '.join(known)}"
+    return _UnknownKey(f"unknown key ({hint})", key=str(key))
+
+
+def _field_hook(converter: cattrs.Converter, field: attrs.Attribute[Any]) -> Callable[[Any], Any]:
+    """How the loader turns the YAML value of one field into what the class is given."""
+    if field.converter is not None:
+        # The field converts its own value (NatsConfig.url, AgentConfig.options): it is
+        # given the value as written, tried here first so that its errors come in order.
+        # Like a validator, a converter's errors name keys relative to the class.
+        convert = field.converter
+        if isinstance(convert, attrs.Converter):
+            return lambda value: value  # (takes self or the field: only the class can run it)
+
+        def check(value: Any) -> Any:
+            convert(value)
+            return value
+
+        return check
+    if not field.repr:
+        # Fields hidden from repr are secrets: their values stay out of errors too.
+        return lambda value: _structure_secret(value, field.type)
+    hook = converter.get_structure_hook(field.type)
+    return lambda value: hook(value, field.type)
+
+
+def _build(cls: type[Any], arguments: dict[str, Any]) -> Any:
+    """``cls(**arguments)``, or every validator error the arguments give, as one group."""
+    try:
+        return cls(**arguments)
+    except Exception as error:
+        first = error
+    # attrs stops at the first validator that fails: build the instance without them
+    # and run each one. The switch is process-wide (attrs' own, not thread-safe), but
+    # only this call runs under it: the nested values are built already.
+    errors: list[Exception] = []
+    try:
+        with attrs.validators.disabled():
+            instance = cls(**arguments)
+    except Exception:
+        errors.append(first)  # a converter or __attrs_post_init__ failed: only that is known
+    else:
+        for field in attrs.fields(cls):
+            if field.validator is not None:
+                try:
+                    field.validator(instance, field, getattr(instance, field.name))
+                except Exception as error:  # collected and raised as one group, like cattrs
+                    errors.append(error)
+    raise ClassValidationError(f"While structuring {cls.__name__}", errors or [first], cls)
+
+
 def _attrs_hook(converter: cattrs.Converter) -> Callable[[Any], _StructureHook]:
     def factory(cls: type[Any]) -> _StructureHook:
-        fields = [field for field in attrs.fields(cls) if field.init]
+        fields = [field for field in attrs.fields(attrs.resolve_types(cls)) if field.init]
         known = [field.name for field in fields]
         required = [field.name for field in fields if field.default is attrs.NOTHING]
-        # Fields hidden from repr are secrets: their values stay out of errors too.
-        secrets: dict[str, Any] = {
-            field.name: override(struct_hook=_structure_secret)
-            for field in fields
-            if not field.repr
-        }
-        structure_fields = make_dict_structure_fn(cls, converter, **secrets)
+        hooks = {field.name: _field_hook(converter, field) for field in fields}
 
         def structure(value: object, _type: object) -> Any:
             if not isinstance(value, Mapping):
                 raise ConfigError(f"expected a mapping, got {describe(value)}")
-            for key in value:
-                if key not in known:
-                    close = difflib.get_close_matches(str(key), known, n=1)
-                    hint = (
-                        f"did you mean {close[0]!r}?"
-                        if close
-                        else f"expected one of {', '.join(known)}"
-                    )
-                    raise ConfigError(f"unknown key ({hint})", key=str(key))
-            for name in required:
-                if name not in value:
-                    raise ConfigError("required key is missing", key=name)
-            return structure_fields(value, cls)
+            errors: list[Exception] = [
+                _unknown_key(key, known) for key in value if key not in known
+            ]
+            errors += [
+                ConfigError("required key is missing", key=name)
+                for name in required
+                if name not in value
+            ]
+            arguments: dict[str, Any] = {}
+            for field in fields:
+                if field.name not in value:
+                    continue
+                try:
+                    arguments[field.alias] = hooks[field.name](value[field.name])
+                except Exception as error:  # collected and raised as one group, like cattrs
+                    if field.converter is None:  # a converter names its keys, like a validator
+                        error.add_note(
+                            AttributeValidationNote(
+                                f"Structuring class {cls.__qualname__} @ attribute {field.name}",
+                                field.name,
+                                field.type,
+                            )
+                        )
+                    errors.append(error)
+            if errors:
+                raise ClassValidationError(f"While structuring {cls.__name__}", errors, cls)
+            return _build(cls, arguments)
 
         return structure
 
@@ -219,11 +359,9 @@ def _attrs_hook(converter: cattrs.Converter) -> Callable[[Any], _StructureHook]:
 
 
 def _make_converter() -> cattrs.Converter:
-    converter = cattrs.Converter(
-        forbid_extra_keys=True,  # also checked (with suggestions) by the attrs hook
-        prefer_attrib_converters=True,  # NatsConfig.url and AgentConfig.options parse themselves
-        detailed_validation=True,  # errors carry the attribute names and list indexes
-    )
+    # The attrs hook checks the keys, structures the fields and runs the converters
+    # and validators itself, so that it can report every problem.
+    converter = cattrs.Converter(detailed_validation=True)
     converter.register_structure_hook(str, _structure_str)
     converter.register_structure_hook(float, _structure_float)
     converter.register_structure_hook(int, _structure_int)
@@ -238,45 +376,76 @@ def _make_converter() -> cattrs.Converter:
 _converter = _make_converter()
 
 
-def _first_problem(error: BaseException, path: str | None) -> tuple[str | None, str]:
-    """The key path and reason of the first leaf problem inside a cattrs error group."""
+def _problems(
+    error: BaseException, path: str | None, left_as_written: Collection[str | None]
+) -> Iterator[ConfigProblem]:
+    """Every leaf problem inside a cattrs error group, with its key path from the root.
+
+    Problems of the values at or inside ``left_as_written`` (the keys whose ``${VAR}``
+    could not be substituted) are left out: they would only be nonsense of their own.
+    """
     if isinstance(error, ClassValidationError | IterableValidationError):
-        inner = error.exceptions[0]
-        for note in getattr(inner, "__notes__", ()):
-            if isinstance(note, AttributeValidationNote):
-                return _first_problem(inner, join_key(path, note.name))
-            if isinstance(note, IterableValidationNote):
-                return _first_problem(inner, f"{path or ''}[{note.index}]")
-        return _first_problem(inner, path)  # raised by the class itself: a validator
+        for inner in error.exceptions:
+            inner_path = path  # without a note: raised by the class itself (a validator)
+            for note in getattr(inner, "__notes__", ()):
+                if isinstance(note, AttributeValidationNote):
+                    inner_path = join_key(path, note.name)
+                    break
+                if isinstance(note, IterableValidationNote):
+                    inner_path = f"{path or ''}[{note.index}]"
+                    break
+            yield from _problems(inner, inner_path, left_as_written)
+        return
     if isinstance(error, ConfigError):
-        return join_key(path, error.key), error.reason
-    match = _ATTRS_BOUND.fullmatch(str(error))
-    if match:
+        problems = [ConfigProblem(join_key(path, p.key), p.reason) for p in error.problems]
+    elif match := _ATTRS_BOUND.fullmatch(str(error)):
         try:
             value = describe(float(match["value"]))
         except ValueError:
             value = match["value"]
-        return (
-            join_key(path, match["name"]),
-            f"expected a number {match['op']} {match['bound']}, got {value}",
-        )
-    return path, f"{type(error).__name__}: {error}"
+        problems = [
+            ConfigProblem(
+                join_key(path, match["name"]),
+                f"expected a number {match['op']} {match['bound']}, got {value}",
+            )
+        ]
+    else:
+        problems = [ConfigProblem(path, f"{type(error).__name__}: {error}")]
+    for problem in problems:
+        if isinstance(error, _UnknownKey) or not any(
+            _within(problem.key, key) for key in left_as_written
+        ):
+            yield problem
 
 
-def _structure(data: object, source: str) -> VoltaConfig:
+def _within(key: str | None, prefix: str | None) -> bool:
+    """Whether ``key`` is ``prefix`` or a key inside it (None is the whole document)."""
+    if prefix is None:
+        return True
+    return key is not None and (key == prefix or key.startswith((f"{prefix}.", f"{prefix}[")))
+
+
+def _structure(data: object, source: str, unsubstituted: list[ConfigProblem]) -> VoltaConfig:
+    """The configuration in ``data``; ``unsubstituted``: the bad ``${VAR}`` references."""
     if data is None:
         raise ConfigError(
             "empty document: expected a mapping with at least 'agents'", source=source
         )
     if not isinstance(data, Mapping):
+        if unsubstituted:  # the whole document is one scalar: only its references count
+            raise ConfigError.from_problems(unsubstituted, source=source)
         raise ConfigError(
             f"expected a mapping at the top level, got {describe(data)}", source=source
         )
     try:
-        return _converter.structure(data, VoltaConfig)
+        config: VoltaConfig = _converter.structure(data, VoltaConfig)
     except (BaseValidationError, ConfigError) as error:
-        key, reason = _first_problem(error, None)
-        raise ConfigError(reason, key=key, source=source) from None
+        left_as_written = {problem.key for problem in unsubstituted}
+        problems = [*unsubstituted, *_problems(error, None, left_as_written)]
+        raise ConfigError.from_problems(problems, source=source) from None
+    if unsubstituted:
+        raise ConfigError.from_problems(unsubstituted, source=source)
+    return config
 
 
 # --- overrides --------------------------------------------------------------------------
@@ -300,9 +469,7 @@ def _apply_environ(config: VoltaConfig, environ: Mapping[str, str]) -> VoltaConf
         try:
             nats = attrs.evolve(nats, **change)
         except ConfigError as error:
-            raise ConfigError(
-                error.reason, key=join_key("nats", error.key), source=f"${variable}"
-            ) from None
+            raise nested(error, "nats", source=f"${variable}") from None
     return attrs.evolve(config, nats=nats)
 
 
@@ -326,15 +493,13 @@ def with_overrides(
         try:
             nats = attrs.evolve(config.nats, url=nats_url)
         except ConfigError as error:
-            raise ConfigError(
-                error.reason, key=join_key("nats", error.key), source="override"
-            ) from None
+            raise nested(error, "nats", source="override") from None
         config = attrs.evolve(config, nats=nats)
     if heartbeat_interval is not None:
         try:
             config = attrs.evolve(config, heartbeat_interval=heartbeat_interval)
         except ConfigError as error:
-            raise ConfigError(error.reason, key=error.key, source="override") from None
+            raise nested(error, None, source="override") from None
     return config
 
 
@@ -349,14 +514,18 @@ def load_config_text(
     Args:
         text: the YAML document.
         source: what to call it in errors.
-        environ: environment to take ``NATS_URL`` (comma-separated), ``NATS_USER``,
-            ``NATS_PASSWORD``, ``NATS_TOKEN`` and ``NATS_CREDS`` from; they override
-            the ``nats`` section. None applies no overrides.
+        environ: the environment, or None to read the document as written. Given
+            one, ``${VAR}``, ``${VAR:-default}`` and ``${VAR-default}`` in values
+            are substituted from it (``$$`` is a literal ``$``), and then
+            ``NATS_URL`` (comma-separated), ``NATS_USER``, ``NATS_PASSWORD``,
+            ``NATS_TOKEN`` and ``NATS_CREDS`` override the ``nats`` section.
 
     Raises:
-        ConfigError: the first problem found, with ``source`` and the key path.
+        ConfigError: every problem found, each with its key path; ``source`` names
+            the document.
     """
-    config = _structure(_parse_yaml(text, source), source)
+    data, unsubstituted = _parse_yaml(text, source, environ)
+    config = _structure(data, source, unsubstituted)
     if environ is not None:
         config = _apply_environ(config, environ)
     return config

@@ -1,8 +1,11 @@
 """What a Volta container runs: the configuration as frozen attrs classes.
 
 Each class checks its own values when it is built, whether by the YAML loader or
-directly in Python, and reports a bad value as a :class:`ConfigError` whose key
-is relative to that class (the loader prefixes the path from the document root).
+directly in Python, and reports a bad value as a :class:`ConfigError` whose keys
+are relative to that class (the loader prefixes the path from the document root).
+Built in Python, a class stops at its first bad field (attrs runs the validators
+in turn); the loader runs every validator and reports them all. A validator that
+checks a list reports every bad item of it at once.
 Field types are enforced at the YAML edge by the loader and by mypy in Python
 code; the validators here check ranges, shapes and cross-field rules.
 """
@@ -21,7 +24,7 @@ import attrs
 
 from volta.bus import BROADCAST, BusOptions, ReconnectPolicy, validate_agent_id
 
-from ._errors import ConfigError, describe
+from ._errors import ConfigError, ConfigProblem, describe
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 
@@ -107,9 +110,13 @@ def _to_urls(value: str | Sequence[str]) -> tuple[str, ...]:
         return tuple(url.strip() for url in value.split(",") if url.strip())
     if not isinstance(value, list | tuple):
         raise ConfigError(f"expected a URL or a list of URLs, got {describe(value)}", key="url")
-    for index, url in enumerate(value):
-        if not isinstance(url, str):
-            raise ConfigError(f"expected a URL string, got {describe(url)}", key=f"url[{index}]")
+    problems = [
+        ConfigProblem(f"url[{index}]", f"expected a URL string, got {describe(url)}")
+        for index, url in enumerate(value)
+        if not isinstance(url, str)
+    ]
+    if problems:
+        raise ConfigError.from_problems(problems)
     return tuple(url.strip() for url in value if url.strip())
 
 
@@ -233,22 +240,30 @@ def _check_agent_id(_instance: object, attribute: attrs.Attribute[Any], value: s
 def _check_capabilities(
     _instance: object, attribute: attrs.Attribute[Any], value: tuple[str, ...]
 ) -> None:
+    problems: list[ConfigProblem] = []
     first_at: dict[str, int] = {}
     for index, capability in enumerate(value):
         key = f"{attribute.name}[{index}]"
         if not isinstance(capability, str) or not _NAME.fullmatch(capability):
-            raise ConfigError(
-                f"invalid capability {describe(capability)}: "
-                "use 1-64 characters from A-Z a-z 0-9 _ -",
-                key=key,
+            problems.append(
+                ConfigProblem(
+                    key,
+                    f"invalid capability {describe(capability)}: "
+                    "use 1-64 characters from A-Z a-z 0-9 _ -",
+                )
             )
-        if capability in first_at:
-            raise ConfigError(
-                f"duplicate capability {capability!r} "
-                f"(first at {attribute.name}[{first_at[capability]}])",
-                key=key,
+        elif capability in first_at:
+            problems.append(
+                ConfigProblem(
+                    key,
+                    f"duplicate capability {capability!r} "
+                    f"(first at {attribute.name}[{first_at[capability]}])",
+                )
             )
-        first_at[capability] = index
+        else:
+            first_at[capability] = index
+    if problems:
+        raise ConfigError.from_problems(problems)
 
 
 def _check_handler(_instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
@@ -307,15 +322,21 @@ def _check_agents(
 ) -> None:
     if not value:
         raise ConfigError("expected at least one agent", key=attribute.name)
+    problems: list[ConfigProblem] = []
     first_at: dict[str, int] = {}
     for index, agent in enumerate(value):
         if agent.id in first_at:
-            raise ConfigError(
-                f"duplicate agent id {agent.id!r} "
-                f"(first at {attribute.name}[{first_at[agent.id]}])",
-                key=f"{attribute.name}[{index}].id",
+            problems.append(
+                ConfigProblem(
+                    f"{attribute.name}[{index}].id",
+                    f"duplicate agent id {agent.id!r} "
+                    f"(first at {attribute.name}[{first_at[agent.id]}])",
+                )
             )
-        first_at[agent.id] = index
+        else:
+            first_at[agent.id] = index
+    if problems:
+        raise ConfigError.from_problems(problems)
 
 
 @attrs.frozen(kw_only=True)

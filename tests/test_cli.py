@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -98,3 +99,29 @@ async def test_unimportable_handler_is_a_config_error(tmp_path: Path) -> None:
     result = await trio.run_process([*VOLTA, "run", str(config)], capture_stderr=True, check=False)
     assert result.returncode == 2
     assert "agents[0].handler" in result.stderr.decode()
+
+
+async def test_a_bad_config_reports_every_problem_at_once(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(
+        "hearbeat_interval: 3\n"
+        "agents:\n"
+        "  - id: worker-${VOLTA_TEST_UNSET_REPLICA}\n"
+        "    handler: echo\n"
+        "  - id: a.b\n"
+        "    handler: echo\n"
+        "    max_concurrency: 0\n"
+    )
+    environ = {k: v for k, v in os.environ.items() if k != "VOLTA_TEST_UNSET_REPLICA"}
+    result = await trio.run_process(
+        [*VOLTA, "run", str(config)], capture_stderr=True, check=False, env=environ
+    )
+    assert result.returncode == 2
+    assert result.stderr.decode() == (
+        f"volta: bad configuration: {config}: 4 problems:\n"
+        "  agents[0].id: environment variable VOLTA_TEST_UNSET_REPLICA is not set "
+        "(write ${VOLTA_TEST_UNSET_REPLICA:-...} for a default)\n"
+        "  hearbeat_interval: unknown key (did you mean 'heartbeat_interval'?)\n"
+        "  agents[1].id: invalid agent id 'a.b': use 1-64 characters from A-Z a-z 0-9 _ -\n"
+        "  agents[1].max_concurrency: expected an integer >= 1, got 0\n"
+    )

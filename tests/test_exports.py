@@ -108,6 +108,7 @@ ACTORS = {
     "PresenceChange",
     "ProtocolError",
     "SupervisionPolicy",
+    "handler_serves",
     "resolve_handler",
 }
 

@@ -2,14 +2,15 @@
 
 - ``volta run CONFIG.yaml``: one node (a supervisor tree) per container, as its
   entrypoint. NATS comes from the config; ``NATS_URL`` (and ``--nats-url``)
-  override it.
+  override it. ``${VAR}`` in the config's values comes from the environment.
 - ``volta up``: the embedded default: a local nats-server plus the seed's three
   agents in one process tree. With ``--nats-url`` or ``NATS_URL`` it uses that
   server instead of starting one.
 
 Both wait for NATS if it is not up yet (saying so), and stop in order on
 Ctrl-C or SIGTERM. Exit codes: 0 stopped by a signal, 1 the node gave up
-(too many restarts) or NATS was unreachable, 2 bad configuration.
+(too many restarts) or NATS was unreachable, 2 bad configuration (every problem
+of the file is printed, one a line).
 """
 
 from __future__ import annotations

@@ -11,8 +11,25 @@ import signal
 import trio
 
 from volta._nursery import open_nursery
-from volta.actors import AgentSpec, Node, NodeSpec, SupervisionPolicy, resolve_handler
-from volta.config import ConfigError, ConnectionMode, SupervisionConfig, VoltaConfig
+from volta.actors import (
+    BUILTIN_CAPABILITIES,
+    BUILTIN_HANDLERS,
+    AgentSpec,
+    Handler,
+    Node,
+    NodeSpec,
+    SupervisionPolicy,
+    handler_serves,
+    resolve_handler,
+)
+from volta.config import (
+    AgentConfig,
+    ConfigError,
+    ConfigProblem,
+    ConnectionMode,
+    SupervisionConfig,
+    VoltaConfig,
+)
 from volta.supervisor import Backoff, Intensity, Strategy, stop_on_signals
 
 log = logging.getLogger("volta")
@@ -36,19 +53,48 @@ def supervision_policy(config: SupervisionConfig) -> SupervisionPolicy:
     )
 
 
+def _unserved(agent: AgentConfig, handler: Handler, key: str) -> list[ConfigProblem]:
+    """A problem for each capability of ``agent`` that its handler says it cannot serve."""
+    unserved = [
+        (index, capability)
+        for index, capability in enumerate(agent.capabilities)
+        if handler_serves(handler, capability) is False
+    ]
+    if not unserved:
+        return []
+    hint = ""
+    if agent.handler in BUILTIN_HANDLERS:
+        # What a built-in handler can serve is known: the built-in capabilities.
+        served = sorted(name for name in BUILTIN_CAPABILITIES if handler_serves(handler, name))
+        hint = f" (it serves: {', '.join(served)})"
+    return [
+        ConfigProblem(
+            f"{key}.capabilities[{index}]",
+            f"handler {agent.handler!r} cannot serve {capability!r}{hint}",
+        )
+        for index, capability in unserved
+    ]
+
+
 def node_spec(config: VoltaConfig, *, source: str | None = None) -> NodeSpec:
     """Build the node a configuration describes, handlers included.
 
     Raises:
-        ConfigError: a handler cannot be built (named by its key, e.g. ``agents[1].handler``).
+        ConfigError: with every handler that cannot be built (``agents[1].handler``)
+            and every capability that a handler says it cannot serve
+            (``agents[0].capabilities[2]``), in agent order.
     """
     policy = supervision_policy(config.supervision)
     agents = []
+    problems: list[ConfigProblem] = []
     for index, agent in enumerate(config.agents):
+        key = f"agents[{index}]"
         try:
             handler = resolve_handler(agent.handler, agent.options)
         except (ValueError, TypeError) as error:
-            raise ConfigError(str(error), source=source, key=f"agents[{index}].handler") from None
+            problems.append(ConfigProblem(f"{key}.handler", str(error)))
+            continue
+        problems += _unserved(agent, handler, key)
         agents.append(
             AgentSpec(
                 id=agent.id,
@@ -62,6 +108,8 @@ def node_spec(config: VoltaConfig, *, source: str | None = None) -> NodeSpec:
                 supervision=policy,
             )
         )
+    if problems:
+        raise ConfigError.from_problems(problems, source=source)
     return NodeSpec(
         agents=tuple(agents),
         bus_options=config.nats.bus_options(),

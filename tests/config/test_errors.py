@@ -1,4 +1,5 @@
-"""Every way a configuration file can be wrong gives one ConfigError naming file and key.
+"""Every way a configuration file can be wrong gives a ConfigError naming file and key,
+and a file wrong in several ways gets all of them in one ConfigError.
 
 Rules for this module: no network and no servers; files live in ``tmp_path``.
 Messages are compared whole, so a change of wording is a deliberate change.
@@ -6,11 +7,12 @@ Messages are compared whole, so a change of wording is a deliberate change.
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import pytest
 
-from volta.config import ConfigError, load_config, load_config_text
+from volta.config import ConfigError, ConfigProblem, load_config, load_config_text
 
 AGENT = "agents:\n  - {id: alpha, handler: echo}\n"
 
@@ -262,25 +264,138 @@ def load_error(text: str) -> ConfigError:
 def test_rejections_name_the_file_and_the_key(text: str, key: str, reason: str) -> None:
     error = load_error(text)
     assert (error.source, error.key, error.reason) == ("conf/seed.yaml", key, reason)
+    assert error.problems == (ConfigProblem(key, reason),)
     assert str(error) == f"conf/seed.yaml: {key}: {reason}"
 
 
+def keys(text: str) -> list[str | None]:
+    return [problem.key for problem in load_error(text).problems]
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    error = load_error(
+        "hearbeat_interval: 3\n"
+        "request_timeout: soon\n"
+        "connection: shard\n"
+        "agents:\n"
+        "  - {id: a, handler: echo, capabilites: [echo]}\n"
+        "  - {id: b}\n"
+        "  - {id: c, handler: echo, max_concurrency: many}\n"
+    )
+    assert str(error) == (
+        "conf/seed.yaml: 6 problems:\n"
+        "  hearbeat_interval: unknown key (did you mean 'heartbeat_interval'?)\n"
+        "  connection: expected one of 'shared', 'per_agent', got 'shard' "
+        "(did you mean 'shared'?)\n"
+        "  request_timeout: expected a number, got 'soon'\n"
+        "  agents[0].capabilites: unknown key (did you mean 'capabilities'?)\n"
+        "  agents[1].handler: required key is missing\n"
+        "  agents[2].max_concurrency: expected an integer, got 'many'"
+    )
+    # key and reason are the first problem's
+    assert (error.key, error.reason) == (error.problems[0].key, error.problems[0].reason)
+    assert error.args == (str(error),)
+
+
+def test_every_unknown_key_is_named_with_its_own_hint() -> None:
+    error = load_error("zzz: 1\nhearbeat_interval: 3\nrequest_timout: 1\n" + AGENT)
+    assert [str(problem) for problem in error.problems] == [
+        "zzz: unknown key (expected one of nats, connection, heartbeat_interval, "
+        "offline_after_missed, request_timeout, supervision, agents)",
+        "hearbeat_interval: unknown key (did you mean 'heartbeat_interval'?)",
+        "request_timout: unknown key (did you mean 'request_timeout'?)",
+    ]
+
+
+def test_every_range_check_of_a_mapping_is_reported() -> None:
+    error = load_error(
+        "heartbeat_interval: -1\noffline_after_missed: 0\nrequest_timeout: 0\n"
+        "nats: {connect_timeout: 0, reconnect: {initial_delay: -1, jitter: 2}}\n"
+        "supervision: {max_restarts: -1, period: 0, backoff: {initial: 2, maximum: 1, jitter: 3}}\n"
+        + AGENT
+    )
+    # Sections first, each whole; the ranges of a mapping wait for its own sections.
+    assert [str(problem) for problem in error.problems] == [
+        "nats.reconnect.initial_delay: expected a number >= 0, got -1",
+        "nats.reconnect.jitter: expected a number <= 1, got 2",
+        "supervision.backoff.maximum: expected a number >= initial (2), got 1",
+        "supervision.backoff.jitter: expected a number >= 0 and <= 1, got 3",
+    ]
+    error = load_error(
+        "heartbeat_interval: -1\noffline_after_missed: 0\nrequest_timeout: 0\n"
+        "nats: {connect_timeout: 0}\nsupervision: {max_restarts: -1, period: 0}\n" + AGENT
+    )
+    assert [str(problem) for problem in error.problems] == [
+        "nats.connect_timeout: expected a number > 0, got 0",
+        "supervision.max_restarts: expected an integer >= 0, got -1",
+        "supervision.period: expected a number > 0, got 0",
+    ]
+    assert keys(
+        "heartbeat_interval: -1\noffline_after_missed: 0\nrequest_timeout: 0\n" + AGENT
+    ) == [
+        "heartbeat_interval",
+        "offline_after_missed",
+        "request_timeout",
+    ]
+
+
+def test_a_list_check_reports_every_bad_item() -> None:
+    error = load_error(
+        "agents:\n"
+        "  - {id: a, handler: echo, capabilities: [x.y, z, z, '', z]}\n"
+        "  - {id: b, handler: echo}\n"
+        "  - {id: a, handler: echo}\n"
+        "  - {id: b, handler: echo}\n"
+    )
+    assert [str(problem) for problem in error.problems] == [
+        "agents[0].capabilities[0]: invalid capability 'x.y': "
+        "use 1-64 characters from A-Z a-z 0-9 _ -",
+        "agents[0].capabilities[2]: duplicate capability 'z' (first at capabilities[1])",
+        "agents[0].capabilities[3]: invalid capability '': "
+        "use 1-64 characters from A-Z a-z 0-9 _ -",
+        "agents[0].capabilities[4]: duplicate capability 'z' (first at capabilities[1])",
+    ]
+    assert [
+        str(problem)
+        for problem in load_error(
+            "agents:\n  - {id: a, handler: echo}\n  - {id: b, handler: echo}\n"
+            "  - {id: a, handler: echo}\n  - {id: b, handler: echo}\n"
+        ).problems
+    ] == [
+        "agents[2].id: duplicate agent id 'a' (first at agents[0])",
+        "agents[3].id: duplicate agent id 'b' (first at agents[1])",
+    ]
+    assert keys("nats: {url: [nats://a:1, 7, nats://b:2, false]}\n" + AGENT) == [
+        "nats.url[1]",
+        "nats.url[3]",
+    ]
+
+
 def test_values_are_checked_in_field_order() -> None:
-    error = load_error("heartbeat_interval: fast\nagents:\n  - {id: a, handler: 3}\n")
-    assert error.key == "heartbeat_interval"
+    assert keys("agents:\n  - {id: a, handler: 3}\nheartbeat_interval: fast\n") == [
+        "heartbeat_interval",
+        "agents[0].handler",
+    ]
 
 
 def test_a_section_is_checked_whole_before_the_ranges_around_it() -> None:
-    # heartbeat_interval's range is a check of the top level, run once its sections are built.
-    error = load_error("heartbeat_interval: -1\nagents:\n  - {id: a.b, handler: echo}\n")
-    assert error.key == "agents[0].id"
+    # heartbeat_interval's range is a check of the top level, run once its sections are
+    # built; a bad section stops it (a range check on a half-built mapping could only
+    # add nonsense, e.g. a duplicate id that is really a typo).
+    assert keys("heartbeat_interval: -1\nagents:\n  - {id: a.b, handler: echo}\n") == [
+        "agents[0].id"
+    ]
+    assert keys(
+        "agents:\n  - {id: a, handler: echo}\n  - {id: a, handler: echo, max_concurrency: x}\n"
+    ) == ["agents[1].max_concurrency"]
 
 
 def test_unknown_and_missing_keys_come_before_values() -> None:
-    error = load_error("agents:\n  - {id: a.b, capabilites: []}\n")
-    assert error.key == "agents[0].capabilites"
-    error = load_error("agents:\n  - {id: a.b}\n")
-    assert error.key == "agents[0].handler"
+    assert keys("agents:\n  - {id: 7, capabilites: []}\n") == [
+        "agents[0].capabilites",
+        "agents[0].handler",
+        "agents[0].id",
+    ]
 
 
 def test_no_raw_cattrs_error_is_chained() -> None:
@@ -308,6 +423,21 @@ def test_no_raw_cattrs_error_is_chained() -> None:
             "not valid YAML: duplicate key 'heartbeat_interval', already given at line 1 "
             "(line 3, column 1)",
             id="duplicate-key",
+        ),
+        pytest.param(
+            "agents:\n  - {id: a, handler: echo, options: {since: 2001-13-45}}\n",
+            "not valid YAML: month must be in 1..12 (line 2, column 45)",
+            id="impossible-date",
+        ),
+        pytest.param(
+            "heartbeat_interval: 0x_\n",
+            "not valid YAML: invalid literal for int() with base 16: '' (line 1, column 21)",
+            id="empty-hex-number",
+        ),
+        pytest.param(
+            "agents: " + "[" * 2000 + "]" * 2000 + "\n",
+            "not valid YAML: nested too deeply",
+            id="deep",
         ),
         pytest.param(
             "a: 1\n---\nb: 2\n",
@@ -365,4 +495,29 @@ def test_config_error_is_a_value_error() -> None:
     assert issubclass(ConfigError, ValueError)
     error = ConfigError("bad", key="a.b", source="f.yaml")
     assert (str(error), error.args) == ("f.yaml: a.b: bad", ("f.yaml: a.b: bad",))
+    assert error.problems == (ConfigProblem("a.b", "bad"),)
     assert str(ConfigError("bad")) == "bad"
+
+
+def test_a_config_error_with_several_problems() -> None:
+    problems = [ConfigProblem("a", "bad"), ConfigProblem(None, "worse"), ConfigProblem("b[0]", "x")]
+    error = ConfigError.from_problems(problems, source="f.yaml")
+    assert str(error) == "f.yaml: 3 problems:\n  a: bad\n  worse\n  b[0]: x"
+    assert (error.source, error.key, error.reason, error.problems) == (
+        "f.yaml",
+        "a",
+        "bad",
+        tuple(problems),
+    )
+    assert str(ConfigError.from_problems(problems[:2])) == "2 problems:\n  a: bad\n  worse"
+    assert str(ConfigError.from_problems(problems[:1], source="f.yaml")) == "f.yaml: a: bad"
+    with pytest.raises(ValueError, match="at least one problem"):
+        ConfigError.from_problems([])
+
+
+def test_a_config_error_survives_pickling() -> None:
+    error = ConfigError.from_problems(
+        [ConfigProblem("a", "bad"), ConfigProblem("b", "x")], source="f"
+    )
+    copy = pickle.loads(pickle.dumps(error))
+    assert (str(copy), copy.source, copy.problems) == (str(error), "f", error.problems)

@@ -16,6 +16,7 @@ PUBLIC = {
     "AgentConfig",
     "BackoffConfig",
     "ConfigError",
+    "ConfigProblem",
     "ConnectionMode",
     "NatsConfig",
     "SupervisionConfig",

@@ -83,6 +83,9 @@ def test_secrets_never_reach_error_messages() -> None:
         "nats: {url: 'http://u:pw-secret-6@h:1'}\nagents: [{id: a, handler: echo}]\n": (
             "pw-secret-6"
         ),
+        # several problems at once, secrets among them
+        "nats: {password: [pw-secret-7], pasword: pw-secret-7, token: 7}\n"
+        "agents: [{id: a.b, handler: echo}]\n": "pw-secret-7",
     }
     for text, secret in cases.items():
         with pytest.raises(ConfigError) as caught:

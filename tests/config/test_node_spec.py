@@ -1,0 +1,130 @@
+"""From a loaded configuration to the node's spec: handlers are built and checked,
+and every handler problem of the file is reported at once.
+
+Rules for this module: no network and no servers; custom handlers come from
+``tests/config/handlers.py``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from volta._runtime import node_spec
+from volta.actors import BUILTIN_CAPABILITIES, EchoHandler, handler_serves
+from volta.config import ConfigError, ConfigProblem, load_config, load_config_text, shipped_config
+
+from .handlers import Quiet, Translator
+
+HANDLERS = "tests.config.handlers"
+
+
+def spec_error(text: str) -> ConfigError:
+    config = load_config_text(text)
+    with pytest.raises(ConfigError) as caught:
+        node_spec(config, source="conf/node.yaml")
+    return caught.value
+
+
+def test_echo_serves_exactly_the_builtin_capabilities() -> None:
+    handler = EchoHandler()
+    assert [name for name in BUILTIN_CAPABILITIES if handler.serves(name)] == list(
+        BUILTIN_CAPABILITIES
+    )
+    assert sorted(BUILTIN_CAPABILITIES) == ["echo", "sum", "uppercase", "word_count"]
+    assert not handler.serves("translate")
+    assert handler_serves(handler, "sum") is True
+    assert handler_serves(handler, "translate") is False
+
+
+def test_a_handler_without_serves_does_not_say() -> None:
+    assert handler_serves(Quiet({}), "anything") is None
+    assert handler_serves(Translator({}), "translate") is True
+    assert handler_serves(Translator({}), "echo") is False
+
+
+@pytest.mark.parametrize("name", ["seed", "alpha", "beta", "gamma"])
+def test_the_shipped_configs_build(name: str) -> None:
+    config = load_config(shipped_config(name))
+    spec = node_spec(config)
+    assert [agent.id for agent in spec.agents] == [agent.id for agent in config.agents]
+
+
+def test_a_capability_echo_cannot_serve_is_a_config_error() -> None:
+    error = spec_error(
+        "agents:\n  - {id: a, handler: echo, capabilities: [echo, translate, sum, fly]}\n"
+    )
+    assert str(error) == (
+        "conf/node.yaml: 2 problems:\n"
+        "  agents[0].capabilities[1]: handler 'echo' cannot serve 'translate' "
+        "(it serves: echo, sum, uppercase, word_count)\n"
+        "  agents[0].capabilities[3]: handler 'echo' cannot serve 'fly' "
+        "(it serves: echo, sum, uppercase, word_count)"
+    )
+
+
+def test_a_custom_handler_that_says_what_it_serves() -> None:
+    config = load_config_text(
+        f"agents:\n  - {{id: t, handler: '{HANDLERS}:Translator', capabilities: [translate]}}\n"
+    )
+    (agent,) = node_spec(config).agents
+    assert isinstance(agent.handler, Translator)
+    error = spec_error(
+        f"agents:\n  - id: t\n    handler: '{HANDLERS}:Translator'\n"
+        "    capabilities: [translate, echo]\n"
+    )
+    assert error.problems == (
+        ConfigProblem(
+            "agents[0].capabilities[1]",
+            f"handler '{HANDLERS}:Translator' cannot serve 'echo'",
+        ),
+    )
+
+
+def test_a_custom_handler_that_does_not_say_is_trusted() -> None:
+    config = load_config_text(
+        f"agents:\n  - {{id: q, handler: '{HANDLERS}:Quiet', capabilities: [translate, fly]}}\n"
+    )
+    (agent,) = node_spec(config).agents
+    assert isinstance(agent.handler, Quiet)
+    assert agent.capabilities == ("translate", "fly")
+
+
+def test_a_custom_handler_is_built_with_its_options() -> None:
+    config = load_config_text(
+        f"agents:\n  - {{id: q, handler: '{HANDLERS}:Quiet', options: {{model: m}}}}\n"
+    )
+    (agent,) = node_spec(config).agents
+    assert isinstance(agent.handler, Quiet)
+    assert agent.handler.options == {"model": "m"}
+
+
+def test_every_handler_problem_is_reported_together() -> None:
+    error = spec_error(
+        "agents:\n"
+        "  - {id: a, handler: no_such_module_here:Handler}\n"
+        "  - {id: b, handler: echo, capabilities: [uppercase, translate]}\n"
+        f"  - {{id: c, handler: '{HANDLERS}:Nope'}}\n"
+        "  - {id: d, handler: echo}\n"
+        f"  - {{id: e, handler: '{HANDLERS}:broken', options: {{temperature: 1}}}}\n"
+        f"  - {{id: f, handler: '{HANDLERS}:not_a_handler'}}\n"
+        f"  - {{id: g, handler: '{HANDLERS}:Translator', capabilities: [sum]}}\n"
+    )
+    assert error.source == "conf/node.yaml"
+    assert [str(problem) for problem in error.problems] == [
+        "agents[0].handler: handler 'no_such_module_here:Handler': cannot import "
+        "no_such_module_here: No module named 'no_such_module_here'",
+        "agents[1].capabilities[1]: handler 'echo' cannot serve 'translate' "
+        "(it serves: echo, sum, uppercase, word_count)",
+        f"agents[2].handler: handler '{HANDLERS}:Nope': {HANDLERS} has no 'Nope'",
+        "agents[4].handler: broken: needs a 'model' option, got ['temperature']",
+        f"agents[5].handler: handler '{HANDLERS}:not_a_handler' built a object, "
+        "which lacks on_message/on_capability",
+        f"agents[6].capabilities[0]: handler '{HANDLERS}:Translator' cannot serve 'sum'",
+    ]
+
+
+def test_one_handler_problem_reads_as_before() -> None:
+    error = spec_error("agents:\n  - {id: a, handler: echo}\n  - {id: b, handler: x.y:Z}\n")
+    assert str(error) == (
+        "conf/node.yaml: agents[1].handler: handler 'x.y:Z': cannot import x.y: No module named 'x'"
+    )
