@@ -18,6 +18,7 @@ from ._schema import DEFAULT_NATS_URL as DEFAULT_NATS_URL
 from ._schema import AgentConfig as AgentConfig
 from ._schema import BackoffConfig as BackoffConfig
 from ._schema import ConnectionMode as ConnectionMode
+from ._schema import DirectoryConfig as DirectoryConfig
 from ._schema import NatsConfig as NatsConfig
 from ._schema import SupervisionConfig as SupervisionConfig
 from ._schema import SupervisionStrategy as SupervisionStrategy
@@ -30,6 +31,7 @@ __all__ = [
     "ConfigError",
     "ConfigProblem",
     "ConnectionMode",
+    "DirectoryConfig",
     "NatsConfig",
     "SupervisionConfig",
     "SupervisionStrategy",

@@ -312,6 +312,15 @@ class AgentConfig:
     """Messages handled at once."""
     capability_timeout: float = attrs.field(default=30.0, validator=_number(gt=0))
     """Seconds a capability request may run before it fails."""
+    replicated: bool = False
+    """Run it as one of several instances (other nodes, other containers) that share its
+    messages and capability calls; without it, a second node starting the same id is
+    refused."""
+    inbox_buffer: int = attrs.field(default=1024, validator=_integer(ge=1))
+    """Messages held (per inbox subscription) while the agent is busy; more are dropped,
+    counted and reported."""
+    inbox_max_bytes: int = attrs.field(default=8 * 1024 * 1024, validator=_integer(ge=1))
+    """Bytes held (per inbox subscription) while the agent is busy."""
 
 
 # --- the whole container ----------------------------------------------------------------
@@ -340,6 +349,16 @@ def _check_agents(
 
 
 @attrs.frozen(kw_only=True)
+class DirectoryConfig:
+    """Bounds of each node's directory (who is online)."""
+
+    forget_after: float = attrs.field(default=3600.0, validator=_number(gt=0))
+    """Seconds after which an agent that is offline is forgotten."""
+    max_agents: int = attrs.field(default=100_000, validator=_integer(ge=1))
+    """Most agents a directory holds; when full, the one offline longest makes room."""
+
+
+@attrs.frozen(kw_only=True)
 class VoltaConfig:
     """Everything one container runs: how to reach NATS, the timings, and its agents."""
 
@@ -355,5 +374,7 @@ class VoltaConfig:
     """Default timeout of ``ask()`` and capability requests, in seconds."""
     supervision: SupervisionConfig = attrs.field(factory=SupervisionConfig)
     """Restart policy of each agent's own supervisor."""
+    directory: DirectoryConfig = attrs.field(factory=DirectoryConfig)
+    """Bounds of the node's directory."""
     agents: tuple[AgentConfig, ...] = attrs.field(validator=_check_agents)
     """The agents to run; at least one, ids unique."""

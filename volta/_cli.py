@@ -25,6 +25,7 @@ from pathlib import Path
 import trio
 
 from volta._runtime import node_spec, serve
+from volta.actors import IdentityConflict
 from volta.bus import BusError, NatsServerConfig, NatsServerError, run_nats_server
 from volta.config import ConfigError, VoltaConfig, load_config, shipped_config, with_overrides
 from volta.supervisor import SupervisorEscalation
@@ -122,6 +123,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             trio.run(_up, args, environ)
     except ConfigError as error:
         print(f"volta: bad configuration: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    except IdentityConflict as error:
+        print(f"volta: {error}", file=sys.stderr)
         return EXIT_CONFIG
     except SupervisorEscalation as error:
         print(f"volta: the node gave up: {error}", file=sys.stderr)

@@ -105,6 +105,9 @@ def node_spec(config: VoltaConfig, *, source: str | None = None) -> NodeSpec:
                 heartbeat_interval=config.heartbeat_interval,
                 capability_timeout=agent.capability_timeout,
                 request_timeout=config.request_timeout,
+                inbox_buffer=agent.inbox_buffer,
+                inbox_max_bytes=agent.inbox_max_bytes,
+                replicated=agent.replicated,
                 supervision=policy,
             )
         )
@@ -117,6 +120,9 @@ def node_spec(config: VoltaConfig, *, source: str | None = None) -> NodeSpec:
         heartbeat_interval=config.heartbeat_interval,
         offline_after_missed=config.offline_after_missed,
         request_timeout=config.request_timeout,
+        name=config.nats.name or "volta",
+        forget_after=config.directory.forget_after,
+        max_agents=config.directory.max_agents,
     )
 
 
@@ -126,6 +132,7 @@ async def serve(
     """Run a node until SIGINT or SIGTERM, then stop it in order.
 
     Raises:
+        IdentityConflict: every agent's id was already taken (nothing started).
         SupervisorEscalation: the node gave up (too many agent restarts).
         ConnectFailed: NATS could not be reached (and retrying was off).
     """
@@ -136,6 +143,6 @@ async def serve(
         # Everything built so far lives as long as the node: move it out of the
         # cyclic collector's sight (with 1,000 agents a full collection took 340 ms).
         gc.freeze()
-        ids = ", ".join(agent.id for agent in spec.agents)
+        ids = ", ".join(node.agents)
         log.info("node running with agents %s; Ctrl-C (SIGINT) or SIGTERM stops it", ids)
         task_status.started(node)

@@ -437,16 +437,23 @@ async def test_intensity_breach_escalates_to_the_node_which_restarts_the_agent(
     spec = node_spec(nats_server.url, [agent("fragile", handler=Fails(), supervision=strict)])
     async with running_node(spec) as node, open_bus(nats_server.url) as bus:
         context = client_context(bus)
-        async with node.events.watch(1000) as stream:
-            for _ in range(2):
-                with pytest.raises(AskFailed, match="AgentFault"):
-                    await context.ask("fragile", "crash")
+        kinds: list[tuple[EventKind, str | None]] = []
+
+        async def until(wanted: tuple[EventKind, str]) -> None:
             with trio.fail_after(5):
-                kinds = []
-                while (EventKind.RESTART, "agent-fragile") not in kinds:
+                while wanted not in kinds:
                     event = await stream.receive()
                     if isinstance(event, SupervisorEvent):
                         kinds.append((event.kind, event.child))
+
+        async with node.events.watch(1000) as stream:
+            with pytest.raises(AskFailed, match="AgentFault"):
+                await context.ask("fragile", "crash")
+            # Wait for the restarted inbox: a message sent while it restarts may be lost.
+            await until((EventKind.START, "inbox"))
+            with pytest.raises(AskFailed, match="AgentFault"):
+                await context.ask("fragile", "crash")
+            await until((EventKind.RESTART, "agent-fragile"))
         assert (EventKind.ESCALATION, "inbox") in kinds
         # Restarted by the node, the agent serves again.
         reply = await context.ask("fragile", "hello")

@@ -42,7 +42,7 @@ def load_error(text: str) -> ConfigError:
             "zzz: 1\n" + AGENT,
             "zzz",
             "unknown key (expected one of nats, connection, heartbeat_interval, "
-            "offline_after_missed, request_timeout, supervision, agents)",
+            "offline_after_missed, request_timeout, supervision, directory, agents)",
             id="unknown-key-without-suggestion",
         ),
         pytest.param(
@@ -301,7 +301,7 @@ def test_every_unknown_key_is_named_with_its_own_hint() -> None:
     error = load_error("zzz: 1\nhearbeat_interval: 3\nrequest_timout: 1\n" + AGENT)
     assert [str(problem) for problem in error.problems] == [
         "zzz: unknown key (expected one of nats, connection, heartbeat_interval, "
-        "offline_after_missed, request_timeout, supervision, agents)",
+        "offline_after_missed, request_timeout, supervision, directory, agents)",
         "hearbeat_interval: unknown key (did you mean 'heartbeat_interval'?)",
         "request_timout: unknown key (did you mean 'request_timeout'?)",
     ]

@@ -18,6 +18,7 @@ PUBLIC = {
     "ConfigError",
     "ConfigProblem",
     "ConnectionMode",
+    "DirectoryConfig",
     "NatsConfig",
     "SupervisionConfig",
     "SupervisionStrategy",

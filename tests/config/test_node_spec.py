@@ -128,3 +128,36 @@ def test_one_handler_problem_reads_as_before() -> None:
     assert str(error) == (
         "conf/node.yaml: agents[1].handler: handler 'x.y:Z': cannot import x.y: No module named 'x'"
     )
+
+
+def test_replication_inbox_bounds_and_directory_bounds_reach_the_node() -> None:
+    config = load_config_text(
+        """
+nats: {name: workers}
+directory: {forget_after: 120, max_agents: 500}
+agents:
+  - id: worker
+    handler: echo
+    replicated: true
+    inbox_buffer: 64
+    inbox_max_bytes: 65536
+  - id: single
+    handler: echo
+"""
+    )
+    spec = node_spec(config)
+    worker, single = spec.agents
+    assert (worker.replicated, worker.inbox_buffer, worker.inbox_max_bytes) == (True, 64, 65536)
+    assert (single.replicated, single.inbox_buffer) == (False, 1024)
+    assert (spec.forget_after, spec.max_agents, spec.name) == (120.0, 500, "workers")
+
+
+def test_directory_bounds_are_checked() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config_text(
+            "directory: {forget_after: 0, max_agents: 0}\nagents: [{id: a, handler: echo}]"
+        )
+    assert [p.key for p in caught.value.problems] == [
+        "directory.forget_after",
+        "directory.max_agents",
+    ]
