@@ -61,6 +61,13 @@ def _check_agent_id(_instance: object, attribute: attrs.Attribute[str], value: s
         raise ValueError(f"{attribute.name}: {error}") from None
 
 
+def _check_sender(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    try:
+        validate_own_agent_id(value)
+    except ValueError as error:
+        raise ValueError(f"{attribute.name}: {error}") from None
+
+
 def _check_message_id(_instance: object, _attribute: attrs.Attribute[str], value: str) -> None:
     if not value or len(value) > _MAX_ID_LENGTH:
         raise ValueError(f"id: must be 1-{_MAX_ID_LENGTH} characters")
@@ -75,8 +82,8 @@ def _check_utc(_instance: object, _attribute: attrs.Attribute[datetime], value: 
 class Message:
     """One message between agents, as trio code sees it."""
 
-    sender: str = attrs.field(validator=_check_agent_id)
-    """Agent id of the sender (``from`` on the wire)."""
+    sender: str = attrs.field(validator=_check_sender)
+    """Agent id of the sender (``from`` on the wire); never ``"broadcast"``."""
     to: str = attrs.field(validator=_check_agent_id)
     """Agent id of the receiver, or ``"broadcast"``."""
     message: str = attrs.field(validator=attrs.validators.instance_of(str))
@@ -158,10 +165,10 @@ def _require_str(document: Mapping[str, Any], field: str) -> str:
     return value
 
 
-def _agent_id_field(document: Mapping[str, Any], field: str) -> str:
+def _agent_id_field(document: Mapping[str, Any], field: str, *, own: bool = False) -> str:
     value = _require_str(document, field)
     try:
-        return validate_agent_id(value)
+        return validate_own_agent_id(value) if own else validate_agent_id(value)
     except ValueError as error:
         raise MessageDecodeError(field, str(error)) from None
 
@@ -207,7 +214,7 @@ def message_from_dict(document: object) -> Message:
     message_id = _require_str(document, "id")
     if not message_id or len(message_id) > _MAX_ID_LENGTH:
         raise MessageDecodeError("id", f"must be 1-{_MAX_ID_LENGTH} characters")
-    sender = _agent_id_field(document, "from")
+    sender = _agent_id_field(document, "from", own=True)
     to = _agent_id_field(document, "to")
     content = _require_str(document, "message")
     type_text = _require_str(document, "type")
