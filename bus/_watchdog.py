@@ -196,7 +196,8 @@ def exit_like(code: int | None) -> int:
         return code
     signum = -code
     signal.set_wakeup_fd(-1)
-    signal.signal(signum, signal.SIG_DFL)
+    if signum not in (signal.SIGKILL, signal.SIGSTOP):  # these cannot be caught anyway
+        signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
     return 128 + signum
 
