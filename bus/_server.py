@@ -147,7 +147,7 @@ class NatsServer:
 
     @property
     def running(self) -> bool:
-        """True while the process is alive."""
+        """True until the server has exited and been reaped (its watchdog goes with it)."""
         return self._launch is not None and self._launch.watchdog.returncode is None
 
     @property

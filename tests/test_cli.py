@@ -78,11 +78,13 @@ async def test_up_after_a_kill_9_of_up_starts_cleanly_on_the_same_ports() -> Non
     process, lines = await start_volta(*args)
     ready = next(line for line in lines if "nats-server ready" in line)
     server_pid = int(ready.rsplit("(pid ", 1)[1].rstrip(")"))
-    assert nats_processes_on(port) != []
+    server_and_watchdog = nats_processes_on(port)
+    assert server_pid in server_and_watchdog
+    assert len(server_and_watchdog) == 2
     process.kill()
     await process.wait()
-    # No orphan holds the ports: the server (and its watchdog) went with volta.
-    await wait_until_gone(server_pid)
+    # No orphan holds the ports: the server and its watchdog went with volta.
+    await wait_until_gone(*server_and_watchdog)
     assert nats_processes_on(port) == []
     assert port_is_free(port)
     assert port_is_free(monitor_port)

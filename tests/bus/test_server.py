@@ -115,6 +115,14 @@ async def test_starts_on_a_free_loopback_port(nats_server: NatsServer) -> None:
     assert Path(command_of(nats_server.pid)[0]).name == "nats-server"
 
 
+async def test_the_server_runs_in_a_session_of_its_own(nats_server: NatsServer) -> None:
+    # A terminal's Ctrl-C goes to the foreground process group: ours, not the server's.
+    assert nats_server.pid is not None
+    assert os.getsid(nats_server.pid) != os.getsid(0)
+    assert os.getpgid(nats_server.pid) != os.getpgid(0)
+    assert os.getsid(nats_server.pid) == parent_of(nats_server.pid)  # the watchdog leads it
+
+
 async def test_kill_and_restart_on_the_same_port(nats_server: NatsServer) -> None:
     port = nats_server.port
     pid = nats_server.pid
