@@ -15,6 +15,7 @@ from volta.bus import NatsServer, open_bus
 from volta.config import shipped_config
 
 from .actors.conftest import client_context
+from .processes import free_ports, nats_processes_on, port_is_free, wait_until_gone
 
 VOLTA = [sys.executable, "-m", "volta._cli"]
 
@@ -70,6 +71,29 @@ async def test_up_runs_the_seed_on_an_embedded_server_and_stops_on_ctrl_c() -> N
     assert offline == ["gamma", "beta", "alpha"]
     assert "stopping in order" in rest
     assert rest.rstrip().endswith("stopped")
+
+
+async def test_up_after_a_kill_9_of_up_starts_cleanly_on_the_same_ports() -> None:
+    port, monitor_port = free_ports(2)
+    args = ("up", "--port", str(port), "--monitor-port", str(monitor_port))
+    process, lines = await start_volta(*args)
+    ready = next(line for line in lines if "nats-server ready" in line)
+    server_pid = int(ready.rsplit("(pid ", 1)[1].rstrip(")"))
+    server_and_watchdog = nats_processes_on(port)
+    assert server_pid in server_and_watchdog
+    assert len(server_and_watchdog) == 2
+    process.kill()
+    await process.wait()
+    # No orphan holds the ports: the server and its watchdog went with volta.
+    await wait_until_gone(*server_and_watchdog)
+    assert nats_processes_on(port) == []
+    assert port_is_free(port)
+    assert port_is_free(monitor_port)
+    process, lines = await start_volta(*args)
+    assert any(f"nats://127.0.0.1:{port}" in line for line in lines)
+    code, _ = await stop_volta(process, signal.SIGINT)
+    assert code == 0
+    assert nats_processes_on(port) == []
 
 
 async def test_run_uses_the_given_server_and_stops_on_sigterm(nats_server: NatsServer) -> None:
