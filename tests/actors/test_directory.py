@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -12,6 +14,7 @@ from volta.actors import (
     AgentInfo,
     AgentStatus,
     Directory,
+    IdentityClash,
     Presence,
     PresenceChange,
 )
@@ -32,13 +35,21 @@ def status(
     )
 
 
-async def sweep_until_offline(directory: Directory, agent_id: str) -> float:
-    """Run the sweep loop the way DirectoryService does; return the virtual time of offline."""
-    while True:
-        await trio.sleep(directory.sweep_period())
-        for change in directory.expire(trio.current_time()):
-            if change.agent == agent_id:
-                return trio.current_time()
+async def sweep_until_offline(directory: Directory, agent_id: str, within: float = 1000) -> float:
+    """Run the sweep loop the way DirectoryService does; return the virtual time of offline.
+
+    Bounded on the virtual clock: a directory that never marks the agent offline
+    fails here after ``within`` virtual seconds, at once in real time.
+    """
+    try:
+        with trio.fail_after(within):
+            while True:
+                await trio.sleep(directory.sweep_period())
+                for change in directory.expire(trio.current_time()):
+                    if change.agent == agent_id:
+                        return trio.current_time()
+    except trio.TooSlowError:
+        raise AssertionError(f"{agent_id} was never marked offline") from None
 
 
 async def test_offline_after_the_configured_missed_heartbeats(
@@ -137,3 +148,109 @@ def test_invalid_settings() -> None:
         Directory(default_interval=0)
     with pytest.raises(ValueError, match="missed"):
         Directory(missed=0)
+
+
+def instance(
+    agent_id: str, key: str, presence: Presence = Presence.ONLINE, **changes: Any
+) -> AgentStatus:
+    """A status from one instance (10 s heartbeats) of an agent."""
+    values: dict[str, Any] = {"instance": key, "node": f"node-{key}", "heartbeat_interval": 10.0}
+    values.update(changes)
+    return attrs.evolve(status(agent_id, presence), **values)
+
+
+def test_a_second_instance_of_a_single_agent_is_a_clash() -> None:
+    directory = Directory()
+    directory.observe(instance("alpha", "a1"), 0.0, "announce")
+    clash = directory.observe(instance("alpha", "a2", capabilities=("steal",)), 1.0, "announce")
+    assert isinstance(clash, IdentityClash)
+    assert clash.reason == (
+        "agent 'alpha' is already online as instance a1 on node node-a1; it is not replicated"
+    )
+    assert directory.providers("steal") == []
+    assert [i.id for i in directory.get("alpha").instances] == ["a1"]  # type: ignore[union-attr]
+    assert directory.clashes == 1
+
+
+def test_a_silent_holder_is_replaced_by_its_successor() -> None:
+    directory = Directory()
+    directory.observe(instance("alpha", "old"), 0.0, "announce")
+    # Within one interval (10 s) of its last beat, the old instance still holds the id...
+    assert isinstance(directory.observe(instance("alpha", "new"), 9.9, "announce"), IdentityClash)
+    # ...after a full interval of silence, a new instance takes over.
+    assert directory.observe(instance("alpha", "new"), 10.0, "announce") is None
+    assert [i.id for i in directory.get("alpha").instances] == ["new"]  # type: ignore[union-attr]
+
+
+def test_instances_of_a_replicated_agent_come_and_go_one_by_one() -> None:
+    directory = Directory()
+    directory.observe(instance("worker", "w1", replicated=True), 0.0, "announce")
+    assert directory.observe(instance("worker", "w2", replicated=True), 0.0, "announce") is None
+    assert len(directory.get("worker").instances) == 2  # type: ignore[union-attr]
+    # One says offline: the agent stays online on the other.
+    offline = instance("worker", "w1", Presence.OFFLINE, replicated=True)
+    assert directory.observe(offline, 1.0, "heartbeat") is None
+    info = directory.get("worker")
+    assert info is not None
+    assert (info.status, [i.id for i in info.instances]) == (Presence.ONLINE, ["w2"])
+    # An offline from an instance that is not there changes nothing.
+    assert directory.observe(instance("worker", "w9", Presence.OFFLINE), 2.0, "heartbeat") is None
+    last = directory.observe(instance("worker", "w2", Presence.OFFLINE, replicated=True), 3, "x")
+    assert isinstance(last, PresenceChange)
+    assert (last.after, last.reason) == (Presence.OFFLINE, "said offline")
+
+
+def test_a_single_instance_cannot_join_a_replicated_agent() -> None:
+    directory = Directory()
+    directory.observe(instance("worker", "w1", replicated=True), 0.0, "announce")
+    clash = directory.observe(instance("worker", "w2"), 0.0, "announce")
+    assert isinstance(clash, IdentityClash)
+    assert clash.reason.endswith("it is replicated but this instance is not")
+
+
+async def test_agents_offline_too_long_are_forgotten(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    directory = Directory(default_interval=10.0, missed=1, forget_after=100.0)
+    directory.observe(status("gone"), 0.0, "announce")
+    offline_at = await sweep_until_offline(directory, "gone")
+    assert offline_at == 10.0
+    await trio.sleep(40.0)
+    directory.observe(status("left", Presence.OFFLINE), trio.current_time(), "heartbeat")
+    await trio.sleep(60.0)  # t = 110: gone forgotten, left not
+    directory.expire(trio.current_time())
+    assert (directory.get("gone"), len(directory)) == (None, 1)
+    await trio.sleep(40.0)  # t = 150: left has been offline for 100 s
+    directory.expire(trio.current_time())
+    assert len(directory) == 0
+    assert directory.forgotten == 2
+
+
+def test_a_full_table_makes_room_oldest_offline_first_then_refuses() -> None:
+    directory = Directory(max_agents=3)
+    directory.observe(status("on"), 0.0, "announce")
+    directory.observe(status("off-early", Presence.OFFLINE), 1.0, "announce")
+    directory.observe(status("off-late", Presence.OFFLINE), 2.0, "announce")
+    directory.observe(status("newcomer"), 3.0, "announce")
+    assert directory.get("off-early") is None
+    assert directory.get("off-late") is not None
+    directory.observe(status("another"), 4.0, "announce")
+    assert directory.get("off-late") is None
+    refused = directory.observe(status("one-too-many"), 5.0, "announce")
+    assert isinstance(refused, IdentityClash)
+    assert refused.reason == "the directory is full (3 agents, none offline)"
+    assert (len(directory), directory.refused) == (3, 1)
+
+
+async def test_heartbeat_intervals_from_the_wire_are_clamped(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    directory = Directory(default_interval=30.0, missed=3)
+    directory.observe(status("forever", interval=1e300), 0.0, "announce")
+    directory.observe(status("frantic", interval=1e-9), 0.0, "announce")
+    assert directory.sweep_period() == 0.025  # half of the 0.05 s floor, not 5e-10
+    assert 0.15 <= await sweep_until_offline(directory, "frantic") <= 0.175
+    # An hour is the ceiling: 1e300 s would never expire.
+    assert await sweep_until_offline(directory, "forever", within=20_000) == pytest.approx(
+        3 * 3600.0, abs=1.0
+    )
