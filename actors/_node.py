@@ -30,7 +30,7 @@ import trio
 
 from volta._fanout import Fanout
 from volta._nursery import open_nursery
-from volta.bus import Bus, BusOptions, ConnectionEvent, open_bus
+from volta.bus import Bus, BusClosed, BusOptions, ConnectionEvent, ConnectionEventKind, open_bus
 from volta.supervisor import (
     ChildSpec,
     Intensity,
@@ -120,6 +120,8 @@ class Node:
         self.refused: list[IdentityClash] = []
         """The agents that were not started, and why."""
         self.supervisor: Supervisor | None = None
+        self.directory_service: DirectoryService | None = None
+        """The directory child (its counters: malformed, clashes, errors), once running."""
 
     def _emit(self, event: NodeEvent) -> None:
         self.events.emit(event)
@@ -195,6 +197,7 @@ class Node:
             IdentityConflict: every agent's id is taken (nothing was started).
             SupervisorEscalation: agents failed more often than the node's intensity allows.
             ConnectFailed: the node's connection could not be opened.
+            BusClosed: the node's connection gave up reconnecting (or was closed under it).
         """
         async with AsyncExitStack() as stack:
             bus = self._bus
@@ -205,6 +208,7 @@ class Node:
                 identity = Identity(bus, self.node_id)
                 await nursery.start(identity.serve)
                 directory = DirectoryService(self.directory, bus, on_change=self._emit)
+                self.directory_service = directory
                 await self._claim(identity, directory, bus)
                 self.supervisor = Supervisor(
                     SupervisorSpec(
@@ -220,7 +224,20 @@ class Node:
     async def _forward_connection_events(
         self, bus: Bus, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
+        """Emit the bus's events; end the node if the bus closes for good under it.
+
+        A bus that gave up reconnecting cannot come back: restarting the children
+        that use it would only spin until every supervisor's intensity ran out.
+
+        Raises:
+            BusClosed: the connection was closed while the node ran.
+        """
         async with bus.watch_events() as events:
             task_status.started()
             async for event in events:
                 self._emit(event)
+                if event.kind is ConnectionEventKind.CLOSED:
+                    log.error(
+                        "node %s: NATS connection closed for good: %s", self.node_id, event.detail
+                    )
+                    raise BusClosed(f"the connection to NATS is closed: {event.detail}")

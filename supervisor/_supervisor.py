@@ -297,6 +297,11 @@ class Supervisor:
             error = await self._launch(record)
             if error is not None:
                 await self._after_exit(record, error)
+                # A child that fails before it is ready never lets a cancellation in
+                # (its start hands back the error): without this checkpoint a child
+                # failing at once, restarted at once, would keep a stopping
+                # supervisor from ever seeing its stop.
+                await trio.lowlevel.checkpoint()
 
     async def _launch(self, record: ChildRecord) -> Exception | None:
         assert self._nursery is not None

@@ -312,3 +312,38 @@ async def test_requests_still_queued_when_the_supervisor_stops_are_answered(
     }
     assert script.events("stop", "cleaned") == [("stop", "b"), ("cleaned", "b"), ("stop", "a")]
     assert script.starts("c") == 0
+
+
+class Runaway(BaseException):
+    """Raised by a child started far more often than any test needs: a hang, turned into
+    a failure."""
+
+
+async def test_a_child_failing_at_once_on_every_start_cannot_keep_a_stop_out(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A child that fails before it is ready, without a checkpoint (a closed bus does
+    that), restarted at once: the supervisor must still see its own cancellation."""
+    starts = 0
+
+    async def broken(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        nonlocal starts
+        starts += 1
+        if starts > 10_000:
+            raise Runaway(f"started {starts} times: the stop never got in")
+        raise RuntimeError("no bus")
+
+    spec = SupervisorSpec(
+        "s", [ChildSpec("broken", broken)], intensity=Intensity(max_restarts=10**9, period=1.0)
+    )
+    async with trio.open_nursery() as nursery:
+
+        async def stop_after_a_hundred_starts() -> None:
+            while starts < 100:
+                await trio.lowlevel.checkpoint()
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(Supervisor(spec).run)
+        nursery.start_soon(stop_after_a_hundred_starts)
+    assert 100 <= starts < 10_000
+    assert trio.current_time() == 0.0
