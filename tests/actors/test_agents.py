@@ -68,8 +68,17 @@ async def test_list_agents_gets_exactly_one_reply_with_two_nodes(nats_server: Na
         await bus.publish("mcp.list_agents", b"{}", reply="_INBOX.listing.1")
         with trio.fail_after(5):
             first = await replies.receive()
-        await trio.sleep(0.3)  # a second reply would have arrived by now
+        # Markers: each directory answers its requests in order, so once both have
+        # answered a later request, a second reply to the first would be here.
+        with trio.fail_after(5):
+            for n in range(2, 40):
+                await bus.publish("mcp.list_agents", b"{}", reply=f"_INBOX.listing.{n}")
+            for _ in range(2, 40):
+                marker = await replies.receive()
+                assert marker.subject != "_INBOX.listing.1", "a second reply to one request"
+        await bus.flush()
         assert replies.statistics().pending == 0
+    assert first.subject == "_INBOX.listing.1"
     ids = [entry["id"] for entry in json.loads(first.data)["agents"]]
     assert ids == ["alpha", "beta"]
 
@@ -141,10 +150,15 @@ async def test_broadcast_reaches_everyone_but_the_sender(nats_server: NatsServer
     async with running_node(node_spec(nats_server.url, agents)), open_bus(nats_server.url) as bus:
         # Sent as alpha from outside: alpha's inbox must skip its own broadcast.
         await client_context(bus, "alpha").broadcast("hello all")
-        await wait_until(lambda: bool(recorders["beta"].seen and recorders["gamma"].seen))
-        await trio.sleep(0.2)
-    assert [m.message for m in recorders["beta"].seen] == ["hello all"]
-    assert recorders["alpha"].seen == []
+        # A marker broadcast after it, on the same subscriptions: once alpha has it,
+        # it has judged the first.
+        await client_context(bus, "tester").broadcast("marker")
+        await wait_until(
+            lambda: all(len(r.seen) == 2 for n, r in recorders.items() if n != "alpha")
+        )
+        await wait_until(lambda: len(recorders["alpha"].seen) == 1)
+    assert [m.message for m in recorders["beta"].seen] == ["hello all", "marker"]
+    assert [m.message for m in recorders["alpha"].seen] == ["marker"]
 
 
 async def test_capabilities_route_and_spread_load(nats_server: NatsServer) -> None:

@@ -5,11 +5,20 @@ from __future__ import annotations
 import itertools
 import json
 
+import attrs
 import pytest
 import trio
 
-from volta.actors import AskFailed, Presence
-from volta.bus import AGENT_ANNOUNCE, ConnectionEventKind, NatsServer, agent_status, open_bus
+from volta.actors import AskFailed, Node, Presence
+from volta.bus import (
+    AGENT_ANNOUNCE,
+    BusClosed,
+    BusOptions,
+    ConnectionEventKind,
+    NatsServer,
+    agent_status,
+    open_bus,
+)
 from volta.supervisor import EventKind, SupervisorEvent
 
 from .conftest import (
@@ -21,7 +30,7 @@ from .conftest import (
     seed_agents,
     wait_until,
 )
-from .test_agents import Fails
+from .test_agents import Fails, Hangs
 
 
 async def test_crash_the_inbox_100_times_heartbeats_never_stop(nats_server: NatsServer) -> None:
@@ -168,3 +177,53 @@ async def test_kill_9_the_server_under_three_agents(nats_server: NatsServer) -> 
             reply = await context.ask("alpha", "after")
         assert reply.message == "after"
         assert all(a.statistics().restarts == 0 for a in node.agents.values())
+
+
+async def test_messages_in_flight_when_the_agent_stops_are_told_so(nats_server: NatsServer) -> None:
+    spec = node_spec(nats_server.url, [agent("busy", handler=Hangs())])
+    async with open_bus(nats_server.url) as bus:
+        context = client_context(bus)
+        failures: list[AskFailed] = []
+        async with trio.open_nursery() as nursery:
+
+            async def ask() -> None:
+                with pytest.raises(AskFailed) as caught:
+                    await context.ask("busy", "take your time", timeout=3)
+                failures.append(caught.value)
+
+            async with running_node(spec) as node:
+                for _ in range(3):
+                    nursery.start_soon(ask)
+                await wait_until(lambda: node.agents["busy"].state.messages_in_flight == 3)
+            # The node stopped in order while they were in flight.
+            start = trio.current_time()
+        assert trio.current_time() - start < 2, "the asks were not answered, they timed out"
+    assert [(f.code, f.message) for f in failures] == [
+        ("agent_error", "interrupted: the inbox stopped")
+    ] * 3
+
+
+async def test_a_bus_that_gives_up_ends_the_node(nats_server: NatsServer) -> None:
+    """Reconnects limited to 2: the node ends with BusClosed (exit 1 in the CLI), at once,
+    instead of restarting children that can never work again."""
+    spec = node_spec(
+        nats_server.url,
+        seed_agents(),
+        bus_options=BusOptions(
+            servers=(nats_server.url,),
+            reconnect=attrs.evolve(FAST_RECONNECT, max_attempts=2),
+        ),
+    )
+    node = Node(spec)
+
+    async def kill_once_running() -> None:
+        await wait_until(lambda: len(node.agents) == 3 and node.supervisor is not None)
+        await wait_until(lambda: node.supervisor.statistics().running == 6)  # type: ignore[union-attr]
+        await nats_server.kill()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(kill_once_running)
+        with trio.fail_after(10), pytest.raises(BusClosed, match="gave up after 2 reconnect"):
+            await node.run()
+    assert node.supervisor is not None
+    assert node.supervisor.statistics().restarts == 0

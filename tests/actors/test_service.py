@@ -22,16 +22,27 @@ from .conftest import client_context, node_spec, running_node, seed_agents
 async def gather_replies(
     bus: Bus, subject: str, *, expect: int, wait: float = 5.0
 ) -> list[dict[str, Any]]:
-    """Publish a request and collect replies for a moment (as `nats micro` does)."""
-    async with bus.subscribe("_INBOX.srv.test") as inbox:
+    """Publish a request and collect replies for a moment (as `nats micro` does).
+
+    Then check that no more come: a marker request that the same subscription of
+    the node answers (it answers in order) is answered after every reply to the
+    first, so once the marker's reply is here and our connection is flushed, any
+    extra reply to the first would be waiting in the inbox.
+    """
+    tokens = subject.split(".")
+    marker = ".".join([*tokens[:3], "alpha"]) if len(tokens) == 4 else subject
+    async with bus.subscribe("_INBOX.srv.test") as inbox, bus.subscribe("_INBOX.srv.mark") as mark:
         await bus.flush()
         await bus.publish(subject, b"", reply="_INBOX.srv.test")
         replies: list[dict[str, Any]] = []
         with trio.move_on_after(wait):
             while len(replies) < expect:
                 replies.append(json.loads((await inbox.receive()).data))
-        await trio.sleep(0.2)  # nothing more may arrive
-        assert inbox.statistics().pending == 0
+        await bus.publish(marker, b"", reply="_INBOX.srv.mark")
+        with trio.fail_after(5):
+            await mark.receive()
+        await bus.flush()
+        assert inbox.statistics().pending == 0, "more replies than expected"
     return replies
 
 

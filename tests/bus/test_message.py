@@ -104,7 +104,7 @@ def test_message_is_frozen() -> None:
     message = Message(sender="a", to="b", message="x")
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         message.message = "y"  # type: ignore[misc]
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="does not support item assignment"):
         message.metadata["k"] = 1  # type: ignore[index]
     assert attrs.evolve(message, message="y").message == "y"
 

@@ -148,7 +148,7 @@ def test_configs_are_frozen_and_hashable() -> None:
     config = load_config_text("agents: [{id: a, handler: echo, options: {k: [1]}}]\n")
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         config.heartbeat_interval = 1.0  # type: ignore[misc]
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="does not support item assignment"):
         config.agents[0].options["k"] = 2  # type: ignore[index]
     assert hash(config) == hash(load_config_text("agents: [{id: a, handler: echo}]\n"))
 
