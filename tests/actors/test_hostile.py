@@ -39,6 +39,8 @@ from volta.bus import (
     CAPABILITY_REQUEST,
     MCP_LIST_AGENTS,
     Bus,
+    ConnectionEvent,
+    ConnectionEventKind,
     Message,
     NatsServer,
     PayloadDecodeError,
@@ -390,3 +392,81 @@ async def test_live_fuzz_through_every_subject(nats_server: NatsServer) -> None:
                 await watch.bus.publish(rng.choice(subjects), bytes(payload), reply=reply)
             await watch.bus.flush()
             await watch.assert_healthy(f"fuzz round {round_}")
+
+
+class Slow(EchoHandler):
+    """Takes 10 ms per message, and ``slow`` capability calls take a second."""
+
+    async def on_message(self, message: Message, context: AgentContext) -> str | None:
+        await trio.sleep(0.01)
+        return message.message
+
+    async def on_capability(self, capability: str, input: Any, context: AgentContext) -> Any:
+        await trio.sleep(1.0)
+        return input
+
+
+async def test_a_flood_at_one_inbox_stays_within_its_bounds_and_is_counted(
+    nats_server: NatsServer,
+) -> None:
+    flood = 10_000
+    spec = node_spec(
+        nats_server.url,
+        [agent("alpha", handler=Slow(), inbox_buffer=100, max_concurrency=4)],
+    )
+    async with (
+        running_node(spec) as node,
+        open_bus(nats_server.url) as bus,
+        bus.subscribe(agent_status("alpha")) as beats,
+        node.events.watch(100_000) as events,
+    ):
+        payload = message(type="text")
+        for _ in range(flood):
+            await bus.publish("agent.alpha.message", payload)
+        await bus.flush()
+        alpha = node.agents["alpha"]
+        pending = alpha.state.inbox_subscriptions[0].statistics
+        with trio.fail_after(10):
+            while alpha.statistics().dropped + alpha.state.handled + pending().pending < flood:
+                await trio.sleep(0.01)
+            # Never more held than the bounds allow, while it works through them.
+            assert pending().pending <= 100
+        stats = alpha.statistics()
+        assert stats.dropped >= flood - 100 - 4 - stats.handled
+        # The drops are told: in the heartbeat, and as events with the count.
+        with trio.fail_after(5):
+            while True:
+                beat = json.loads((await beats.receive()).data)
+                if beat.get("dropped", 0) > 0:
+                    break
+        slow = []
+        while True:
+            try:
+                event = events.receive_nowait()
+            except trio.WouldBlock:
+                break
+            if (
+                isinstance(event, ConnectionEvent)
+                and event.kind is ConnectionEventKind.SLOW_CONSUMER
+            ):
+                slow.append(event.detail)
+        assert slow[:1] == ["agent.alpha.message: buffer full"]
+        assert alpha.statistics().restarts == 0
+
+
+async def test_bad_requests_never_disturb_the_requests_in_flight(nats_server: NatsServer) -> None:
+    spec = node_spec(nats_server.url, [agent("slowpoke", ["slow"], handler=Slow())])
+    async with running_node(spec), open_bus(nats_server.url) as bus:
+        results: list[Any] = []
+        async with trio.open_nursery() as nursery:
+
+            async def slow_call(n: int) -> None:
+                results.append(await client_context(bus).request_capability("slow", n))
+
+            for n in range(5):
+                nursery.start_soon(slow_call, n)
+            await trio.sleep(0.2)  # they are in flight (they take a second)
+            for _case, payload in REQUESTS:
+                reply = json.loads((await bus.request(CAPABILITY_REQUEST, payload, timeout=2)).data)
+                assert reply["error"]["code"] == "bad_request"
+        assert sorted(results) == [0, 1, 2, 3, 4]
