@@ -8,7 +8,7 @@ every measurement in a process of its own: RSS means something only in a fresh
 interpreter, and one measurement's leftovers (tasks, garbage, subscriptions) must
 not slow the next.
 
-1. restart: one agent whose handler raises on "crash" (the inbox crashes, the
+1. restart: one agent whose handler raises AgentFault on "crash" (the inbox crashes, the
    agent's supervisor restarts it). Supervisor level: the EXIT and START events of
    the inbox on node.events (their ``at`` is trio time); no probing, so nothing
    else runs during a restart. End to end: after the crash, probes are sent every
@@ -51,6 +51,7 @@ import trio
 
 from volta.actors import (
     AgentContext,
+    AgentFault,
     AgentSpec,
     CapabilityError,
     CapabilityRequest,
@@ -200,7 +201,7 @@ class Crashes:
         if message.message == "crash":
             self.crashes += 1
             self.raised_at = trio.current_time()
-            raise RuntimeError("crash requested by the benchmark")
+            raise AgentFault("crash requested by the benchmark")
         return f"{message.message} crashes={self.crashes}"
 
     async def on_capability(self, capability: str, input: Any, context: AgentContext) -> Any:

@@ -97,17 +97,19 @@ def _walk(document: object, *, strings: bool, decoding: bool) -> None:
         PayloadDecodeError | PayloadEncodeError: the first problem, with its path.
     """
     error = PayloadDecodeError if decoding else PayloadEncodeError
+    if isinstance(document, str):
+        if strings and not document.isascii() and _SURROGATE.search(document):
+            raise error("$", "string holds a lone surrogate (not valid Unicode)")
+        return
     stack: list[tuple[object, int, tuple[str | int, ...]]] = [(document, 1, ())]
     while stack:
         value, depth, path = stack.pop()
-        if isinstance(value, str):
-            if strings and not value.isascii() and _SURROGATE.search(value):
-                raise error(_path(path), "string holds a lone surrogate (not valid Unicode)")
-            continue
         if isinstance(value, dict):
             items: Any = value.items()
+            is_list = False
         elif isinstance(value, list | tuple):
             items = enumerate(value)
+            is_list = True
         else:
             if not decoding:
                 _check_scalar(value, path)
@@ -115,12 +117,19 @@ def _walk(document: object, *, strings: bool, decoding: bool) -> None:
         if depth > MAX_DEPTH:
             raise error(_path(path), f"nested deeper than {MAX_DEPTH} levels")
         for key, item in items:
-            if isinstance(key, str):
-                if strings and not key.isascii() and _SURROGATE.search(key):
+            if not is_list:
+                if type(key) is not str:
+                    if not decoding:
+                        raise PayloadEncodeError(_path(path), f"key {key!r} is not a string")
+                elif strings and not key.isascii() and _SURROGATE.search(key):
                     raise error(_path(path), "key holds a lone surrogate (not valid Unicode)")
-            elif not decoding and not isinstance(value, list | tuple):
-                raise PayloadEncodeError(_path(path), f"key {key!r} is not a string")
-            if isinstance(item, dict | list | tuple) or (strings and isinstance(item, str)):
+            kind = type(item)
+            if kind is str:
+                if strings and not item.isascii() and _SURROGATE.search(item):
+                    raise error(
+                        _path((*path, key)), "string holds a lone surrogate (not valid Unicode)"
+                    )
+            elif kind is dict or kind is list or kind is tuple:
                 stack.append((item, depth + 1, (*path, key)))
             elif not decoding:
                 _check_scalar(item, (*path, key))
@@ -157,16 +166,17 @@ def decode_json(
         raise PayloadDecodeError("$", f"payload of {len(data)} bytes exceeds {max_bytes}")
     if isinstance(data, str):
         text = data
-        escapes = "\\u" in text or not text.isascii()
+        escapes = "\\" in text or not text.isascii()
     else:
-        raw = bytes(data)
+        raw = data if isinstance(data, bytes) else bytes(data)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
             raise PayloadDecodeError(
                 "$", f"not valid UTF-8 JSON (bad UTF-8 byte at {error.start})"
             ) from None
-        escapes = b"\\u" in raw and _SURROGATE_ESCAPE.search(raw) is not None
+        # A one-byte search first (memchr): most payloads hold no backslash at all.
+        escapes = b"\\" in raw and _SURROGATE_ESCAPE.search(raw) is not None
     try:
         document = _decoder.decode(text)
     except PayloadDecodeError:
@@ -177,10 +187,8 @@ def decode_json(
         raise PayloadDecodeError("$", f"nested deeper than {MAX_DEPTH} levels") from None
     except (ValueError, OverflowError) as error:  # the parser's own number limits
         raise PayloadDecodeError("$", f"not valid UTF-8 JSON ({error})") from None
-    if isinstance(document, dict | list) or escapes:
+    if escapes or isinstance(document, dict | list):
         _walk(document, strings=bool(escapes), decoding=True)
-    elif isinstance(document, str) and escapes and _SURROGATE.search(document):
-        raise PayloadDecodeError("$", "string holds a lone surrogate (not valid Unicode)")
     return document
 
 
@@ -204,10 +212,12 @@ def encode_json(value: object) -> bytes:
             non-JSON type, a non-string key, NaN or infinity, an integer beyond
             int64, a lone surrogate, nesting deeper than :data:`MAX_DEPTH`, a cycle).
     """
-    check_json(value)
     try:
-        return json.dumps(
-            value, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        ).encode()
-    except (TypeError, ValueError, RecursionError) as error:  # pragma: no cover - checked above
-        raise PayloadEncodeError("$", str(error)) from None
+        data = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        encoded = data.encode()  # a lone surrogate cannot be UTF-8: it raises here
+    except (TypeError, ValueError, RecursionError) as error:
+        check_json(value)  # finds the value at fault and names its path
+        raise PayloadEncodeError("$", f"{type(error).__name__}: {error}") from None
+    # What json.dumps accepts but Volta JSON does not: depth, int64, non-string keys.
+    _walk(value, strings=False, decoding=False)
+    return encoded
