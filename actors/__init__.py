@@ -10,10 +10,10 @@ from ._agent import Agent as Agent
 from ._agent import AgentSpec as AgentSpec
 from ._agent import AgentStatistics as AgentStatistics
 from ._agent import SupervisionPolicy as SupervisionPolicy
+from ._calls import AskFailed as AskFailed
+from ._calls import AskTimeout as AskTimeout
+from ._calls import CapabilityFailed as CapabilityFailed
 from ._context import AgentContext as AgentContext
-from ._context import AskFailed as AskFailed
-from ._context import AskTimeout as AskTimeout
-from ._context import CapabilityFailed as CapabilityFailed
 from ._directory import Directory as Directory
 from ._directory import IdentityClash as IdentityClash
 from ._directory import PresenceChange as PresenceChange

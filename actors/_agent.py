@@ -34,8 +34,10 @@ from volta.supervisor import (
 )
 
 from ._announcer import Announcer
+from ._calls import PendingAsks
+from ._cancel import TaskRegistry
 from ._capabilities import CapabilityResponder
-from ._context import AgentContext, PendingAsks
+from ._context import AgentContext
 from ._handler import Handler
 from ._heartbeat import Heartbeat
 from ._inbox import Inbox
@@ -101,6 +103,17 @@ class AgentSpec:
     """Bytes held for a busy inbox (per subscription) before the newest are dropped."""
     replicated: bool = False
     """Whether several instances (on several nodes) may run this id, sharing its work."""
+    task_timeout: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.gt(0))
+    )
+    """Deadline, in seconds, of a task this agent starts (work that came without one)."""
+    task_budget: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(0))
+    )
+    """Tokens one task may spend on this agent, delegates included (None: no limit)."""
+    trace: bool = False
+    """Publish the progress of tasks it starts itself (tasks that come with a context
+    are always traced)."""
     supervision: SupervisionPolicy = SupervisionPolicy()
     """Restart policy of its children."""
 
@@ -135,6 +148,7 @@ class AgentState:
     spec: AgentSpec
     instance: str = attrs.Factory(new_instance_id)
     node: str | None = None
+    tasks: TaskRegistry | None = None
     started_at: float = 0.0
     messages_in_flight: int = 0
     calls_in_flight: int = 0
@@ -142,6 +156,7 @@ class AgentState:
     handler_errors: int = 0
     capability_calls: int = 0
     malformed: int = 0
+    refused: int = 0
     announced: bool = False
     inbox_subscriptions: tuple[Subscription, ...] = ()
     dropped_earlier: int = 0
@@ -240,6 +255,7 @@ class Agent:
         bus_options: BusOptions | None = None,
         on_event: EventSink | None = None,
         node: str | None = None,
+        tasks: TaskRegistry | None = None,
     ) -> None:
         """Create the agent; nothing runs until :meth:`run`.
 
@@ -250,6 +266,7 @@ class Agent:
             bus_options: options of its own connection (when ``bus`` is None).
             on_event: receives the events of the agent's supervisor.
             node: the name of the node running it (in its statuses).
+            tasks: the node's running units, for ``task.cancel`` (None: not cancellable).
 
         Raises:
             ValueError: neither ``bus`` nor ``bus_options`` is given.
@@ -260,7 +277,7 @@ class Agent:
         self._bus = bus
         self._bus_options = bus_options
         self._on_event = on_event
-        self.state = AgentState(spec, node=node)
+        self.state = AgentState(spec, node=node, tasks=tasks)
 
     @property
     def instance(self) -> str:

@@ -20,6 +20,7 @@ import time
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
+import attrs
 import trio
 
 from volta._nursery import open_nursery
@@ -35,6 +36,8 @@ from volta.supervisor import shutdown_scope
 
 from ._handler import AgentFault, CapabilityError
 from ._protocol import CapabilityReply, CapabilityRequest, ErrorCode, ProtocolError
+from ._task import TaskRefused
+from ._unit import running_unit, unit_context
 
 if TYPE_CHECKING:
     from volta.bus import Bus
@@ -137,7 +140,35 @@ class CapabilityResponder:
     async def _run_handler(
         self, request: CapabilityRequest
     ) -> tuple[CapabilityReply, Exception | None]:
-        """The reply, and the exception to crash with after replying (if any)."""
+        """The reply, and the exception to crash with after replying (if any).
+
+        The call is a unit of the caller's task (``_unit.py``): refused if the task
+        forbids it, cut short by its deadline or a ``task.cancel``, and its reply
+        says how many tokens it spent.
+        """
+        spec = self._state.spec
+        try:
+            task, from_wire = unit_context(
+                request.task, "caller", timeout=spec.task_timeout, budget=spec.task_budget
+            )
+        except ProtocolError as error:
+            return CapabilityReply.failure(ErrorCode.BAD_REQUEST, str(error), spec.id), None
+        refusal = task.refusal(spec.id) if from_wire else None
+        if refusal is not None:
+            return CapabilityReply.failure(
+                ErrorCode(refusal.code.value), refusal.message, spec.id
+            ), None
+        with running_unit(task, spec.id, self._state.tasks, traced=from_wire) as unit:
+            reply, crash = await self._bounded_call(request)
+        tokens = unit.scope.ledger.spent if from_wire else None
+        cut = unit.cut_short()
+        if cut is not None:
+            return CapabilityReply.failure(cut[0], cut[1], spec.id, tokens), None
+        return attrs.evolve(reply, tokens=tokens), crash
+
+    async def _bounded_call(
+        self, request: CapabilityRequest
+    ) -> tuple[CapabilityReply, Exception | None]:
         spec = self._state.spec
         with trio.move_on_after(spec.capability_timeout):
             try:
@@ -146,6 +177,10 @@ class CapabilityResponder:
                 )
             except CapabilityError as error:
                 return CapabilityReply.failure(error.code, error.message, spec.id), None
+            except TaskRefused as error:
+                return CapabilityReply.failure(
+                    ErrorCode(error.code.value), error.message, spec.id
+                ), None
             except Exception as error:
                 self._state.handler_errors += 1
                 if self._failure_logs.admit(request.capability, trio.current_time()):

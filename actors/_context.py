@@ -1,9 +1,18 @@
-"""What a handler can do: the agent API (send, broadcast, ask, list_agents,
-request_capability). A later Claude brain offers exactly these as tools.
+"""What a handler can do: the agent API (send, reply, broadcast, ask, list_agents,
+request_capability, progress). A Claude brain offers exactly these as tools.
+
+Everything sent on behalf of a unit of work carries its task context
+(``actors/_task.py``): ``ask`` and ``request_capability`` refuse calls the task
+forbids (loops, depth, a passed deadline, a spent budget) before making them,
+wait no longer than the task's deadline, hand the callee an allowance out of the
+unit's budget and take back what it did not spend, and cancel the work they
+started if they are cancelled or time out.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +25,7 @@ from volta.bus import (
     CAPABILITY_REQUEST,
     MCP_LIST_AGENTS,
     Bus,
+    BusError,
     Message,
     MessageDecodeError,
     MessageType,
@@ -24,7 +34,10 @@ from volta.bus import (
     agent_message,
     decode_message,
 )
+from volta.supervisor import shutdown_scope
 
+from ._calls import AskFailed, AskTimeout, CapabilityFailed, PendingAsks
+from ._cancel import CancelRequest
 from ._protocol import (
     AgentInfo,
     CapabilityReply,
@@ -35,89 +48,28 @@ from ._protocol import (
     ProtocolError,
     decode_agent_page,
 )
+from ._task import (
+    CURRENT_TASK,
+    TASK_CANCEL,
+    ProgressEvent,
+    ProgressKind,
+    TaskContext,
+    TaskRefusal,
+    TaskRefused,
+    TaskScope,
+    progress_subject,
+    spent_from,
+)
+
+__all__ = ["AgentContext", "AskFailed", "AskTimeout", "CapabilityFailed", "PendingAsks"]
 
 # The router answers "timeout" just before the caller would give up by itself.
 _ROUTER_MARGIN = 1.0
 # The request half of an ask outlives the ask's own deadline by this much, so the
 # ask's cancel scope, not the request's timeout, decides when it has timed out.
 _ASK_MARGIN = 1.0
-
-
-class AskTimeout(TimeoutError):
-    """No response to an ``ask`` arrived in time."""
-
-    def __init__(self, agent: str, timeout: float) -> None:
-        super().__init__(f"agent {agent!r} did not respond within {timeout:g} s")
-        self.agent = agent
-        self.timeout = timeout
-
-
-class AskFailed(RuntimeError):
-    """An ``ask`` got an error instead of an answer.
-
-    Attributes:
-        agent: the agent asked.
-        code: the error code (``agent_error``, ``bad_request``, ``no_agent``, ...;
-            codes from the answering agent are passed through as they are).
-        message: words about it.
-    """
-
-    def __init__(self, agent: str, code: str, message: str) -> None:
-        super().__init__(f"agent {agent!r} failed: {code}: {message}")
-        self.agent = agent
-        self.code = code
-        self.message = message
-
-
-class CapabilityFailed(RuntimeError):
-    """A capability request got an error reply.
-
-    Attributes:
-        capability: the capability requested.
-        code: the protocol error code.
-        message: words about it.
-        agent: the agent that failed, if one was involved.
-    """
-
-    def __init__(
-        self, capability: str, code: ErrorCode, message: str, agent: str | None = None
-    ) -> None:
-        where = f" (agent {agent!r})" if agent else ""
-        super().__init__(f"capability {capability!r} failed{where}: {code.value}: {message}")
-        self.capability = capability
-        self.code = code
-        self.message = message
-        self.agent = agent
-
-
-class PendingAsks:
-    """Responses awaited by ``ask``, keyed by the id of the question."""
-
-    def __init__(self) -> None:
-        self._waiting: dict[str, tuple[trio.Event, list[Message]]] = {}
-
-    def __len__(self) -> int:
-        return len(self._waiting)
-
-    def open(self, question_id: str) -> tuple[trio.Event, list[Message]]:
-        """Register a question; the list receives the response."""
-        slot: tuple[trio.Event, list[Message]] = (trio.Event(), [])
-        self._waiting[question_id] = slot
-        return slot
-
-    def close(self, question_id: str) -> None:
-        """Forget a question (answered, timed out or cancelled)."""
-        self._waiting.pop(question_id, None)
-
-    def resolve(self, response: Message) -> bool:
-        """Hand a response to its asker; False if nobody waits for it."""
-        key = response.in_reply_to
-        slot = self._waiting.pop(key, None) if key is not None else None
-        if slot is None:
-            return False
-        slot[1].append(response)
-        slot[0].set()
-        return True
+DELEGATE_SHARE = 0.5
+"""Share of a unit's remaining budget an ``ask`` hands out when not told how much."""
 
 
 class AgentContext:
@@ -156,6 +108,114 @@ class AgentContext:
         """The capabilities this agent serves."""
         return self._capabilities
 
+    @property
+    def task(self) -> TaskScope | None:
+        """The unit of work running now (None outside one)."""
+        return CURRENT_TASK.get()
+
+    # --- the task of outgoing calls --------------------------------------------------
+
+    def _check_call(self, scope: TaskScope, to: str) -> None:
+        context = scope.context
+        chain = scope.chain
+        if to in chain:
+            raise TaskRefused(
+                TaskRefusal.LOOP_DETECTED,
+                f"{to!r} is already working on this task ({' -> '.join((*chain, to))})",
+            )
+        if len(chain) >= context.max_depth:
+            raise TaskRefused(
+                TaskRefusal.TOO_DEEP,
+                f"the task has passed through {len(chain)} agents (max_depth {context.max_depth})",
+            )
+        remaining = context.remaining()
+        if remaining is not None and remaining <= 0:
+            raise TaskRefused(TaskRefusal.DEADLINE_EXCEEDED, "the task's deadline has passed")
+
+    def _delegate(
+        self, to: str | None, budget: int | None, share: float
+    ) -> tuple[TaskContext | None, int | None]:
+        """The task context for a call to ``to``, and the allowance reserved for it.
+
+        Raises:
+            TaskRefused: the task forbids the call.
+        """
+        scope = CURRENT_TASK.get()
+        if scope is None:
+            return None, None
+        if to is not None:
+            self._check_call(scope, to)
+        ledger = scope.ledger
+        available = ledger.available()
+        if available is None:
+            reserved = budget
+        elif budget is not None:
+            reserved = min(budget, available)
+            ledger.reserved += reserved
+        else:
+            reserved = ledger.reserve(share)
+        if ledger.allowance is not None and not reserved:
+            raise TaskRefused(
+                TaskRefusal.BUDGET_EXCEEDED,
+                f"the task's budget is spent ({ledger.spent} of {ledger.allowance} tokens)",
+            )
+        return scope.context.delegate(self._agent_id, reserved), reserved
+
+    def _settle(self, reserved: int | None, spent: int) -> None:
+        scope = CURRENT_TASK.get()
+        if scope is not None:
+            scope.ledger.settle(reserved, spent)
+
+    def _bounded(self, timeout: float) -> float:
+        """``timeout``, cut to what is left of the task's time."""
+        scope = CURRENT_TASK.get()
+        remaining = scope.context.remaining() if scope is not None else None
+        if remaining is None:
+            return timeout
+        return max(0.0, min(timeout, remaining))
+
+    async def cancel(self, task: TaskContext, reason: str) -> None:
+        """Cancel, on every agent it reached, the unit ``task`` started (and its delegates).
+
+        Bounded, shielded, never raises: it is what cancelled code calls on its way out.
+        """
+        request = CancelRequest(task.id, task.span, reason)
+        # If it cannot be sent, the work still stops at its deadline.
+        with shutdown_scope(), contextlib.suppress(BusError):
+            await self._bus.publish(TASK_CANCEL, request.to_json())
+
+    async def progress(
+        self, kind: ProgressKind, detail: str = "", *, scope: TaskScope | None = None
+    ) -> None:
+        """Publish a progress event of the running unit (or of ``scope``); nothing
+        outside a traced unit."""
+        scope = scope or CURRENT_TASK.get()
+        if scope is None or not scope.traced:
+            return
+        context = scope.context
+        event = ProgressEvent(
+            task=context.id,
+            span=context.span,
+            parent=context.parent_span,
+            agent=self._agent_id,
+            kind=kind,
+            detail=detail,
+            tokens=scope.ledger.spent,
+        )
+        # Progress is for watchers: losing one never fails the work.
+        with contextlib.suppress(BusError):
+            await self._bus.publish(progress_subject(context.id), event.to_json())
+
+    # --- messages ---------------------------------------------------------------------
+
+    def _stamp(
+        self, metadata: Mapping[str, Any] | None, task: TaskContext | None
+    ) -> dict[str, Any]:
+        stamped = dict(metadata or {})
+        if task is not None:
+            stamped["task"] = task.to_metadata()
+        return stamped
+
     async def send(
         self,
         to: str,
@@ -163,18 +223,25 @@ class AgentContext:
         *,
         type: MessageType = MessageType.TEXT,
         metadata: Mapping[str, Any] | None = None,
+        budget: int | None = None,
     ) -> Message:
         """Send a message to one agent (``agent.<to>.message``).
 
+        Inside a unit of work the message carries its task, with an allowance
+        (``budget`` tokens, or a share of what is left) that is spent for good:
+        nobody answers a send to give it back.
+
         Raises:
             InvalidSubject: ``to`` is not a valid agent id.
+            TaskRefused: the task forbids it (loop, depth, deadline, budget).
         """
+        task, _reserved = self._delegate(to, budget, DELEGATE_SHARE)
         message = Message(
             sender=self._agent_id,
             to=to,
             message=text,
             type=type,
-            metadata=metadata or {},
+            metadata=self._stamp(metadata, task),
         )
         await self._bus.publish(agent_message(to), message)
         return message
@@ -211,9 +278,20 @@ class AgentContext:
         type: MessageType = MessageType.TEXT,
         metadata: Mapping[str, Any] | None = None,
     ) -> Message:
-        """Send a message to every agent (``agent.broadcast``)."""
+        """Send a message to every agent (``agent.broadcast``).
+
+        Inside a unit of work it carries the task with a budget of 0: a broadcast
+        informs, it does not hand out work (no budget survives a fan-out to an
+        unknown number of agents).
+        """
+        scope = CURRENT_TASK.get()
+        task = scope.context.delegate(self._agent_id, 0) if scope is not None else None
         message = Message(
-            sender=self._agent_id, to=BROADCAST, message=text, type=type, metadata=metadata or {}
+            sender=self._agent_id,
+            to=BROADCAST,
+            message=text,
+            type=type,
+            metadata=self._stamp(metadata, task),
         )
         await self._bus.publish(AGENT_BROADCAST, message)
         return message
@@ -225,28 +303,53 @@ class AgentContext:
         *,
         timeout: float | None = None,
         metadata: Mapping[str, Any] | None = None,
+        budget: int | None = None,
     ) -> Message:
         """Send a query and wait for the response that answers it.
 
         The query goes out as a NATS request, so the answer comes back to this
         very instance on the connection's reply subject; an answer published on
         ``agent.<own id>.message`` (peers that ignore reply subjects) counts too.
+        Inside a unit of work, the wait is cut to the task's deadline, the callee
+        gets ``budget`` tokens (default: half of what is left), and if the ask is
+        cancelled or times out, the work it started is cancelled everywhere.
 
         Raises:
             AskTimeout: no response within ``timeout`` (default: the request timeout).
-            AskFailed: the agent's handler failed on the question (the code it
-                gave), nobody listens on ``agent.<to>.message`` (``no_agent``, at
-                once), or the answer was not a message (``agent_error``).
+            AskFailed: the agent failed on the question (the code it gave), nobody
+                listens on ``agent.<to>.message`` (``no_agent``, at once), or the answer
+                was not a message (``agent_error``).
+            TaskRefused: the task forbids it (loop, depth, deadline, budget); nothing sent.
             InvalidSubject: ``to`` is not a valid agent id.
         """
         timeout = self._request_timeout if timeout is None else timeout
+        task, reserved = self._delegate(to, budget, DELEGATE_SHARE)
+        timeout = self._bounded(timeout)
         question = Message(
             sender=self._agent_id,
             to=to,
             message=text,
             type=MessageType.QUERY,
-            metadata=metadata or {},
+            metadata=self._stamp(metadata, task),
         )
+        if task is not None:
+            await self.progress(ProgressKind.ASKED, f"asked {to} (span {task.span})")
+        try:
+            response = await self._ask(to, question, timeout)
+        except AskFailed as failure:
+            self._settle(reserved, failure.spent)
+            raise
+        except BaseException:
+            # Timed out or cancelled: the callee may still be at work. Stop it, and
+            # count its whole allowance as spent (what it used is unknown).
+            if task is not None:
+                await self.cancel(task, f"{self._agent_id} stopped waiting for {to}")
+            self._settle(reserved, reserved or 0)
+            raise
+        self._settle(reserved, spent_from(response.metadata))
+        return response
+
+    async def _ask(self, to: str, question: Message, timeout: float) -> Message:
         subject = agent_message(to)
         answered, responses = self._asks.open(question.id)
 
@@ -281,9 +384,14 @@ class AgentContext:
         error = response.metadata.get("error")
         if isinstance(error, Mapping):
             raise AskFailed(
-                to, str(error.get("code") or "agent_error"), str(error.get("message") or "")
+                to,
+                str(error.get("code") or "agent_error"),
+                str(error.get("message") or ""),
+                spent_from(response.metadata),
             )
         return response
+
+    # --- discovery and capabilities -----------------------------------------------------
 
     async def list_agents(
         self,
@@ -299,14 +407,15 @@ class AgentContext:
         Args:
             capability: only agents that serve it (and are not offline).
             status: only agents in this state.
-            timeout: for each page (default: the request timeout).
+            timeout: for each page (default: the request timeout; within a unit,
+                at most what is left of the task's time).
 
         Raises:
             RequestTimeout: no directory answered in time.
             NoResponders: no directory runs anywhere.
             ProtocolError: a reply was malformed, or the directory refused the query.
         """
-        timeout = self._request_timeout if timeout is None else timeout
+        timeout = self._bounded(self._request_timeout if timeout is None else timeout)
         agents: list[AgentInfo] = []
         offset: int | None = 0
         while offset is not None:
@@ -320,9 +429,18 @@ class AgentContext:
         return tuple(agents)
 
     async def request_capability(
-        self, capability: str, input: Any = None, *, timeout: float | None = None
+        self,
+        capability: str,
+        input: Any = None,
+        *,
+        timeout: float | None = None,
+        budget: int | None = None,
     ) -> Any:
         """Run a capability on some agent that has it (``capability.request``).
+
+        Inside a unit of work it carries the task like ``ask`` does: the wait is
+        the task's remaining time at most, and the allowance comes back minus what
+        the call spent.
 
         Returns:
             The result.
@@ -331,9 +449,38 @@ class AgentContext:
             CapabilityFailed: the reply was an error (``no_capability`` at once when
                 no online agent has it; ``timeout``; ``agent_error``; ...), or no
                 router answered (``unavailable``).
+            TaskRefused: the task forbids it (deadline, budget); nothing sent.
         """
         timeout = self._request_timeout if timeout is None else timeout
-        request = CapabilityRequest(capability=capability, input=input, timeout=timeout)
+        task, reserved = self._delegate(None, budget, DELEGATE_SHARE)
+        timeout = self._bounded(timeout)
+        if not math.isfinite(timeout) or timeout <= 0:
+            self._settle(reserved, 0)
+            raise TaskRefused(TaskRefusal.DEADLINE_EXCEEDED, "the task's deadline has passed")
+        request = CapabilityRequest(
+            capability=capability,
+            input=input,
+            timeout=timeout,
+            task=task.to_metadata() if task is not None else None,
+        )
+        try:
+            answer = await self._request_capability(request, timeout)
+        except BaseException:
+            if task is not None:
+                await self.cancel(task, f"{self._agent_id} stopped waiting for {capability}")
+            self._settle(reserved, reserved or 0)
+            raise
+        self._settle(reserved, answer.tokens or 0)
+        if not answer.ok:
+            raise CapabilityFailed(
+                capability, answer.code or ErrorCode.AGENT_ERROR, answer.message, answer.agent
+            )
+        return answer.result
+
+    async def _request_capability(
+        self, request: CapabilityRequest, timeout: float
+    ) -> CapabilityReply:
+        capability = request.capability
         try:
             reply = await self._bus.request(
                 CAPABILITY_REQUEST, request.to_json(), timeout=timeout + _ROUTER_MARGIN
@@ -347,13 +494,6 @@ class AgentContext:
                 capability, ErrorCode.TIMEOUT, f"no reply within {timeout:g} s"
             ) from None
         try:
-            answer = CapabilityReply.from_json(reply.data)
+            return CapabilityReply.from_json(reply.data)
         except ProtocolError as error:
-            raise CapabilityFailed(
-                capability, ErrorCode.AGENT_ERROR, f"malformed reply: {error}"
-            ) from None
-        if not answer.ok:
-            raise CapabilityFailed(
-                capability, answer.code or ErrorCode.AGENT_ERROR, answer.message, answer.agent
-            )
-        return answer.result
+            return CapabilityReply.failure(ErrorCode.AGENT_ERROR, f"malformed reply: {error}")

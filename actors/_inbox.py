@@ -33,7 +33,7 @@ its supervisor to restart it; messages in flight then get ``agent_error
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -59,7 +59,9 @@ from volta.bus import (
 from volta.supervisor import shutdown_scope
 
 from ._handler import AgentFault
-from ._protocol import ErrorCode
+from ._protocol import ErrorCode, ProtocolError
+from ._task import Ledger, ProgressKind, TaskRefused, TaskScope, usage_metadata
+from ._unit import describe_protocol_error, running_unit, task_of, unit_context
 
 if TYPE_CHECKING:
     from volta.bus import Bus
@@ -193,32 +195,87 @@ class Inbox:
         state.messages_in_flight += 1
         self._context.route_replies(message.id, reply_to)
         try:
-            answer = await self._state.spec.handler.on_message(message, self._context)
-            if answer is not None and not isinstance(answer, str):
-                raise TypeError(f"on_message returned {type(answer).__name__}, not str or None")
-        except trio.Cancelled:
-            await self._fail(
-                message, reply_to, ErrorCode.AGENT_ERROR, "interrupted: the inbox stopped"
-            )
-            raise
-        except Exception as error:
-            state.handler_errors += 1
-            if self._failure_logs.admit("handler", trio.current_time()):
-                log.warning("agent %s: handler failed on %s: %r", state.spec.id, message.id, error)
-            await self._fail(message, reply_to, ErrorCode.AGENT_ERROR, repr(error))
-            if isinstance(error, AgentFault):
-                raise
-            return
+            await self._run_unit(message, reply_to)
         finally:
             self._context.forget_replies(message.id)
             state.messages_in_flight -= 1
             limiter.release_on_behalf_of(token)
-        state.handled += 1
-        if answer is not None and message.type is not MessageType.RESPONSE:
-            await self._answer(message, reply_to, answer)
 
-    async def _answer(self, message: Message, reply_to: str | None, answer: str) -> None:
-        response = message.reply(answer, sender=self._state.spec.id)
+    async def _run_unit(self, message: Message, reply_to: str | None) -> None:
+        """Handle one message as a unit of its task (see ``_unit.py``)."""
+        state, spec = self._state, self._state.spec
+        try:
+            task, from_wire = unit_context(
+                task_of(message.metadata),
+                message.sender,
+                timeout=spec.task_timeout,
+                budget=spec.task_budget,
+            )
+        except ProtocolError as error:
+            state.malformed += 1
+            await self._fail(
+                message, reply_to, ErrorCode.BAD_REQUEST, describe_protocol_error(error)
+            )
+            return
+        refusal = task.refusal(spec.id) if from_wire else None
+        if refusal is not None:
+            state.refused += 1
+            scope = TaskScope(task, spec.id, Ledger(task.budget))
+            await self._context.progress(ProgressKind.REFUSED, refusal.message, scope=scope)
+            await self._fail(message, reply_to, ErrorCode(refusal.code.value), refusal.message)
+            return
+        traced = from_wire or spec.trace
+        answer: str | None = None
+        crash: AgentFault | None = None
+        failure: tuple[ErrorCode, str] | None = None
+        with running_unit(task, spec.id, state.tasks, traced=traced) as unit:
+            await self._context.progress(ProgressKind.STARTED, message.message[:200])
+            try:
+                answer = await spec.handler.on_message(message, self._context)
+                if answer is not None and not isinstance(answer, str):
+                    raise TypeError(f"on_message returned {type(answer).__name__}, not str or None")
+            except trio.Cancelled:
+                if not unit.cancel_scope.cancel_called:
+                    # Not the unit's own deadline or cancel: the inbox is stopping.
+                    await self._fail(
+                        message,
+                        reply_to,
+                        ErrorCode.AGENT_ERROR,
+                        "interrupted: the inbox stopped",
+                        unit.scope,
+                    )
+                raise
+            except TaskRefused as error:
+                failure = (ErrorCode(error.code.value), error.message)
+            except Exception as error:
+                state.handler_errors += 1
+                if self._failure_logs.admit("handler", trio.current_time()):
+                    log.warning("agent %s: handler failed on %s: %r", spec.id, message.id, error)
+                failure = (ErrorCode.AGENT_ERROR, repr(error))
+                if isinstance(error, AgentFault):
+                    crash = error
+        failure = unit.cut_short() or failure
+        if failure is not None:
+            kind = (
+                ProgressKind.CANCELLED if failure[0] is ErrorCode.CANCELLED else ProgressKind.FAILED
+            )
+            await self._context.progress(kind, failure[1], scope=unit.scope)
+            await self._fail(message, reply_to, failure[0], failure[1], unit.scope)
+            if crash is not None:
+                raise crash
+            return
+        state.handled += 1
+        await self._context.progress(ProgressKind.ANSWERED, (answer or "")[:200], scope=unit.scope)
+        if answer is not None and message.type is not MessageType.RESPONSE:
+            await self._answer(message, reply_to, answer, unit.scope if from_wire else None)
+
+    async def _answer(
+        self, message: Message, reply_to: str | None, answer: str, scope: TaskScope | None
+    ) -> None:
+        metadata = usage_metadata(scope.ledger.spent) if scope is not None else None
+        response = message.reply(
+            answer, sender=self._state.spec.id, metadata={"usage": metadata} if metadata else None
+        )
         try:
             await self._bus.publish(reply_to or agent_message(message.sender), response)
         except PayloadTooLarge as error:
@@ -228,24 +285,29 @@ class Inbox:
                 ErrorCode.PAYLOAD_TOO_LARGE,
                 f"the answer is {error.size} bytes, above the server's max_payload of "
                 f"{error.max_payload} bytes",
+                scope,
             )
         except PayloadEncodeError as error:
-            await self._fail(message, reply_to, ErrorCode.UNENCODABLE, str(error))
+            await self._fail(message, reply_to, ErrorCode.UNENCODABLE, str(error), scope)
         except BusError as error:
             log.info("agent %s could not answer %s: %s", self._state.spec.id, message.id, error)
 
     async def _fail(
-        self, message: Message, reply_to: str | None, code: ErrorCode, text: str
+        self,
+        message: Message,
+        reply_to: str | None,
+        code: ErrorCode,
+        text: str,
+        scope: TaskScope | None = None,
     ) -> None:
         """Tell the sender its message failed (bounded; never raises)."""
         if message.type is MessageType.RESPONSE:
             return
         text = text if len(text) <= 1000 else f"{text[:997]}..."
-        response = message.reply(
-            f"error: {text}",
-            sender=self._state.spec.id,
-            metadata={"error": {"code": code.value, "message": text}},
-        )
+        metadata: dict[str, Any] = {"error": {"code": code.value, "message": text}}
+        if scope is not None:
+            metadata["usage"] = usage_metadata(scope.ledger.spent)
+        response = message.reply(f"error: {text}", sender=self._state.spec.id, metadata=metadata)
         with shutdown_scope():
             try:
                 await self._bus.publish(reply_to or agent_message(message.sender), response)

@@ -40,6 +40,7 @@ from volta.supervisor import (
 )
 
 from ._agent import Agent, AgentSpec
+from ._cancel import CancelListener, TaskRegistry
 from ._directory import Directory, IdentityClash, PresenceChange
 from ._directory_service import DirectoryService
 from ._identity import AgentClaim, Identity, IdentityConflict
@@ -117,6 +118,8 @@ class Node:
         )
         self.agents: dict[str, Agent] = {}
         """The agents that run (those whose ids the node could claim)."""
+        self.tasks = TaskRegistry()
+        """The units of work running on the node's agents (``task.cancel`` reaches them)."""
         self.refused: list[IdentityClash] = []
         """The agents that were not started, and why."""
         self.supervisor: Supervisor | None = None
@@ -128,18 +131,22 @@ class Node:
 
     def _agent(self, spec: AgentSpec, bus: Bus) -> Agent:
         if self.spec.shared_connection:
-            return Agent(spec, bus=bus, on_event=self._emit, node=self.node_id)
+            return Agent(spec, bus=bus, on_event=self._emit, node=self.node_id, tasks=self.tasks)
         options = attrs.evolve(self.spec.bus_options, name=f"volta-{spec.id}")
-        return Agent(spec, bus_options=options, on_event=self._emit, node=self.node_id)
+        return Agent(
+            spec, bus_options=options, on_event=self._emit, node=self.node_id, tasks=self.tasks
+        )
 
     def _children(self, bus: Bus, directory: DirectoryService) -> list[ChildSpec]:
         spec = self.spec
         router = CapabilityRouter(self.directory, bus, default_timeout=spec.request_timeout)
         service = ServiceResponder(self.agents.values, bus)
+        canceller = CancelListener(self.tasks, bus)
         children = [
             ChildSpec(name="directory", start=directory.run),
             ChildSpec(name="router", start=router.run),
             ChildSpec(name="service", start=service.run),
+            ChildSpec(name="canceller", start=canceller.run),
         ]
         children += [
             ChildSpec(name=f"agent-{agent.id}", start=agent.run) for agent in self.agents.values()

@@ -83,6 +83,22 @@ class ErrorCode(enum.Enum):
     """The answer holds something JSON cannot carry; it was not sent."""
     NO_AGENT = "no_agent"
     """Nobody listens on the asked agent's subject (made by the asker, not on the wire)."""
+    LOOP_DETECTED = "loop_detected"
+    """The task has already passed through the agent (section 5.10)."""
+    TOO_DEEP = "too_deep"
+    """The task has passed through ``max_depth`` agents."""
+    DEADLINE_EXCEEDED = "deadline_exceeded"
+    """The task's deadline passed before or while the agent worked on it."""
+    BUDGET_EXCEEDED = "budget_exceeded"
+    """The task's token budget is spent."""
+    CANCELLED = "cancelled"
+    """The caller cancelled the task (``task.cancel``)."""
+    RATE_LIMITED = "rate_limited"
+    """The model API kept answering 429 (rate limited), retries included."""
+    OVERLOADED = "overloaded"
+    """The model API kept answering 529 (overloaded), retries included."""
+    BRAIN_UNAVAILABLE = "brain_unavailable"
+    """The model API could not be reached or refused the call (5xx, connection, auth)."""
 
 
 # --- decoding helpers ----------------------------------------------------------------
@@ -551,6 +567,8 @@ class CapabilityRequest:
     """Its input, any JSON value."""
     timeout: float | None = None
     """How long the caller waits, in seconds (None: the router's default)."""
+    task: Mapping[str, Any] | None = None
+    """The task context of the caller (``metadata.task`` of messages), passed on as is."""
 
     def to_json(self) -> bytes:
         """The wire form.
@@ -561,6 +579,8 @@ class CapabilityRequest:
         document: dict[str, Any] = {"capability": self.capability, "input": self.input}
         if self.timeout is not None:
             document["timeout"] = self.timeout
+        if self.task is not None:
+            document["task"] = dict(self.task)
         return dump_json(document)
 
     @classmethod
@@ -581,7 +601,10 @@ class CapabilityRequest:
             timeout = _number(document, "timeout", 0)
             if timeout <= 0:
                 raise ProtocolError("timeout", "must be greater than 0")
-        return cls(capability=name, input=document.get("input"), timeout=timeout)
+        task = document.get("task")
+        if task is not None and not isinstance(task, dict):
+            raise ProtocolError("task", f"expected a JSON object, got {_type_name(task)}")
+        return cls(capability=name, input=document.get("input"), timeout=timeout, task=task)
 
 
 @attrs.frozen
@@ -598,16 +621,20 @@ class CapabilityReply:
     """Why it failed (when not ok)."""
     message: str = ""
     """Words about the failure."""
+    tokens: int | None = None
+    """Tokens the call spent (a brain-served capability says; None: it does not)."""
 
     @classmethod
-    def success(cls, result: Any, agent: str) -> CapabilityReply:
+    def success(cls, result: Any, agent: str, tokens: int | None = None) -> CapabilityReply:
         """A successful reply."""
-        return cls(ok=True, result=result, agent=agent)
+        return cls(ok=True, result=result, agent=agent, tokens=tokens)
 
     @classmethod
-    def failure(cls, code: ErrorCode, message: str, agent: str | None = None) -> CapabilityReply:
+    def failure(
+        cls, code: ErrorCode, message: str, agent: str | None = None, tokens: int | None = None
+    ) -> CapabilityReply:
         """A failed reply."""
-        return cls(ok=False, code=code, message=message, agent=agent)
+        return cls(ok=False, code=code, message=message, agent=agent, tokens=tokens)
 
     def to_json(self) -> bytes:
         """The wire form.
@@ -615,12 +642,16 @@ class CapabilityReply:
         Raises:
             PayloadEncodeError: the result holds something JSON cannot carry.
         """
+        document: dict[str, Any]
         if self.ok:
-            return dump_json({"ok": True, "result": self.result, "agent": self.agent})
-        code = (self.code or ErrorCode.AGENT_ERROR).value
-        document: dict[str, Any] = {"ok": False, "error": {"code": code, "message": self.message}}
-        if self.agent is not None:
-            document["agent"] = self.agent
+            document = {"ok": True, "result": self.result, "agent": self.agent}
+        else:
+            code = (self.code or ErrorCode.AGENT_ERROR).value
+            document = {"ok": False, "error": {"code": code, "message": self.message}}
+            if self.agent is not None:
+                document["agent"] = self.agent
+        if self.tokens is not None:
+            document["usage"] = {"tokens": self.tokens}
         return dump_json(document)
 
     @classmethod
@@ -637,8 +668,12 @@ class CapabilityReply:
         agent = document.get("agent")
         if agent is not None and not isinstance(agent, str):
             raise ProtocolError("agent", f"expected a string, got {_type_name(agent)}")
+        usage = document.get("usage")
+        tokens = usage.get("tokens") if isinstance(usage, dict) else None
+        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
+            tokens = None
         if ok:
-            return cls(ok=True, result=document.get("result"), agent=agent)
+            return cls(ok=True, result=document.get("result"), agent=agent, tokens=tokens)
         error = document.get("error")
         if not isinstance(error, dict):
             raise ProtocolError("error", f"expected a JSON object, got {_type_name(error)}")
@@ -649,5 +684,9 @@ class CapabilityReply:
             code = ErrorCode.AGENT_ERROR  # an unknown code from a newer peer is still a failure
         message = error.get("message")
         return cls(
-            ok=False, code=code, message=message if isinstance(message, str) else "", agent=agent
+            ok=False,
+            code=code,
+            message=message if isinstance(message, str) else "",
+            agent=agent,
+            tokens=tokens,
         )
