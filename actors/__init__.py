@@ -13,6 +13,8 @@ from ._agent import SupervisionPolicy as SupervisionPolicy
 from ._calls import AskFailed as AskFailed
 from ._calls import AskTimeout as AskTimeout
 from ._calls import CapabilityFailed as CapabilityFailed
+from ._client import Client as Client
+from ._client import open_client as open_client
 from ._context import AgentContext as AgentContext
 from ._directory import Directory as Directory
 from ._directory import IdentityClash as IdentityClash
@@ -40,8 +42,19 @@ from ._protocol import InstanceInfo as InstanceInfo
 from ._protocol import Presence as Presence
 from ._protocol import ProtocolError as ProtocolError
 from ._router import CapabilityRouter as CapabilityRouter
+from ._task import PROGRESS_ALL as PROGRESS_ALL
+from ._task import TASK_CANCEL as TASK_CANCEL
+from ._task import ProgressEvent as ProgressEvent
+from ._task import ProgressKind as ProgressKind
+from ._task import TaskContext as TaskContext
+from ._task import TaskRefusal as TaskRefusal
+from ._task import TaskRefused as TaskRefused
+from ._task import TaskScope as TaskScope
+from ._task import progress_subject as progress_subject
 
 __all__ = [
+    "PROGRESS_ALL",
+    "TASK_CANCEL",
     "BUILTIN_CAPABILITIES",
     "BUILTIN_HANDLERS",
     "Agent",
@@ -58,6 +71,7 @@ __all__ = [
     "CapabilityReply",
     "CapabilityRequest",
     "CapabilityRouter",
+    "Client",
     "Directory",
     "DirectoryService",
     "EchoHandler",
@@ -72,8 +86,16 @@ __all__ = [
     "NodeSpec",
     "Presence",
     "PresenceChange",
+    "ProgressEvent",
+    "ProgressKind",
     "ProtocolError",
     "SupervisionPolicy",
+    "TaskContext",
+    "TaskRefusal",
+    "TaskRefused",
+    "TaskScope",
     "handler_serves",
+    "open_client",
+    "progress_subject",
     "resolve_handler",
 ]

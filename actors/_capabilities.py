@@ -123,15 +123,16 @@ class CapabilityResponder:
             )
             if crash is not None:
                 raise crash
-        except trio.Cancelled:
-            await self._answer(
-                delivery,
-                CapabilityReply.failure(
-                    ErrorCode.AGENT_ERROR,
-                    "interrupted: the capability responder is restarting",
-                    spec.id,
-                ),
-            )
+        except BaseException as error:
+            if not isinstance(error, Exception):  # cancelled, perhaps as a group
+                await self._answer(
+                    delivery,
+                    CapabilityReply.failure(
+                        ErrorCode.AGENT_ERROR,
+                        "interrupted: the capability responder is restarting",
+                        spec.id,
+                    ),
+                )
             raise
         finally:
             state.calls_in_flight -= 1

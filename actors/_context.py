@@ -68,6 +68,10 @@ _ROUTER_MARGIN = 1.0
 # The request half of an ask outlives the ask's own deadline by this much, so the
 # ask's cancel scope, not the request's timeout, decides when it has timed out.
 _ASK_MARGIN = 1.0
+# A caller waits this much past the task's deadline, so that the callee's own
+# "deadline_exceeded" answer (which says where the time went) reaches it. Inside an
+# agent's unit this never matters: the unit itself is cut short at the deadline.
+DEADLINE_GRACE = 1.0
 DELEGATE_SHARE = 0.5
 """Share of a unit's remaining budget an ``ask`` hands out when not told how much."""
 
@@ -167,12 +171,12 @@ class AgentContext:
             scope.ledger.settle(reserved, spent)
 
     def _bounded(self, timeout: float) -> float:
-        """``timeout``, cut to what is left of the task's time."""
+        """``timeout``, cut to what is left of the task's time (and a grace)."""
         scope = CURRENT_TASK.get()
         remaining = scope.context.remaining() if scope is not None else None
         if remaining is None:
             return timeout
-        return max(0.0, min(timeout, remaining))
+        return max(0.0, min(timeout, remaining + DEADLINE_GRACE))
 
     async def cancel(self, task: TaskContext, reason: str) -> None:
         """Cancel, on every agent it reached, the unit ``task`` started (and its delegates).

@@ -234,17 +234,6 @@ class Inbox:
                 answer = await spec.handler.on_message(message, self._context)
                 if answer is not None and not isinstance(answer, str):
                     raise TypeError(f"on_message returned {type(answer).__name__}, not str or None")
-            except trio.Cancelled:
-                if not unit.cancel_scope.cancel_called:
-                    # Not the unit's own deadline or cancel: the inbox is stopping.
-                    await self._fail(
-                        message,
-                        reply_to,
-                        ErrorCode.AGENT_ERROR,
-                        "interrupted: the inbox stopped",
-                        unit.scope,
-                    )
-                raise
             except TaskRefused as error:
                 failure = (ErrorCode(error.code.value), error.message)
             except Exception as error:
@@ -254,6 +243,18 @@ class Inbox:
                 failure = (ErrorCode.AGENT_ERROR, repr(error))
                 if isinstance(error, AgentFault):
                     crash = error
+            except BaseException:
+                # A cancellation (perhaps grouped by a nursery in the handler) that is not
+                # the unit's own deadline or cancel: the inbox is stopping.
+                if not unit.cancel_scope.cancel_called:
+                    await self._fail(
+                        message,
+                        reply_to,
+                        ErrorCode.AGENT_ERROR,
+                        "interrupted: the inbox stopped",
+                        unit.scope,
+                    )
+                raise
         failure = unit.cut_short() or failure
         if failure is not None:
             kind = (

@@ -119,6 +119,20 @@ class TaskContext:
     """Longest chain allowed."""
 
     @classmethod
+    def new(
+        cls,
+        *,
+        timeout: float | None = None,
+        budget: int | None = None,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        task_id: str | None = None,
+    ) -> TaskContext:
+        """A task started here, by code that is not an agent's unit (a client): it has
+        passed through nobody yet, so its chain and spans are empty."""
+        root = cls.root("x", timeout=timeout, budget=budget, max_depth=max_depth, task_id=task_id)
+        return attrs.evolve(root, spans=(), chain=())
+
+    @classmethod
     def root(
         cls,
         sender: str,
@@ -128,7 +142,7 @@ class TaskContext:
         max_depth: int = DEFAULT_MAX_DEPTH,
         task_id: str | None = None,
     ) -> TaskContext:
-        """A new task started by ``sender`` (its first message goes to the first agent)."""
+        """A new task for work that reached an agent from ``sender`` without a context."""
         deadline = None
         if timeout is not None and math.isfinite(timeout):
             deadline = datetime.now(UTC) + timedelta(seconds=max(0.0, timeout))
@@ -143,8 +157,8 @@ class TaskContext:
 
     @property
     def span(self) -> str:
-        """The span of the unit this context starts."""
-        return self.spans[-1]
+        """The span of the unit this context starts (empty for :meth:`new`)."""
+        return self.spans[-1] if self.spans else ""
 
     @property
     def parent_span(self) -> str | None:

@@ -76,6 +76,8 @@ BUS = {
 }
 
 ACTORS = {
+    "PROGRESS_ALL",
+    "TASK_CANCEL",
     "BUILTIN_CAPABILITIES",
     "BUILTIN_HANDLERS",
     "Agent",
@@ -92,6 +94,7 @@ ACTORS = {
     "CapabilityReply",
     "CapabilityRequest",
     "CapabilityRouter",
+    "Client",
     "Directory",
     "DirectoryService",
     "EchoHandler",
@@ -106,9 +109,17 @@ ACTORS = {
     "NodeSpec",
     "Presence",
     "PresenceChange",
+    "ProgressEvent",
+    "ProgressKind",
     "ProtocolError",
     "SupervisionPolicy",
+    "TaskContext",
+    "TaskRefusal",
+    "TaskRefused",
+    "TaskScope",
     "handler_serves",
+    "open_client",
+    "progress_subject",
     "resolve_handler",
 }
 

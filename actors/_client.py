@@ -1,0 +1,197 @@
+"""The public client: what the CLI, the tests and any other program use to talk to agents.
+
+    async with open_client("nats://127.0.0.1:4222") as client:
+        print([agent.id for agent in await client.agents()])
+        answer = await client.ask("coordinator", "plan a launch", on_progress=print)
+
+A client is not an agent: it has an id of its own (``cli-<hex>`` by default) for the
+``from`` of what it sends, but it announces nothing and serves nothing. Each
+``ask`` starts a task (``actors/_task.py``) with the client first in its chain, a
+deadline and optionally a token budget; ``on_progress`` receives the task's
+progress events from every agent it reaches; and if the ask is cancelled (Ctrl-C
+in ``volta ask``), the work it started is cancelled on every one of those agents.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+from volta._nursery import open_nursery
+from volta.bus import Bus, BusOptions, Message, Subscription, agent_message, open_bus
+
+from ._calls import PendingAsks
+from ._context import DEADLINE_GRACE, AgentContext
+from ._protocol import AgentInfo, Presence, ProtocolError
+from ._task import (
+    CURRENT_TASK,
+    DEFAULT_MAX_DEPTH,
+    Ledger,
+    ProgressEvent,
+    TaskContext,
+    TaskScope,
+    progress_subject,
+)
+
+ProgressCallback = Callable[[ProgressEvent], Any]
+"""Receives each progress event of an ask's task (sync; keep it quick)."""
+
+
+def new_client_id() -> str:
+    """A fresh client id: ``cli-`` and 8 hex digits."""
+    return f"cli-{uuid.uuid4().hex[:8]}"
+
+
+class Client:
+    """Talks to agents over the bus. Made by :func:`open_client`."""
+
+    def __init__(self, bus: Bus, client_id: str, timeout: float) -> None:
+        self._bus = bus
+        self._asks = PendingAsks()
+        self._timeout = timeout
+        self._context = AgentContext(client_id, client_id, (), bus, self._asks, timeout)
+
+    @property
+    def id(self) -> str:
+        """The client's id (the ``from`` of what it sends)."""
+        return self._context.agent_id
+
+    @property
+    def bus(self) -> Bus:
+        """The connection it uses."""
+        return self._bus
+
+    async def agents(
+        self, *, capability: str | None = None, status: Presence | None = None
+    ) -> tuple[AgentInfo, ...]:
+        """The agents the directory knows (every page).
+
+        Raises:
+            NoResponders: no Volta node runs on these servers.
+            RequestTimeout: no directory answered in time.
+            ProtocolError: a listing was malformed.
+        """
+        return await self._context.list_agents(capability=capability, status=status)
+
+    async def send(self, to: str, text: str) -> Message:
+        """Send a message (fire and forget); it starts no task of the client's.
+
+        Raises:
+            InvalidSubject: ``to`` is not a valid agent id.
+        """
+        return await self._context.send(to, text)
+
+    async def ask(
+        self,
+        to: str,
+        text: str,
+        *,
+        timeout: float | None = None,
+        budget: int | None = None,
+        on_progress: ProgressCallback | None = None,
+        thread: str | None = None,
+        max_depth: int | None = None,
+    ) -> Message:
+        """Ask an agent and wait for its answer, as a new task.
+
+        Args:
+            to: the agent.
+            text: the question.
+            timeout: the task's deadline, in seconds (default: the client's timeout).
+            budget: tokens the whole task may spend (None: the agents' own limits).
+            on_progress: receives the task's progress events while it runs.
+            thread: ``metadata.thread_id``, for agents that keep a conversation per thread.
+            max_depth: agents the task may pass through (default 8, the client counted).
+
+        Raises:
+            AskFailed: the agent answered with an error (the code it gave).
+            AskTimeout: no answer before the deadline (the work is cancelled).
+            InvalidSubject: ``to`` is not a valid agent id.
+        """
+        timeout = self._timeout if timeout is None else timeout
+        root = TaskContext.new(
+            timeout=timeout, budget=budget, max_depth=max_depth or DEFAULT_MAX_DEPTH
+        )
+        metadata = {"thread_id": thread} if thread else None
+        async with AsyncExitStack() as stack:
+            if on_progress is not None:
+                events = await stack.enter_async_context(
+                    self._bus.subscribe(progress_subject(root.id))
+                )
+                await self._bus.flush()
+                nursery = await stack.enter_async_context(open_nursery())
+                nursery.start_soon(_forward_progress, events, on_progress)
+                stack.callback(nursery.cancel_scope.cancel)
+            # The client's own part of the task: no deadline of its own (the agents
+            # answer deadline_exceeded themselves), nothing to cancel, not traced.
+            token = CURRENT_TASK.set(TaskScope(root, self.id, Ledger(budget), traced=False))
+            try:
+                return await self._context.ask(
+                    to, text, timeout=timeout + DEADLINE_GRACE, metadata=metadata, budget=budget
+                )
+            finally:
+                CURRENT_TASK.reset(token)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def capability(
+        self, name: str, input: Any = None, *, timeout: float | None = None
+    ) -> Any:
+        """Run a capability on some agent that has it.
+
+        Raises:
+            CapabilityFailed: with the protocol error code.
+        """
+        return await self._context.request_capability(name, input, timeout=timeout)
+
+    async def _route_responses(self, inbox: Subscription) -> None:
+        # Answers from peers that ignore reply subjects come to agent.<client id>.message.
+        async for delivery in inbox:
+            try:
+                message = delivery.decode()
+            except ValueError:
+                continue
+            self._asks.resolve(message)
+
+
+async def _forward_progress(events: Subscription, on_progress: ProgressCallback) -> None:
+    async for delivery in events:
+        try:
+            event = ProgressEvent.from_json(delivery.data)
+        except ProtocolError:
+            continue
+        on_progress(event)
+
+
+@asynccontextmanager
+async def open_client(
+    options: BusOptions | str | Bus,
+    *,
+    client_id: str | None = None,
+    timeout: float = 60.0,
+) -> AsyncIterator[Client]:
+    """A client for the duration of the block.
+
+    Args:
+        options: where NATS is (options or URL), or an open bus to use.
+        client_id: its id (default ``cli-<8 hex digits>``).
+        timeout: default deadline of asks and wait of other requests, in seconds.
+
+    Raises:
+        ConnectFailed: NATS could not be reached.
+    """
+    async with AsyncExitStack() as stack:
+        bus = (
+            options
+            if isinstance(options, Bus)
+            else await stack.enter_async_context(open_bus(options))
+        )
+        client = Client(bus, client_id or new_client_id(), timeout)
+        inbox = await stack.enter_async_context(bus.subscribe(agent_message(client.id)))
+        nursery = await stack.enter_async_context(open_nursery())
+        nursery.start_soon(client._route_responses, inbox)
+        try:
+            yield client
+        finally:
+            nursery.cancel_scope.cancel()
