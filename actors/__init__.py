@@ -10,6 +10,8 @@ from ._agent import Agent as Agent
 from ._agent import AgentSpec as AgentSpec
 from ._agent import AgentStatistics as AgentStatistics
 from ._agent import SupervisionPolicy as SupervisionPolicy
+from ._brain import Brain as Brain
+from ._brain import BrainSpec as BrainSpec
 from ._calls import AskFailed as AskFailed
 from ._calls import AskTimeout as AskTimeout
 from ._calls import CapabilityFailed as CapabilityFailed
@@ -26,13 +28,20 @@ from ._handler import AgentFault as AgentFault
 from ._handler import CapabilityError as CapabilityError
 from ._handler import EchoHandler as EchoHandler
 from ._handler import Handler as Handler
+from ._handler import HandlerError as HandlerError
 from ._handler import HandlerFactory as HandlerFactory
 from ._handler import handler_serves as handler_serves
 from ._handler import resolve_handler as resolve_handler
 from ._identity import IdentityConflict as IdentityConflict
+from ._models import DEFAULT_MODEL as DEFAULT_MODEL
+from ._models import BrainFailure as BrainFailure
+from ._models import ClaudeModel as ClaudeModel
+from ._models import Model as Model
+from ._models import ModelReply as ModelReply
 from ._node import Node as Node
 from ._node import NodeEvent as NodeEvent
 from ._node import NodeSpec as NodeSpec
+from ._offline import OfflineModel as OfflineModel
 from ._protocol import AgentInfo as AgentInfo
 from ._protocol import AgentStatus as AgentStatus
 from ._protocol import CapabilityReply as CapabilityReply
@@ -57,6 +66,7 @@ __all__ = [
     "TASK_CANCEL",
     "BUILTIN_CAPABILITIES",
     "BUILTIN_HANDLERS",
+    "DEFAULT_MODEL",
     "Agent",
     "AgentContext",
     "AgentFault",
@@ -66,24 +76,32 @@ __all__ = [
     "AgentStatus",
     "AskFailed",
     "AskTimeout",
+    "Brain",
+    "BrainFailure",
+    "BrainSpec",
     "CapabilityError",
     "CapabilityFailed",
     "CapabilityReply",
     "CapabilityRequest",
     "CapabilityRouter",
+    "ClaudeModel",
     "Client",
     "Directory",
     "DirectoryService",
     "EchoHandler",
     "ErrorCode",
     "Handler",
+    "HandlerError",
     "HandlerFactory",
     "IdentityClash",
     "IdentityConflict",
     "InstanceInfo",
+    "Model",
+    "ModelReply",
     "Node",
     "NodeEvent",
     "NodeSpec",
+    "OfflineModel",
     "Presence",
     "PresenceChange",
     "ProgressEvent",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 
@@ -217,7 +217,12 @@ class AgentState:
             node=self.node,
             replicated=spec.replicated,
             dropped=self.dropped,
+            usage=self._usage(),
         )
+
+    def _usage(self) -> Mapping[str, float] | None:
+        usage = getattr(self.spec.handler, "usage", None)
+        return usage() if callable(usage) else None
 
 
 @attrs.frozen
@@ -347,4 +352,21 @@ class Agent:
             self.state.supervisor = supervisor
             self.state.started_at = trio.current_time()
             self.state.started_wall = datetime.now(UTC)
-            await supervisor.run(task_status=task_status)
+            try:
+                await supervisor.run(task_status=task_status)
+            finally:
+                await self._close_handler()
+
+    async def _close_handler(self) -> None:
+        """Let a handler that holds connections (a brain) release them, bounded."""
+        close = getattr(self.spec.handler, "aclose", None)
+        if close is None:
+            return
+        with (
+            trio.CancelScope(shield=True),
+            trio.move_on_after(self.spec.supervision.shutdown_timeout),
+        ):
+            try:
+                await close()
+            except Exception as error:  # a handler's cleanup must not hide why the agent stopped
+                log.warning("agent %s: closing its handler failed: %r", self.spec.id, error)

@@ -34,7 +34,7 @@ from volta.bus import (
 )
 from volta.supervisor import shutdown_scope
 
-from ._handler import AgentFault, CapabilityError
+from ._handler import AgentFault, HandlerError
 from ._protocol import CapabilityReply, CapabilityRequest, ErrorCode, ProtocolError
 from ._task import TaskRefused
 from ._unit import running_unit, unit_context
@@ -176,7 +176,7 @@ class CapabilityResponder:
                 result = await spec.handler.on_capability(
                     request.capability, request.input, self._context
                 )
-            except CapabilityError as error:
+            except HandlerError as error:
                 return CapabilityReply.failure(error.code, error.message, spec.id), None
             except TaskRefused as error:
                 return CapabilityReply.failure(

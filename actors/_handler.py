@@ -30,13 +30,21 @@ class AgentFault(Exception):
     """
 
 
-class CapabilityError(Exception):
-    """Raised by a handler to fail a capability call with a protocol error code."""
+class HandlerError(Exception):
+    """Raised by a handler to fail one message or capability call with a protocol code.
+
+    The sender gets that code (``rate_limited``, ``bad_request``, ...) and the words;
+    it is counted and logged like any failure, and the agent goes on.
+    """
 
     def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(f"{code.value}: {message}")
         self.code = code
         self.message = message
+
+
+class CapabilityError(HandlerError):
+    """Raised by a handler to fail a capability call with a protocol error code."""
 
 
 @runtime_checkable

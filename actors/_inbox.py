@@ -58,7 +58,7 @@ from volta.bus import (
 )
 from volta.supervisor import shutdown_scope
 
-from ._handler import AgentFault
+from ._handler import AgentFault, HandlerError
 from ._protocol import ErrorCode, ProtocolError
 from ._task import Ledger, ProgressKind, TaskRefused, TaskScope, usage_metadata
 from ._unit import describe_protocol_error, running_unit, task_of, unit_context
@@ -236,6 +236,9 @@ class Inbox:
                     raise TypeError(f"on_message returned {type(answer).__name__}, not str or None")
             except TaskRefused as error:
                 failure = (ErrorCode(error.code.value), error.message)
+            except HandlerError as error:
+                state.handler_errors += 1
+                failure = (error.code, error.message)
             except Exception as error:
                 state.handler_errors += 1
                 if self._failure_logs.admit("handler", trio.current_time()):

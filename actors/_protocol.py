@@ -178,6 +178,20 @@ def _optional_instance(document: Mapping[str, Any], field: str) -> str | None:
     return value
 
 
+def _usage(document: Mapping[str, Any]) -> dict[str, float] | None:
+    value = document.get("usage")
+    if value is None:
+        return None
+    if not isinstance(value, dict) or len(value) > 32:
+        raise ProtocolError("usage", "expected an object of at most 32 numbers")
+    usage: dict[str, float] = {}
+    for key in value:
+        if len(key) > 64:
+            raise ProtocolError("usage", "keys are at most 64 characters")
+        usage[key] = _number(value, key, 0)
+    return usage
+
+
 def _boolean(document: Mapping[str, Any], field: str) -> bool:
     value = document.get(field)
     if value is None:
@@ -264,6 +278,8 @@ class AgentStatus:
     """Whether several instances may run under this id at once, sharing its work."""
     dropped: int = 0
     """Messages its inbox dropped because it was full (since the instance started)."""
+    usage: Mapping[str, float] | None = None
+    """What its brain has used (model calls, tokens, latency), if it has one."""
     timestamp: datetime = attrs.field(factory=lambda: datetime.now(UTC))
     """When it was sent."""
 
@@ -292,6 +308,8 @@ class AgentStatus:
             document["node"] = self.node
         if self.replicated:
             document["replicated"] = True
+        if self.usage is not None:
+            document["usage"] = dict(self.usage)
         return dump_json(document)
 
     @classmethod
@@ -320,6 +338,7 @@ class AgentStatus:
             node=None if node is None else _short_text(document, "node"),
             replicated=_boolean(document, "replicated"),
             dropped=_count(document, "dropped"),
+            usage=_usage(document),
             timestamp=_timestamp(document, "timestamp") or datetime.now(UTC),
         )
 

@@ -217,13 +217,15 @@ async def test_a_bus_that_gives_up_ends_the_node(nats_server: NatsServer) -> Non
     node = Node(spec)
 
     async def kill_once_running() -> None:
-        await wait_until(lambda: len(node.agents) == 3 and node.supervisor is not None)
-        await wait_until(lambda: node.supervisor.statistics().running == 6)  # type: ignore[union-attr]
+        await wait_until(
+            lambda: all(a.state.announced for a in node.agents.values()) and len(node.agents) == 3
+        )
         await nats_server.kill()
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(kill_once_running)
         with trio.fail_after(10), pytest.raises(BusClosed, match="gave up after 2 reconnect"):
             await node.run()
+    # A child or two may fail on the closed bus before the node hears it closed; no storm.
     assert node.supervisor is not None
-    assert node.supervisor.statistics().restarts == 0
+    assert node.supervisor.statistics().restarts <= len(node.agents)
