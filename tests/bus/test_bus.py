@@ -312,6 +312,9 @@ async def test_fast_paths_are_active_with_this_nats_py(nats_server: NatsServer) 
             await sub.receive()
         assert sub.statistics().direct_delivery
         assert bus.statistics().direct_writes
+        # On an idle connection a publish is written before publish() returns.
+        await bus.publish("fast", b"2")
+        assert bus.statistics().published == 2, "write-through is off"
 
 
 @pytest.mark.parametrize(

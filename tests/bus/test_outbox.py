@@ -11,6 +11,11 @@ the first messages whatever the timing.
 
 from __future__ import annotations
 
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import trio
 
 from volta.bus import (
@@ -34,6 +39,27 @@ async def next_event(
         if event.kind is kind:
             return event
     raise AssertionError(f"no {kind} event")  # pragma: no cover
+
+
+@contextmanager
+def stalled(server: NatsServer) -> Iterator[None]:
+    """SIGSTOP the server: its sockets stay open, it reads nothing (a stalled link)."""
+    process = server._process
+    assert process is not None
+    os.kill(process.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        if process.returncode is None:
+            os.kill(process.pid, signal.SIGCONT)
+
+
+async def publish_spaced(bus: Bus, size: int, sent: list[int]) -> None:
+    """Publish forever, spaced past the write-through spacing (as a quiet agent would)."""
+    while True:
+        await bus.publish("stalled", b"x" * size)
+        sent[0] += 1
+        await trio.sleep(0.0002)
 
 
 async def receive_until_sentinel(subscription: Subscription) -> list[int]:
@@ -127,3 +153,31 @@ async def test_a_publish_refused_while_reconnecting_is_put_back_and_sent_later(
     assert got == list(range(count)), "a publish refused while reconnecting was not resent"
     assert stats.publish_failed == 0
     assert stats.queued_bytes == 0
+
+
+async def test_a_stalled_server_makes_publishers_wait(nats_server: NatsServer) -> None:
+    """A server that stops reading pushes back on publishers; memory stays bounded.
+
+    Publishes spaced out like a quiet agent's (each could be written straight to
+    the socket) must not pile up in asyncio's write buffer behind the server's
+    back: once the socket stops taking them, they queue, and at
+    ``outbox_max_bytes`` publish waits.
+    """
+    limit = 1 << 20
+    size = 64 * 1024
+    sent = [0]
+    async with (
+        open_bus(nats_server.url, outbox_max_bytes=limit, reconnect_buffer_bytes=limit) as bus,
+        trio.open_nursery() as nursery,
+    ):
+        await bus.flush()
+        with stalled(nats_server):
+            nursery.start_soon(publish_spaced, bus, size, sent)
+            with trio.fail_after(20):
+                while bus.statistics().queued_bytes < limit:
+                    assert sent[0] * size < 64 * limit, (
+                        f"{sent[0] * size} bytes went into a stalled connection and publish "
+                        "never waited: no backpressure"
+                    )
+                    await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
