@@ -406,7 +406,10 @@ class Bus:
             buffer.close(self._closed)
 
     async def close(self) -> None:
-        """Flush what is queued (bounded), then close the connection."""
+        """Flush what is queued (bounded), then close the connection.
+
+        The connection ends closed even if closing it fails: that is logged, not raised.
+        """
         timeout = self._options.close_timeout
         if self._closed is None and self._client.is_connected:
             with trio.move_on_after(timeout):
@@ -414,7 +417,12 @@ class Bus:
                 await trio_asyncio.aio_as_trio(self._client.flush)(timeout)
         self.mark_closed("closed by its owner")
         with trio.move_on_after(timeout):
-            await trio_asyncio.aio_as_trio(self._client.close)()
+            try:
+                await trio_asyncio.aio_as_trio(self._client.close)()
+            except (OSError, nats_errors.Error) as error:
+                # nats-py first writes what it still holds to the socket; after an
+                # outage that fails (ConnectionResetError) and the close stops half way.
+                log.warning("closing the NATS connection failed: %r", error)
 
 
 def _complete_from_task(task: asyncio.Future[Any], completion: Completion[None]) -> None:
@@ -467,9 +475,13 @@ async def open_bus(
                 try:
                     yield bus
                 finally:
-                    with trio.CancelScope(shield=True):
-                        await bus.close()
-                    pump_scope.cancel()
+                    try:
+                        with trio.CancelScope(shield=True):
+                            await bus.close()
+                    finally:
+                        # Whatever close() did: the shielded pump would keep this
+                        # nursery, and so open_bus, open for good.
+                        pump_scope.cancel()
         finally:
             if not client.is_closed:
                 with trio.CancelScope(shield=True), trio.move_on_after(options.close_timeout):

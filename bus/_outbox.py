@@ -226,12 +226,19 @@ class Outbox:
     # asyncio side -----------------------------------------------------------------
 
     async def pump(self, client: Client, online: asyncio.Event) -> None:
-        """Drain the queue into nats-py forever (run as one asyncio task)."""
+        """Drain the queue into nats-py until the outbox is closed (one asyncio task).
+
+        It ends by itself once closed, not only when cancelled: nats-py swallows
+        a cancellation that reaches its forced flush (``_flush_pending``), where
+        the pump can wait for good when an outage kills nats-py's flusher.
+        """
         items = self._items
         self.direct = self.direct and _supports_direct_writes(client)
         handed = 0
         while True:
             if not items:
+                if self._closed is not None:
+                    return
                 self._room.unpark_all()
                 self._empty.unpark_all()
                 self._wakeup.clear()

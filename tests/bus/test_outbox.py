@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
+import threading
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 
 import trio
@@ -52,6 +53,32 @@ def stalled(server: NatsServer) -> Iterator[None]:
     finally:
         if process.returncode is None:
             os.kill(process.pid, signal.SIGCONT)
+
+
+async def run_in_a_thread_of_its_own(
+    scenario: Callable[[], Awaitable[None]], timeout: float
+) -> None:
+    """``trio.run(scenario)`` in a daemon thread; fail if it has not ended after ``timeout``.
+
+    For hangs inside the bus's shielded teardown, which no cancel scope can end:
+    the thread is abandoned and the test fails now instead of hanging the run.
+    """
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            trio.run(scenario)
+        except BaseException as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=run, name="scenario", daemon=True)
+    thread.start()
+    with trio.move_on_after(timeout):
+        while thread.is_alive():
+            await trio.sleep(0.01)
+    assert not thread.is_alive(), f"still running after {timeout} s (abandoned)"
+    if errors:
+        raise errors[0]
 
 
 async def publish_spaced(bus: Bus, size: int, sent: list[int]) -> None:
@@ -181,3 +208,52 @@ async def test_a_stalled_server_makes_publishers_wait(nats_server: NatsServer) -
                     )
                     await trio.sleep(0.01)
             nursery.cancel_scope.cancel()
+
+
+async def test_closing_during_an_outage_ends_even_with_the_pump_inside_nats_py(
+    nats_server: NatsServer,
+) -> None:
+    """Leaving ``open_bus`` while the server is down ends within ``close_timeout``.
+
+    A stall with more than ``reconnect_buffer_bytes`` queued leaves the pump
+    waiting in nats-py's forced flush, for a flusher that the outage then
+    cancels. Two things kept the shielded teardown of ``open_bus`` open for good
+    from there (hence a thread of its own): nats-py's close raised
+    ConnectionResetError (it writes what it holds to the dead socket), which
+    skipped cancelling the pump; and nats-py swallows the cancellation of that
+    forced flush, so the pump must end by itself once the bus is closed.
+    """
+    process = nats_server._process
+    assert process is not None
+    pid, url = process.pid, nats_server.url
+    limit = 1 << 20
+    close_timeout = 1.0
+    left_after: list[float] = []
+
+    async def scenario() -> None:
+        async with (
+            open_bus(
+                url,
+                reconnect=FAST_RECONNECT,
+                outbox_max_bytes=limit,
+                reconnect_buffer_bytes=limit,
+                close_timeout=close_timeout,
+            ) as bus,
+            bus.watch_events() as events,
+        ):
+            await bus.flush()
+            os.kill(pid, signal.SIGSTOP)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(publish_spaced, bus, 64 * 1024, [0])
+                with trio.fail_after(5):
+                    while bus.statistics().queued_bytes < limit:  # the pump waits in nats-py
+                        await trio.sleep(0.01)
+                nursery.cancel_scope.cancel()
+            os.kill(pid, signal.SIGKILL)
+            with trio.fail_after(5):
+                await next_event(events, ConnectionEventKind.DISCONNECTED)
+            start = trio.current_time()
+        left_after.append(trio.current_time() - start)
+
+    await run_in_a_thread_of_its_own(scenario, timeout=15)
+    assert left_after[0] < close_timeout + 1, f"open_bus took {left_after[0]:.1f} s to close"
