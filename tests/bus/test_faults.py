@@ -13,7 +13,6 @@ import trio.lowlevel
 from volta.bus import (
     Bus,
     BusClosed,
-    ConnectionEvent,
     ConnectionEventKind,
     NatsServer,
     Overflow,
@@ -21,16 +20,7 @@ from volta.bus import (
     open_bus,
 )
 
-FAST_RECONNECT = ReconnectPolicy(initial_delay=0.05, max_delay=0.2, jitter=0.1)
-
-
-async def next_event(
-    events: trio.MemoryReceiveChannel[ConnectionEvent], kind: ConnectionEventKind
-) -> ConnectionEvent:
-    async for event in events:
-        if event.kind is kind:
-            return event
-    raise AssertionError(f"no {kind} event")  # pragma: no cover
+from .conftest import FAST_RECONNECT, next_event
 
 
 async def test_kill_9_during_traffic_then_restart(nats_server: NatsServer) -> None:

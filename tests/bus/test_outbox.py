@@ -14,45 +14,15 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 
 import trio
 
-from volta.bus import (
-    Bus,
-    ConnectionEvent,
-    ConnectionEventKind,
-    NatsServer,
-    ReconnectPolicy,
-    Subscription,
-    open_bus,
-)
+from volta.bus import Bus, ConnectionEventKind, NatsServer, Subscription, open_bus
 
-FAST_RECONNECT = ReconnectPolicy(initial_delay=0.05, max_delay=0.2, jitter=0.1)
+from .conftest import FAST_RECONNECT, next_event, stalled
+
 SENTINEL = b"end"
-
-
-async def next_event(
-    events: trio.MemoryReceiveChannel[ConnectionEvent], kind: ConnectionEventKind
-) -> ConnectionEvent:
-    async for event in events:
-        if event.kind is kind:
-            return event
-    raise AssertionError(f"no {kind} event")  # pragma: no cover
-
-
-@contextmanager
-def stalled(server: NatsServer) -> Iterator[None]:
-    """SIGSTOP the server: its sockets stay open, it reads nothing (a stalled link)."""
-    process = server._process
-    assert process is not None
-    os.kill(process.pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        if process.returncode is None:
-            os.kill(process.pid, signal.SIGCONT)
 
 
 async def run_in_a_thread_of_its_own(

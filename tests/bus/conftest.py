@@ -1,0 +1,37 @@
+"""Helpers for the bus's fault tests (the server fixture is in tests/conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import trio
+
+from volta.bus import ConnectionEvent, ConnectionEventKind, NatsServer, ReconnectPolicy
+
+FAST_RECONNECT = ReconnectPolicy(initial_delay=0.05, max_delay=0.2, jitter=0.1)
+
+
+async def next_event(
+    events: trio.MemoryReceiveChannel[ConnectionEvent], kind: ConnectionEventKind
+) -> ConnectionEvent:
+    """The next event of this kind (bound the wait with ``trio.fail_after``)."""
+    async for event in events:
+        if event.kind is kind:
+            return event
+    raise AssertionError(f"no {kind} event")  # pragma: no cover
+
+
+@contextmanager
+def stalled(server: NatsServer) -> Iterator[None]:
+    """SIGSTOP the server: its sockets stay open, it reads nothing (a stalled link)."""
+    process = server._process
+    assert process is not None
+    os.kill(process.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        if process.returncode is None:
+            os.kill(process.pid, signal.SIGCONT)
