@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 import trio
 
@@ -24,14 +25,26 @@ async def next_event(
     raise AssertionError(f"no {kind} event")  # pragma: no cover
 
 
-@contextmanager
-def stalled(server: NatsServer) -> Iterator[None]:
-    """SIGSTOP the server: its sockets stay open, it reads nothing (a stalled link)."""
+@asynccontextmanager
+async def stalled(server: NatsServer) -> AsyncIterator[None]:
+    """SIGSTOP the server: its sockets stay open, it reads nothing (a stalled link).
+
+    Enters once the kernel reports the process stopped (Linux ``/proc``).
+    """
     process = server._process
     assert process is not None
     os.kill(process.pid, signal.SIGSTOP)
     try:
+        with trio.fail_after(5):
+            while _process_state(process.pid) != "T":
+                await trio.sleep(0.001)
         yield
     finally:
         if process.returncode is None:
             os.kill(process.pid, signal.SIGCONT)
+
+
+def _process_state(pid: int) -> str:
+    """The state letter of ``/proc/<pid>/stat`` (R, S, T, Z, ...)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2]

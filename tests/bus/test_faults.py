@@ -15,8 +15,10 @@ from volta.bus import (
     BusClosed,
     ConnectionEventKind,
     NatsServer,
+    NoResponders,
     Overflow,
     ReconnectPolicy,
+    RequestTimeout,
     open_bus,
 )
 
@@ -198,3 +200,47 @@ async def test_flood_of_publishes_applies_backpressure(nats_server: NatsServer) 
             await bus.flush()
             nursery.cancel_scope.cancel()
     assert 0 < peak <= 4096 + 100
+
+
+async def test_a_flush_during_an_outage_times_out(nats_server: NatsServer) -> None:
+    async with (
+        open_bus(nats_server.url, reconnect=FAST_RECONNECT) as bus,
+        bus.watch_events() as events,
+    ):
+        await nats_server.kill()
+        with trio.fail_after(10):
+            await next_event(events, ConnectionEventKind.DISCONNECTED)
+        start = trio.current_time()
+        with trio.fail_after(5), pytest.raises(RequestTimeout, match=r"'\(flush\)' within 0\.2 s"):
+            await bus.flush(timeout=0.2)
+        assert trio.current_time() - start >= 0.2
+
+
+async def test_a_subscribe_abandoned_during_an_outage_leaves_nothing_behind(
+    nats_server: NatsServer,
+) -> None:
+    """Cancelled while it waits for the reconnect, it is undone once it exists."""
+    async with (
+        open_bus(nats_server.url, reconnect=FAST_RECONNECT) as bus,
+        bus.watch_events() as events,
+    ):
+        await nats_server.kill()
+        with trio.fail_after(10):
+            await next_event(events, ConnectionEventKind.DISCONNECTED)
+        with trio.move_on_after(0.1) as waited:
+            async with bus.subscribe("abandoned"):
+                pass  # pragma: no cover - the outage holds it
+        assert waited.cancelled_caught
+        await nats_server.restart()
+        with trio.fail_after(10):
+            await next_event(events, ConnectionEventKind.RECONNECTED)
+            await bus.flush()  # queued behind the abandoned subscribe and its undoing
+        assert bus.statistics().subscriptions == 0
+        try:
+            await bus.request("abandoned", b"?", timeout=1)
+        except NoResponders:
+            pass
+        except RequestTimeout:
+            pytest.fail("the abandoned subscription is still on the server")
+        else:  # pragma: no cover
+            pytest.fail("someone answered on 'abandoned'")

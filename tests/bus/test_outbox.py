@@ -168,7 +168,7 @@ async def test_a_stalled_server_makes_publishers_wait(nats_server: NatsServer) -
         trio.open_nursery() as nursery,
     ):
         await bus.flush()
-        with stalled(nats_server):
+        async with stalled(nats_server):
             nursery.start_soon(publish_spaced, bus, size, sent)
             with trio.fail_after(20):
                 while bus.statistics().queued_bytes < limit:
