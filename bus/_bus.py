@@ -55,6 +55,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("volta.bus")
 
 _YIELD_EVERY = 128
+_NATS_FLUSH_WAIT = 3600.0
+"""How long nats-py itself waits for a flush's PONG (the caller's timeout is ours).
+
+When nats-py times a flush out it cancels the future of its PONG, and a PONG
+that comes later kills nats-py's reader (InvalidStateError in _process_pong): the
+connection stays deaf until the pings notice. A live connection answers long
+before this; a dead one drops the future on reconnect."""
 _SUBJECT_CACHE_SIZE = 4096
 DEFAULT_MAX_MESSAGES = 65_536
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
@@ -248,13 +255,14 @@ class Bus:
         async def run(client: Client) -> None:
             # A task of its own, so the pump keeps sending while we wait for the PONG.
             # nats-py annotates the timeout as int; it is used as a float.
-            task = asyncio.ensure_future(client.flush(timeout))  # type: ignore[arg-type]
+            flush = client.flush(_NATS_FLUSH_WAIT)  # type: ignore[arg-type]
+            task = asyncio.ensure_future(flush)
             task.add_done_callback(lambda t: _complete_from_task(t, completion))
 
         if self._closed is not None:
             raise self._closed
         self._outbox.put_command(Command(run, None))
-        with trio.move_on_after(timeout + 0.5):
+        with trio.move_on_after(timeout):
             try:
                 await completion.wait()
             except (nats_errors.TimeoutError, nats_errors.FlushTimeoutError, TimeoutError):

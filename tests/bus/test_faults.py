@@ -22,7 +22,7 @@ from volta.bus import (
     open_bus,
 )
 
-from .conftest import FAST_RECONNECT, next_event
+from .conftest import FAST_RECONNECT, next_event, stalled
 
 
 async def test_kill_9_during_traffic_then_restart(nats_server: NatsServer) -> None:
@@ -214,6 +214,27 @@ async def test_a_flush_during_an_outage_times_out(nats_server: NatsServer) -> No
         with trio.fail_after(5), pytest.raises(RequestTimeout, match=r"'\(flush\)' within 0\.2 s"):
             await bus.flush(timeout=0.2)
         assert trio.current_time() - start >= 0.2
+
+
+async def test_a_flush_the_server_never_confirms_times_out_and_the_bus_recovers(
+    nats_server: NatsServer,
+) -> None:
+    """A stalled server never answers the PING; once it reads again, the bus delivers.
+
+    (nats-py, timing out a flush itself, cancels the future of its PONG; the late
+    PONG then kills nats-py's reader with InvalidStateError, and the connection
+    stays deaf until the pings notice, 20-30 s later.)
+    """
+    received: list[bytes] = []
+    async with open_bus(nats_server.url) as bus, bus.subscribe("after") as after:
+        await bus.flush()
+        async with stalled(nats_server):
+            with trio.fail_after(5), pytest.raises(RequestTimeout, match=r"'\(flush\)'"):
+                await bus.flush(timeout=0.3)
+        await bus.publish("after", b"still here")
+        with trio.move_on_after(2):
+            received.append((await after.receive()).data)
+    assert received == [b"still here"], "the connection went deaf after a flush timed out"
 
 
 async def test_a_subscribe_abandoned_during_an_outage_leaves_nothing_behind(
