@@ -118,6 +118,7 @@ class Bus:
         self._events = events
         self._monitor = monitor
         self._buffers: set[SubscriptionBuffer] = set()
+        self._flushes: set[Completion[None]] = set()
         self._valid_subjects: set[str] = set()
         self._since_yield = 0
         self._closed: BusClosed | None = None
@@ -262,12 +263,16 @@ class Bus:
         if self._closed is not None:
             raise self._closed
         self._outbox.put_command(Command(run, None))
-        with trio.move_on_after(timeout):
-            try:
-                await completion.wait()
-            except (nats_errors.TimeoutError, nats_errors.FlushTimeoutError, TimeoutError):
-                raise RequestTimeout("(flush)", timeout) from None
-            return
+        self._flushes.add(completion)  # for mark_closed: the command has no completion
+        try:
+            with trio.move_on_after(timeout):
+                try:
+                    await completion.wait()
+                except (nats_errors.TimeoutError, nats_errors.FlushTimeoutError, TimeoutError):
+                    raise RequestTimeout("(flush)", timeout) from None
+                return
+        finally:
+            self._flushes.discard(completion)
         raise RequestTimeout("(flush)", timeout)
 
     # subscribing --------------------------------------------------------------
@@ -410,6 +415,8 @@ class Bus:
         self._closed = BusClosed(f"the bus is closed: {reason}")
         self._outbox.close(self._closed)
         self._requests.fail_all(self._closed)
+        for completion in self._flushes:
+            completion.set_error(self._closed)
         for buffer in self._buffers:
             buffer.close(self._closed)
 

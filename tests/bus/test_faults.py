@@ -6,6 +6,8 @@ every wait bounded by ``trio.fail_after``.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import pytest
 import trio
 import trio.lowlevel
@@ -235,6 +237,52 @@ async def test_a_flush_the_server_never_confirms_times_out_and_the_bus_recovers(
         with trio.move_on_after(2):
             received.append((await after.receive()).data)
     assert received == [b"still here"], "the connection went deaf after a flush timed out"
+
+
+async def test_what_waits_for_a_reconnect_fails_at_once_when_the_bus_gives_up(
+    nats_server: NatsServer,
+) -> None:
+    """A flush, a request and a subscribe held by an outage end with BusClosed.
+
+    Their own timeouts are long: they must end when the bus gives up, not then.
+    """
+    policy = ReconnectPolicy(initial_delay=0.2, max_delay=0.2, jitter=0, max_attempts=2)
+    ended: dict[str, Exception] = {}
+    async with (
+        open_bus(nats_server.url, reconnect=policy) as bus,
+        bus.watch_events() as events,
+    ):
+        await nats_server.kill()
+        with trio.fail_after(10):
+            await next_event(events, ConnectionEventKind.DISCONNECTED)
+
+        async def flush() -> None:
+            await bus.flush(timeout=60)
+
+        async def request() -> None:
+            await bus.request("anyone", b"?", timeout=60)
+
+        async def subscribe() -> None:
+            async with bus.subscribe("later"):
+                pass  # pragma: no cover - never subscribed
+
+        async def run(name: str, operation: Callable[[], Awaitable[None]]) -> None:
+            try:
+                await operation()
+            except Exception as error:
+                ended[name] = error
+
+        with trio.move_on_after(5):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(run, "flush", flush)
+                nursery.start_soon(run, "request", request)
+                nursery.start_soon(run, "subscribe", subscribe)
+        waiting = {"flush", "request", "subscribe"} - set(ended)
+        assert not waiting, f"still waiting 5 s after the bus gave up: {sorted(waiting)}"
+        assert {name: type(error) for name, error in ended.items()} == dict.fromkeys(
+            ended, BusClosed
+        )
+    assert bus.closed
 
 
 async def test_a_subscribe_abandoned_during_an_outage_leaves_nothing_behind(
