@@ -199,6 +199,7 @@ async def test_closing_during_an_outage_ends_even_with_the_pump_inside_nats_py(
     limit = 1 << 20
     close_timeout = 1.0
     left_after: list[float] = []
+    forced_flushes: list[int] = []
 
     async def scenario() -> None:
         async with (
@@ -214,11 +215,17 @@ async def test_closing_during_an_outage_ends_even_with_the_pump_inside_nats_py(
             await bus.flush()
             os.kill(pid, signal.SIGSTOP)
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(publish_spaced, bus, 64 * 1024, [0])
+                # Small publishes, one per pump run: nats-py's flusher is stuck in
+                # the socket's drain (holding a flush nobody waits for) well before
+                # the pump's writes pass reconnect_buffer_bytes and force a flush.
+                nursery.start_soon(publish_spaced, bus, 16 * 1024, [0])
                 with trio.fail_after(5):
                     while bus.statistics().queued_bytes < limit:  # the pump waits in nats-py
                         await trio.sleep(0.01)
                 nursery.cancel_scope.cancel()
+            flush_queue = bus._client._flush_queue  # flushes nats-py's flusher has not taken
+            assert flush_queue is not None
+            forced_flushes.append(flush_queue.qsize())
             os.kill(pid, signal.SIGKILL)
             with trio.fail_after(5):
                 await next_event(events, ConnectionEventKind.DISCONNECTED)
@@ -226,4 +233,5 @@ async def test_closing_during_an_outage_ends_even_with_the_pump_inside_nats_py(
         left_after.append(trio.current_time() - start)
 
     await run_in_a_thread_of_its_own(scenario, timeout=15)
+    assert forced_flushes[0] > 0, "the pump was not left waiting in nats-py (the case under test)"
     assert left_after[0] < close_timeout + 1, f"open_bus took {left_after[0]:.1f} s to close"
