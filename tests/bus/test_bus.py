@@ -32,7 +32,7 @@ from volta.bus import (
     open_bus,
     run_nats_server,
 )
-from volta.bus._outbox import _supports_direct_writes
+from volta.bus._outbox import _has_backlog, _supports_direct_writes
 
 
 async def serve_echo(
@@ -259,6 +259,26 @@ async def test_unsubscribe_on_block_exit(nats_server: NatsServer) -> None:
             await bus.request("gone", b"?", timeout=5)
 
 
+async def test_a_publish_nats_py_refuses_fails_alone(nats_server: NatsServer) -> None:
+    """Counted and reported as an error event; the publishes around it go out."""
+    async with (
+        open_bus(nats_server.url) as bus,
+        bus.watch_events() as events,
+        bus.subscribe("around") as around,
+    ):
+        await bus.flush()
+        await bus.publish("around", b"before", headers={"ok": "1"})
+        await bus.publish("around", b"refused", headers={"no spaces": "in keys"})
+        await bus.publish("around", b"after", headers={"ok": "1"})
+        with trio.fail_after(5):
+            got = [(await around.receive()).data for _ in range(2)]
+            error = await events.receive()
+        assert bus.statistics().publish_failed == 1, "the refused publish was not counted"
+    assert got == [b"before", b"after"]
+    assert error.kind is ConnectionEventKind.ERROR
+    assert "publish to 'around' failed" in error.detail
+
+
 async def test_closed_bus_refuses_work(nats_server: NatsServer) -> None:
     async with open_bus(nats_server.url) as bus:
         pass
@@ -361,6 +381,7 @@ async def test_fast_paths_are_active_with_this_nats_py(nats_server: NatsServer) 
         # On an idle connection a publish is written before publish() returns.
         await bus.publish("fast", b"2")
         assert bus.statistics().published == 2, "write-through is off"
+    assert _has_backlog(object()), "write-through into a transport whose backlog is unknown"
 
 
 @pytest.mark.parametrize(
