@@ -11,12 +11,14 @@ the first messages whatever the timing.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
 from collections.abc import Awaitable, Callable
 
 import trio
+import trio_asyncio
 
 from volta.bus import Bus, ConnectionEventKind, NatsServer, Subscription, open_bus
 
@@ -90,6 +92,8 @@ async def test_an_outage_is_backpressure_not_loss(nats_server: NatsServer) -> No
             await next_event(events, ConnectionEventKind.DISCONNECTED)
         assert not bus.connected
         await publish_numbered(bus, range(count))
+        # A trip through the asyncio loop, queued behind the pump's wake-up.
+        await trio_asyncio.aio_as_trio(asyncio.sleep)(0)
         held = bus.statistics().queued_bytes
         assert held == sum(len(str(n)) for n in range(count)), "the outage should hold them"
 
