@@ -56,6 +56,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("volta.bus")
 
 _YIELD_EVERY = 128
+_NATS_FLUSH_WAIT = 3600.0
+"""How long nats-py itself waits for a flush's PONG (the caller's timeout is ours).
+
+When nats-py times a flush out it cancels the future of its PONG, and a PONG
+that comes later kills nats-py's reader (InvalidStateError in _process_pong): the
+connection stays deaf until the pings notice. A live connection answers long
+before this; a dead one drops the future on reconnect."""
 _SUBJECT_CACHE_SIZE = 4096
 DEFAULT_MAX_MESSAGES = 65_536
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
@@ -112,6 +119,7 @@ class Bus:
         self._events = events
         self._monitor = monitor
         self._buffers: set[SubscriptionBuffer] = set()
+        self._flushes: set[Completion[None]] = set()
         self._valid_subjects: set[str] = set()
         self._since_yield = 0
         self._closed: BusClosed | None = None
@@ -252,18 +260,23 @@ class Bus:
         async def run(client: Client) -> None:
             # A task of its own, so the pump keeps sending while we wait for the PONG.
             # nats-py annotates the timeout as int; it is used as a float.
-            task = asyncio.ensure_future(client.flush(timeout))  # type: ignore[arg-type]
+            flush = client.flush(_NATS_FLUSH_WAIT)  # type: ignore[arg-type]
+            task = asyncio.ensure_future(flush)
             task.add_done_callback(lambda t: _complete_from_task(t, completion))
 
         if self._closed is not None:
             raise self._closed
         self._outbox.put_command(Command(run, None))
-        with trio.move_on_after(timeout + 0.5):
-            try:
-                await completion.wait()
-            except (nats_errors.TimeoutError, nats_errors.FlushTimeoutError, TimeoutError):
-                raise RequestTimeout("(flush)", timeout) from None
-            return
+        self._flushes.add(completion)  # for mark_closed: the command has no completion
+        try:
+            with trio.move_on_after(timeout):
+                try:
+                    await completion.wait()
+                except (nats_errors.TimeoutError, nats_errors.FlushTimeoutError, TimeoutError):
+                    raise RequestTimeout("(flush)", timeout) from None
+                return
+        finally:
+            self._flushes.discard(completion)
         raise RequestTimeout("(flush)", timeout)
 
     # subscribing --------------------------------------------------------------
@@ -442,11 +455,16 @@ class Bus:
         self._closed = BusClosed(f"the bus is closed: {reason}")
         self._outbox.close(self._closed)
         self._requests.fail_all(self._closed)
+        for completion in self._flushes:
+            completion.set_error(self._closed)
         for buffer in self._buffers:
             buffer.close(self._closed)
 
     async def close(self) -> None:
-        """Flush what is queued (bounded), then close the connection."""
+        """Flush what is queued (bounded), then close the connection.
+
+        The connection ends closed even if closing it fails: that is logged, not raised.
+        """
         timeout = self._options.close_timeout
         if self._closed is None and self._client.is_connected:
             with trio.move_on_after(timeout):
@@ -454,7 +472,12 @@ class Bus:
                 await trio_asyncio.aio_as_trio(self._client.flush)(timeout)
         self.mark_closed("closed by its owner")
         with trio.move_on_after(timeout):
-            await trio_asyncio.aio_as_trio(self._client.close)()
+            try:
+                await trio_asyncio.aio_as_trio(self._client.close)()
+            except (OSError, nats_errors.Error) as error:
+                # nats-py first writes what it still holds to the socket; after an
+                # outage that fails (ConnectionResetError) and the close stops half way.
+                log.warning("closing the NATS connection failed: %r", error)
 
 
 def _complete_from_task(task: asyncio.Future[Any], completion: Completion[None]) -> None:
@@ -510,9 +533,13 @@ async def open_bus(
                     yield bus
                 finally:
                     report_scope.cancel()
-                    with trio.CancelScope(shield=True):
-                        await bus.close()
-                    pump_scope.cancel()
+                    try:
+                        with trio.CancelScope(shield=True):
+                            await bus.close()
+                    finally:
+                        # Whatever close() did: the shielded pump would keep this
+                        # nursery, and so open_bus, open for good.
+                        pump_scope.cancel()
         finally:
             if not client.is_closed:
                 with trio.CancelScope(shield=True), trio.move_on_after(options.close_timeout):

@@ -138,6 +138,9 @@ class Outbox:
         now keeps the order of everything published. Only when the last such write
         is more than ``_WRITE_THROUGH_SPACING_NS`` old: a burst goes through the
         pump instead and leaves in batches, one socket write for many messages.
+        And only while the socket takes what it is given: once asyncio holds a
+        backlog (a stalled server or link), writing here would grow it without
+        bound; through the pump, nats-py's pending limit and ours push back.
 
         Returns:
             True if written; False to queue it as usual.
@@ -153,6 +156,7 @@ class Outbox:
             or transport is None
             or client._pending_data_size
             or not client.is_connected
+            or _has_backlog(transport)
         ):
             return False
         self._last_write_through = now
@@ -222,12 +226,19 @@ class Outbox:
     # asyncio side -----------------------------------------------------------------
 
     async def pump(self, client: Client, online: asyncio.Event) -> None:
-        """Drain the queue into nats-py forever (run as one asyncio task)."""
+        """Drain the queue into nats-py until the outbox is closed (one asyncio task).
+
+        It ends by itself once closed, not only when cancelled: nats-py swallows
+        a cancellation that reaches its forced flush (``_flush_pending``), where
+        the pump can wait for good when an outage kills nats-py's flusher.
+        """
         items = self._items
         self.direct = self.direct and _supports_direct_writes(client)
         handed = 0
         while True:
             if not items:
+                if self._closed is not None:
+                    return
                 self._room.unpark_all()
                 self._empty.unpark_all()
                 self._wakeup.clear()
@@ -310,6 +321,18 @@ class Outbox:
         else:
             self.published += 1
         return True
+
+
+def _has_backlog(transport: object) -> bool:
+    """Whether asyncio holds bytes the socket has not taken yet (True if unknown).
+
+    Reads the asyncio transport under nats-py's ``TcpTransport._io_writer`` (a
+    private attribute); a transport without one never gets write-through.
+    """
+    writer = getattr(transport, "_io_writer", None)
+    if writer is None:
+        return True
+    return bool(writer.transport.get_write_buffer_size())
 
 
 def _supports_direct_writes(client: Client) -> bool:

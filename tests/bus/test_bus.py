@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
+from nats.aio.client import Client as NatsClient
+from nats.aio.subscription import Subscription as NatsSubscription
 
 from volta.bus import (
     Bus,
@@ -31,6 +34,7 @@ from volta.bus import (
     open_bus,
     run_nats_server,
 )
+from volta.bus._outbox import _has_backlog, _supports_direct_writes
 
 
 async def serve_echo(
@@ -186,6 +190,29 @@ async def test_concurrent_requests_get_their_own_replies(nats_server: NatsServer
     assert results == {n: str(n).encode() for n in range(100)}
 
 
+async def test_a_late_reply_is_dropped_and_answers_nothing_else(nats_server: NatsServer) -> None:
+    """A second reply to an answered request must not become the next one's answer."""
+    async with open_bus(nats_server.url) as client, open_bus(nats_server.url) as server:
+
+        async def answer_late(task_status: trio.TaskStatus[None]) -> None:
+            async with server.subscribe("late") as requests:
+                await server.flush()
+                task_status.started()
+                first = await requests.receive()
+                assert first.reply is not None
+                await server.respond(first, b"first")
+                second = await requests.receive()
+                await server.publish(first.reply, b"late, for the first")
+                await server.respond(second, b"second")
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(answer_late)
+            with trio.fail_after(5):
+                replies = [(await client.request("late", b"?", timeout=5)).data for _ in range(2)]
+        assert client.statistics().requests_waiting == 0
+    assert replies == [b"first", b"second"]
+
+
 async def test_request_timeout_names_the_subject(nats_server: NatsServer) -> None:
     async with open_bus(nats_server.url) as bus:
         async with bus.subscribe("silent"):  # a responder that never answers
@@ -228,8 +255,22 @@ async def test_invalid_publish_subjects(nats_server: NatsServer, subject: str) -
             await bus.request(subject, b"x", timeout=1)
 
 
+async def test_an_invalid_reply_subject_is_refused(nats_server: NatsServer) -> None:
+    async with open_bus(nats_server.url) as bus:
+        with pytest.raises(InvalidSubject):
+            await bus.publish("fine", b"x", reply="not fine")
+        with pytest.raises(InvalidSubject):
+            await bus.publish("fine", b"x", reply="reply.*")
+
+
 async def test_invalid_subscriptions(nats_server: NatsServer) -> None:
     async with open_bus(nats_server.url) as bus:
+        with pytest.raises(ValueError, match="must be positive"):
+            async with bus.subscribe("a", max_messages=0):
+                pass  # pragma: no cover
+        with pytest.raises(ValueError, match="must be positive"):
+            async with bus.subscribe("a", max_bytes=0):
+                pass  # pragma: no cover
         with pytest.raises(InvalidSubject):
             async with bus.subscribe("a.>.b"):
                 pass  # pragma: no cover
@@ -253,6 +294,26 @@ async def test_unsubscribe_on_block_exit(nats_server: NatsServer) -> None:
             await bus.request("gone", b"?", timeout=5)
 
 
+async def test_a_publish_nats_py_refuses_fails_alone(nats_server: NatsServer) -> None:
+    """Counted and reported as an error event; the publishes around it go out."""
+    async with (
+        open_bus(nats_server.url) as bus,
+        bus.watch_events() as events,
+        bus.subscribe("around") as around,
+    ):
+        await bus.flush()
+        await bus.publish("around", b"before", headers={"ok": "1"})
+        await bus.publish("around", b"refused", headers={"no spaces": "in keys"})
+        await bus.publish("around", b"after", headers={"ok": "1"})
+        with trio.fail_after(5):
+            got = [(await around.receive()).data for _ in range(2)]
+            error = await events.receive()
+        assert bus.statistics().publish_failed == 1, "the refused publish was not counted"
+    assert got == [b"before", b"after"]
+    assert error.kind is ConnectionEventKind.ERROR
+    assert "publish to 'around' failed" in error.detail
+
+
 async def test_closed_bus_refuses_work(nats_server: NatsServer) -> None:
     async with open_bus(nats_server.url) as bus:
         pass
@@ -262,6 +323,11 @@ async def test_closed_bus_refuses_work(nats_server: NatsServer) -> None:
     with pytest.raises(BusClosed):
         async with bus.subscribe("x"):
             pass  # pragma: no cover
+    with pytest.raises(BusClosed):
+        await bus.request("x", b"y", timeout=5)
+    with pytest.raises(BusClosed):
+        await bus.flush()
+    assert bus.statistics().requests_waiting == 0
 
 
 async def test_publishes_queued_before_close_are_flushed(nats_server: NatsServer) -> None:
@@ -347,6 +413,10 @@ async def test_fast_paths_are_active_with_this_nats_py(nats_server: NatsServer) 
             await sub.receive()
         assert sub.statistics().direct_delivery
         assert bus.statistics().direct_writes
+        # On an idle connection a publish is written before publish() returns.
+        await bus.publish("fast", b"2")
+        assert bus.statistics().published == 2, "write-through is off"
+    assert _has_backlog(object()), "write-through into a transport whose backlog is unknown"
 
 
 @pytest.mark.parametrize(
@@ -373,3 +443,55 @@ async def test_public_api_fallbacks_behave_the_same(
     assert [int(d.data) for d in got] == list(range(50))
     assert stats.dropped == 251
     assert stats.direct_delivery is direct_delivery
+
+
+class _SomeOtherQueue:
+    """Stands in for the queue of a nats-py release that the bus does not know."""
+
+    def __init__(self, queue: object) -> None:
+        self._queue = queue
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._queue, name)
+
+
+async def test_without_a_known_queue_delivery_falls_back_to_the_callback(
+    nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The check behind direct delivery, not only its switch: a changed nats-py
+    gets the callback path, with a warning, and no subscription left behind."""
+    original = NatsClient.subscribe
+
+    async def subscribe(self: NatsClient, *args: Any, **kwargs: Any) -> NatsSubscription:
+        subscription = await original(self, *args, **kwargs)
+        if kwargs.get("cb") is None:
+            subscription._pending_queue = _SomeOtherQueue(subscription._pending_queue)  # type: ignore[assignment]
+        return subscription
+
+    monkeypatch.setattr(NatsClient, "subscribe", subscribe)
+    async with open_bus(nats_server.url) as bus, bus.subscribe("changed") as sub:
+        await bus.flush()
+        for n in range(3):
+            await bus.publish("changed", str(n).encode())
+        with trio.fail_after(5):
+            got = [(await sub.receive()).data for _ in range(3)]
+        assert not sub.statistics().direct_delivery, "took over a queue it does not know"
+        assert len(bus._client._subs) == 2, "the probe subscription was left on the connection"
+    assert got == [b"0", b"1", b"2"]
+    assert "direct delivery unavailable" in caplog.text
+
+
+async def test_without_the_write_hooks_publishes_take_the_public_api(
+    nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check behind run writes, not only its switch."""
+    assert not _supports_direct_writes(object())  # type: ignore[arg-type]
+    monkeypatch.setattr("volta.bus._outbox._supports_direct_writes", lambda _client: False)
+    async with open_bus(nats_server.url) as bus, bus.subscribe("public") as sub:
+        await bus.flush()
+        for n in range(300):
+            await bus.publish("public", str(n).encode())
+        with trio.fail_after(5):
+            got = [int((await sub.receive()).data) for _ in range(300)]
+        assert not bus.statistics().direct_writes, "used write hooks it was told are missing"
+    assert got == list(range(300))

@@ -6,6 +6,8 @@ every wait bounded by ``trio.fail_after``.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import pytest
 import trio
 import trio.lowlevel
@@ -13,24 +15,16 @@ import trio.lowlevel
 from volta.bus import (
     Bus,
     BusClosed,
-    ConnectionEvent,
     ConnectionEventKind,
     NatsServer,
+    NoResponders,
     Overflow,
     ReconnectPolicy,
+    RequestTimeout,
     open_bus,
 )
 
-FAST_RECONNECT = ReconnectPolicy(initial_delay=0.05, max_delay=0.2, jitter=0.1)
-
-
-async def next_event(
-    events: trio.MemoryReceiveChannel[ConnectionEvent], kind: ConnectionEventKind
-) -> ConnectionEvent:
-    async for event in events:
-        if event.kind is kind:
-            return event
-    raise AssertionError(f"no {kind} event")  # pragma: no cover
+from .conftest import FAST_RECONNECT, next_event, stalled
 
 
 async def test_kill_9_during_traffic_then_restart(nats_server: NatsServer) -> None:
@@ -213,3 +207,114 @@ async def test_flood_of_publishes_applies_backpressure(nats_server: NatsServer) 
             await bus.flush()
             nursery.cancel_scope.cancel()
     assert 0 < peak <= 4096 + 100
+
+
+async def test_a_flush_during_an_outage_times_out(nats_server: NatsServer) -> None:
+    async with (
+        open_bus(nats_server.url, reconnect=FAST_RECONNECT) as bus,
+        bus.watch_events() as events,
+    ):
+        await nats_server.kill()
+        with trio.fail_after(10):
+            await next_event(events, ConnectionEventKind.DISCONNECTED)
+        start = trio.current_time()
+        with trio.fail_after(5), pytest.raises(RequestTimeout, match=r"'\(flush\)' within 0\.2 s"):
+            await bus.flush(timeout=0.2)
+        assert trio.current_time() - start >= 0.2
+
+
+async def test_a_flush_the_server_never_confirms_times_out_and_the_bus_recovers(
+    nats_server: NatsServer,
+) -> None:
+    """A stalled server never answers the PING; once it reads again, the bus delivers.
+
+    (nats-py, timing out a flush itself, cancels the future of its PONG; the late
+    PONG then kills nats-py's reader with InvalidStateError, and the connection
+    stays deaf until the pings notice, 20-30 s later.)
+    """
+    received: list[bytes] = []
+    async with open_bus(nats_server.url) as bus, bus.subscribe("after") as after:
+        await bus.flush()
+        async with stalled(nats_server):
+            with trio.fail_after(5), pytest.raises(RequestTimeout, match=r"'\(flush\)'"):
+                await bus.flush(timeout=0.3)
+        await bus.publish("after", b"still here")
+        with trio.move_on_after(2):
+            received.append((await after.receive()).data)
+    assert received == [b"still here"], "the connection went deaf after a flush timed out"
+
+
+async def test_what_waits_for_a_reconnect_fails_at_once_when_the_bus_gives_up(
+    nats_server: NatsServer,
+) -> None:
+    """A flush, a request and a subscribe held by an outage end with BusClosed.
+
+    Their own timeouts are long: they must end when the bus gives up, not then.
+    """
+    policy = ReconnectPolicy(initial_delay=0.2, max_delay=0.2, jitter=0, max_attempts=2)
+    ended: dict[str, Exception] = {}
+    async with (
+        open_bus(nats_server.url, reconnect=policy) as bus,
+        bus.watch_events() as events,
+    ):
+        await nats_server.kill()
+        with trio.fail_after(10):
+            await next_event(events, ConnectionEventKind.DISCONNECTED)
+
+        async def flush() -> None:
+            await bus.flush(timeout=60)
+
+        async def request() -> None:
+            await bus.request("anyone", b"?", timeout=60)
+
+        async def subscribe() -> None:
+            async with bus.subscribe("later"):
+                pass  # pragma: no cover - never subscribed
+
+        async def run(name: str, operation: Callable[[], Awaitable[None]]) -> None:
+            try:
+                await operation()
+            except Exception as error:
+                ended[name] = error
+
+        with trio.move_on_after(5):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(run, "flush", flush)
+                nursery.start_soon(run, "request", request)
+                nursery.start_soon(run, "subscribe", subscribe)
+        waiting = {"flush", "request", "subscribe"} - set(ended)
+        assert not waiting, f"still waiting 5 s after the bus gave up: {sorted(waiting)}"
+        assert {name: type(error) for name, error in ended.items()} == dict.fromkeys(
+            ended, BusClosed
+        )
+    assert bus.closed
+
+
+async def test_a_subscribe_abandoned_during_an_outage_leaves_nothing_behind(
+    nats_server: NatsServer,
+) -> None:
+    """Cancelled while it waits for the reconnect, it is undone once it exists."""
+    async with (
+        open_bus(nats_server.url, reconnect=FAST_RECONNECT) as bus,
+        bus.watch_events() as events,
+    ):
+        await nats_server.kill()
+        with trio.fail_after(10):
+            await next_event(events, ConnectionEventKind.DISCONNECTED)
+        with trio.move_on_after(0.1) as waited:
+            async with bus.subscribe("abandoned"):
+                pass  # pragma: no cover - the outage holds it
+        assert waited.cancelled_caught
+        await nats_server.restart()
+        with trio.fail_after(10):
+            await next_event(events, ConnectionEventKind.RECONNECTED)
+            await bus.flush()  # queued behind the abandoned subscribe and its undoing
+        assert bus.statistics().subscriptions == 0
+        try:
+            await bus.request("abandoned", b"?", timeout=1)
+        except NoResponders:
+            pass
+        except RequestTimeout:
+            pytest.fail("the abandoned subscription is still on the server")
+        else:  # pragma: no cover
+            pytest.fail("someone answered on 'abandoned'")
