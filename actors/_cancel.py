@@ -20,7 +20,7 @@ from contextlib import contextmanager
 import attrs
 import trio
 
-from volta._throttle import Throttle
+from volta._throttle import RateLimitedLog
 from volta.bus import Bus, Subscription
 
 from ._protocol import ProtocolError, dump_json, load_json_object
@@ -115,7 +115,7 @@ class CancelListener:
     def __init__(self, registry: TaskRegistry, bus: Bus) -> None:
         self._registry = registry
         self._bus = bus
-        self._logs = Throttle(bus.options.report_interval)
+        self._log = RateLimitedLog(log, bus.options.report_interval)
         self.malformed = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -134,5 +134,12 @@ class CancelListener:
                 self._bus.report_malformed(delivery.subject, error)
                 continue
             count = self._registry.cancel(request)
-            if count and self._logs.admit(request.task, trio.current_time()):
-                log.info("task %s: cancelled %d unit(s): %s", request.task, count, request.reason)
+            if count:
+                self._log.info(
+                    "cancel",
+                    "cancellations",
+                    "task %s: cancelled %d unit(s): %s",
+                    request.task,
+                    count,
+                    request.reason,
+                )

@@ -24,7 +24,7 @@ import attrs
 import trio
 
 from volta._nursery import open_nursery
-from volta._throttle import Throttle
+from volta._throttle import RateLimitedLog
 from volta.bus import (
     BusError,
     Delivery,
@@ -55,7 +55,7 @@ class CapabilityResponder:
         self._state = state
         self._bus = bus
         self._context = context
-        self._failure_logs = Throttle(bus.options.report_interval)
+        self._log = RateLimitedLog(log, bus.options.report_interval)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled; raise an :class:`AgentFault` a handler raised (after
@@ -184,10 +184,14 @@ class CapabilityResponder:
                 ), None
             except Exception as error:
                 self._state.handler_errors += 1
-                if self._failure_logs.admit(request.capability, trio.current_time()):
-                    log.warning(
-                        "agent %s: capability %s failed: %r", spec.id, request.capability, error
-                    )
+                self._log.warning(
+                    request.capability,
+                    "capability failures",
+                    "agent %s: capability %s failed: %r",
+                    spec.id,
+                    request.capability,
+                    error,
+                )
                 crash = error if isinstance(error, AgentFault) else None
                 return CapabilityReply.failure(ErrorCode.AGENT_ERROR, repr(error), spec.id), crash
             return CapabilityReply.success(result, spec.id), None
@@ -196,7 +200,7 @@ class CapabilityResponder:
 
     async def _answer(self, delivery: Delivery, reply: CapabilityReply) -> None:
         """Send the one reply of a call; if it cannot be sent, a small error reply."""
-        if not delivery.reply:
+        if not delivery.answerable:
             return
         agent = self._state.spec.id
         try:
@@ -216,4 +220,9 @@ class CapabilityResponder:
             try:
                 await self._bus.respond(delivery, payload)
             except BusError as error:
-                log.info("could not answer a capability call: %s", error)
+                self._log.info(
+                    "answer",
+                    "answers that could not be sent",
+                    "could not answer a capability call: %s",
+                    error,
+                )

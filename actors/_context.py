@@ -72,6 +72,8 @@ _ASK_MARGIN = 1.0
 # "deadline_exceeded" answer (which says where the time went) reaches it. Inside an
 # agent's unit this never matters: the unit itself is cut short at the deadline.
 DEADLINE_GRACE = 1.0
+MAX_LISTING = 1_000_000
+"""Most agents ``list_agents`` takes from the directories (a bound against a fake one)."""
 DELEGATE_SHARE = 0.5
 """Share of a unit's remaining budget an ``ask`` hands out when not told how much."""
 
@@ -415,21 +417,29 @@ class AgentContext:
                 at most what is left of the task's time).
 
         Raises:
-            RequestTimeout: no directory answered in time.
+            RequestTimeout: no directory answered in time, or the pages together took
+                longer than the timeout.
             NoResponders: no directory runs anywhere.
             ProtocolError: a reply was malformed, or the directory refused the query.
         """
         timeout = self._bounded(self._request_timeout if timeout is None else timeout)
         agents: list[AgentInfo] = []
         offset: int | None = 0
-        while offset is not None:
-            query = ListQuery(offset=offset, capability=capability, status=status)
-            reply = await self._bus.request(MCP_LIST_AGENTS, query.to_json(), timeout=timeout)
-            page, next_offset, _total = decode_agent_page(reply.data)
-            if next_offset is not None and next_offset <= offset:
-                raise ProtocolError("next_offset", f"does not advance past {offset}")
-            agents += page
-            offset = next_offset
+        # The whole listing, not each page, gets the timeout: a directory that keeps
+        # sending pages (a fake one, say) cannot keep the caller for ever.
+        with trio.move_on_after(timeout + _ROUTER_MARGIN) as scope:
+            while offset is not None:
+                query = ListQuery(offset=offset, capability=capability, status=status)
+                reply = await self._bus.request(MCP_LIST_AGENTS, query.to_json(), timeout=timeout)
+                page, next_offset, _total = decode_agent_page(reply.data)
+                if next_offset is not None and next_offset <= offset:
+                    raise ProtocolError("next_offset", f"does not advance past {offset}")
+                agents += page
+                if len(agents) > MAX_LISTING:
+                    raise ProtocolError("agents", f"more than {MAX_LISTING:,} agents listed")
+                offset = next_offset
+        if scope.cancelled_caught:
+            raise RequestTimeout(MCP_LIST_AGENTS, timeout)
         return tuple(agents)
 
     async def request_capability(

@@ -17,19 +17,25 @@ offline:
 - the agent is online while any instance is (busy if every instance is busy);
 - a second instance is accepted only for an agent that is ``replicated`` (and
   only when the new one says so too). For any other agent it is an identity
-  clash: recorded, reported, not stored, unless the instance it would replace
-  has been silent for a full heartbeat interval (it died without a word and
-  this is its successor).
+  clash: recorded, reported, not stored. A successor (the same agent restarted
+  after a crash) is accepted once the old instance has gone offline: there is no
+  moment at which a healthy instance can be replaced.
 
-Bounds: an agent offline for longer than ``forget_after`` is forgotten; the
-table holds at most ``max_agents`` agents (when full, the one offline longest
-makes room; when none is offline, the newcomer is refused) and at most
-:data:`MAX_INSTANCES` instances per agent. Every entry is encoded when it is
-stored, so a listing can never meet an entry it cannot send.
+Cost: a status costs O(log n) (a deadline goes on a heap; nothing is encoded);
+expiry pops due deadlines instead of scanning the table; an entry is encoded
+for listings only when it changed since it was last listed. Bounds: an agent
+offline for longer than ``forget_after`` is forgotten; the table holds at most
+``max_agents`` agents and about ``max_bytes`` of entries (when full, the agent
+offline longest makes room; when none is offline, the newcomer is refused), and
+at most :data:`MAX_INSTANCES` instances per agent. Every entry is encoded by
+the total codec, so a listing can never meet an entry it cannot send.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import math
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -41,11 +47,13 @@ MIN_HEARTBEAT = 0.05
 """Shortest heartbeat interval the directory believes (a faster claim is clamped)."""
 MAX_HEARTBEAT = 3600.0
 """Longest heartbeat interval the directory believes (``1e300`` would never expire)."""
-MAX_INSTANCES = 256
+MAX_INSTANCES = 64
 """Most instances one (replicated) agent may have in the table."""
 
 _MIN_SWEEP = 0.01
 _ANONYMOUS = ""  # the instance key of a peer that sends no instance id
+_ENTRY_OVERHEAD = 400  # bytes an entry costs beyond its strings (objects, dicts)
+_INSTANCE_OVERHEAD = 200
 
 
 @attrs.frozen
@@ -99,11 +107,12 @@ class _Entry:
     last_seen: datetime
     instances: dict[str, _Instance] = attrs.Factory(dict)
     presence: Presence = Presence.OFFLINE
-    info: AgentInfo | None = None
-    encoded: bytes = b""
+    cost: int = 0
+    _info: AgentInfo | None = None
+    _encoded: bytes | None = None
 
     def settle(self) -> None:
-        """Derive the presence, the list entry and its encoding from the instances."""
+        """Derive the presence from the instances; listings are rebuilt when next needed."""
         states = {instance.status for instance in self.instances.values()}
         if Presence.ONLINE in states:
             self.presence = Presence.ONLINE
@@ -111,19 +120,39 @@ class _Entry:
             self.presence = Presence.BUSY
         else:
             self.presence = Presence.OFFLINE
-        self.info = AgentInfo(
-            id=self.id,
-            name=self.name,
-            capabilities=self.capabilities,
-            status=self.presence,
-            last_seen=self.last_seen,
-            instances=tuple(
-                InstanceInfo(instance.key or None, instance.node)
-                for instance in self.instances.values()
-            ),
-            replicated=self.replicated,
+        self._info = self._encoded = None
+        self.cost = (
+            _ENTRY_OVERHEAD
+            + len(self.id)
+            + len(self.name)
+            + sum(len(name) + 8 for name in self.capabilities)
+            + sum(_INSTANCE_OVERHEAD + len(i.node or "") for i in self.instances.values())
         )
-        self.encoded = encode_agent_info(self.info)
+
+    @property
+    def info(self) -> AgentInfo:
+        """The list entry (made when first needed after a change)."""
+        if self._info is None:
+            self._info = AgentInfo(
+                id=self.id,
+                name=self.name,
+                capabilities=self.capabilities,
+                status=self.presence,
+                last_seen=self.last_seen,
+                instances=tuple(
+                    InstanceInfo(instance.key or None, instance.node)
+                    for instance in self.instances.values()
+                ),
+                replicated=self.replicated,
+            )
+        return self._info
+
+    @property
+    def encoded(self) -> bytes:
+        """The list entry, encoded (made when first needed after a change)."""
+        if self._encoded is None:
+            self._encoded = encode_agent_info(self.info)
+        return self._encoded
 
 
 def _clamp(interval: float) -> float:
@@ -140,6 +169,7 @@ class Directory:
         *,
         forget_after: float = 3600.0,
         max_agents: int = 100_000,
+        max_bytes: int = 256 * 1024 * 1024,
     ) -> None:
         """Create an empty table.
 
@@ -148,6 +178,7 @@ class Directory:
             missed: heartbeats missed before an instance counts as offline.
             forget_after: seconds after which an agent that is offline is forgotten.
             max_agents: most agents the table holds.
+            max_bytes: about the most memory its entries may take.
 
         Raises:
             ValueError: a value is out of range.
@@ -156,24 +187,42 @@ class Directory:
             raise ValueError(
                 "default_interval and forget_after must be > 0, missed and max_agents >= 1"
             )
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be >= 1")
         self._default_interval = _clamp(default_interval)
         self._missed = missed
         self._forget_after = forget_after
         self._max_agents = max_agents
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._entries: dict[str, _Entry] = {}
         # capability -> ids of the agents serving it that are not offline
         self._providers: dict[str, set[str]] = {}
         # ids of the agents that are offline -> when they went offline, oldest first
         self._offline: dict[str, float] = {}
+        # (when an instance expires, order, agent id, instance key); stale ones are skipped
+        self._deadlines: list[tuple[float, int, str, str]] = []
+        self._order = itertools.count()
+        self._live_instances = 0
         self.clashes = 0
         """Statuses refused as identity clashes."""
         self.refused = 0
-        """New agents refused because the table was full of online ones."""
+        """New agents (or instances) refused because the table was full."""
         self.forgotten = 0
         """Agents forgotten (offline too long, or making room)."""
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def max_agents(self) -> int:
+        """The most agents it holds."""
+        return self._max_agents
+
+    @property
+    def size(self) -> int:
+        """About how many bytes the entries take."""
+        return self._bytes
 
     def interval_of(self, status: AgentStatus) -> float:
         """The heartbeat interval the directory applies to an agent (clamped)."""
@@ -197,35 +246,42 @@ class Directory:
                 # What we heard ourselves replaces what another directory told us.
                 for stale in [k for k, i in instances.items() if i.hearsay]:
                     del instances[stale]
+                    self._live_instances -= 1
             if key not in instances:
                 if status.status is Presence.OFFLINE:
                     return None  # an instance we do not hold says goodbye: nothing changes
-                clash = self._clash(entry, status, key, now)
+                clash = self._clash(entry, status, now)
                 if clash is not None:
                     self.clashes += 1
                     return clash
-        elif not self._make_room():
-            self.refused += 1
-            return IdentityClash(
-                status.id,
-                status.instance,
-                status.node,
-                f"the directory is full ({self._max_agents} agents, none offline)",
-                now,
-            )
         before = entry.presence if entry is not None else None
         if entry is None:
             entry = _Entry(status.id, status.name, status.capabilities, status.replicated, _wall())
+            entry.settle()
+            if not self._make_room(entry.cost + _INSTANCE_OVERHEAD + len(status.node or "")):
+                self.refused += 1
+                return IdentityClash(
+                    status.id,
+                    status.instance,
+                    status.node,
+                    f"the directory is full ({len(self)} agents, {self._bytes:,} bytes, "
+                    "none offline)",
+                    now,
+                )
+            entry.cost = 0  # counted in by _settle below
             self._entries[status.id] = entry
         self._unlist(entry)
         entry.name, entry.capabilities = status.name, status.capabilities
         entry.replicated, entry.last_seen = status.replicated, _wall()
         if status.status is Presence.OFFLINE:
-            entry.instances.pop(key, None)
+            if entry.instances.pop(key, None) is not None:
+                self._live_instances -= 1
         else:
-            entry.instances[key] = _Instance(
-                key, status.node, status.status, now, self.interval_of(status)
-            )
+            interval = self.interval_of(status)
+            if key not in entry.instances:
+                self._live_instances += 1
+            entry.instances[key] = _Instance(key, status.node, status.status, now, interval)
+            self._schedule(now + self._missed * interval, status.id, key)
         self._settle(entry, now)
         if before is entry.presence:
             return None
@@ -233,13 +289,11 @@ class Directory:
             reason = "said offline"
         return PresenceChange(status.id, before, entry.presence, reason, now)
 
-    def _clash(
-        self, entry: _Entry, status: AgentStatus, key: str, now: float
-    ) -> IdentityClash | None:
+    def _clash(self, entry: _Entry, status: AgentStatus, now: float) -> IdentityClash | None:
         """Why a new instance may not join ``entry`` (None: it may)."""
         instances = entry.instances
         if not instances:
-            return None
+            return None  # the agent is offline: a successor is welcome
         if entry.replicated and status.replicated:
             if len(instances) >= MAX_INSTANCES:
                 return IdentityClash(
@@ -249,12 +303,13 @@ class Directory:
                     f"agent {status.id!r} already has {MAX_INSTANCES} instances",
                     now,
                 )
+            if not self._make_room(_INSTANCE_OVERHEAD):
+                self.refused += 1
+                return IdentityClash(
+                    status.id, status.instance, status.node, "the directory is full", now
+                )
             return None
         holder = max(instances.values(), key=lambda instance: instance.seen_at)
-        if now - holder.seen_at >= holder.interval:
-            # The holder missed a beat: it died without a word, and this is its successor.
-            instances.clear()
-            return None
         where = f" on node {holder.node}" if holder.node else ""
         which = f"instance {holder.key}" if holder.key else "an instance that sends no id"
         mode = (
@@ -279,16 +334,19 @@ class Directory:
         changes = []
         wall_now = _wall()
         for info in agents:
-            if info.id in self._entries or not self._make_room():
+            if info.id in self._entries or not self._make_room(_ENTRY_OVERHEAD):
                 continue
             age = max(0.0, (wall_now - info.last_seen).total_seconds())
             entry = _Entry(info.id, info.name, info.capabilities, info.replicated, info.last_seen)
             if info.status is not Presence.OFFLINE:
-                for instance in info.instances or (InstanceInfo(None, None),):
+                for instance in (info.instances or (InstanceInfo(None, None),))[:MAX_INSTANCES]:
                     key = instance.id or _ANONYMOUS
+                    seen = now - age
                     entry.instances[key] = _Instance(
-                        key, instance.node, info.status, now - age, self._default_interval, True
+                        key, instance.node, info.status, seen, self._default_interval, True
                     )
+                    self._live_instances += 1
+                    self._schedule(seen + self._missed * self._default_interval, info.id, key)
             self._entries[info.id] = entry
             self._settle(entry, now)
             changes.append(PresenceChange(info.id, None, entry.presence, "sync", now))
@@ -301,42 +359,68 @@ class Directory:
             The agents that went offline.
         """
         changes = []
-        for entry in self._entries.values():
-            if not entry.instances:
+        touched: dict[str, Presence] = {}
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            _due, _order, agent_id, key = heapq.heappop(deadlines)
+            entry = self._entries.get(agent_id)
+            instance = entry.instances.get(key) if entry is not None else None
+            if entry is None or instance is None:
                 continue
-            silent = [
-                key
-                for key, instance in entry.instances.items()
-                if now >= instance.seen_at + self._missed * instance.interval
-            ]
-            if not silent:
-                continue
-            before = entry.presence
+            if now < instance.seen_at + self._missed * instance.interval:
+                continue  # heard from since: a later deadline is on the heap
+            touched.setdefault(agent_id, entry.presence)
             self._unlist(entry)
-            for key in silent:
-                del entry.instances[key]
+            del entry.instances[key]
+            self._live_instances -= 1
             self._settle(entry, now)
-            if entry.presence is Presence.OFFLINE:
+        for agent_id, before in touched.items():
+            entry = self._entries[agent_id]
+            if entry.presence is Presence.OFFLINE and before is not Presence.OFFLINE:
                 changes.append(
-                    PresenceChange(entry.id, before, Presence.OFFLINE, "missed heartbeats", now)
+                    PresenceChange(agent_id, before, Presence.OFFLINE, "missed heartbeats", now)
                 )
         for agent_id, since in list(self._offline.items()):
             if now - since < self._forget_after:
                 break  # oldest first: the rest went offline later
             self._forget(agent_id)
+        if len(deadlines) > 4 * self._live_instances + 64:
+            self._compact()
         return changes
 
-    def _make_room(self) -> bool:
-        if len(self._entries) < self._max_agents:
-            return True
-        if not self._offline:
-            return False
-        self._forget(next(iter(self._offline)))
+    def next_deadline(self) -> float:
+        """When :meth:`expire` next has something to do (``inf``: never, as things stand)."""
+        soonest = self._deadlines[0][0] if self._deadlines else math.inf
+        if self._offline:
+            soonest = min(soonest, next(iter(self._offline.values())) + self._forget_after)
+        return soonest
+
+    def _schedule(self, due: float, agent_id: str, key: str) -> None:
+        heapq.heappush(self._deadlines, (due, next(self._order), agent_id, key))
+
+    def _compact(self) -> None:
+        """Rebuild the heap from the live instances (each heartbeat left one stale deadline)."""
+        self._deadlines = [
+            (i.seen_at + self._missed * i.interval, next(self._order), entry.id, i.key)
+            for entry in self._entries.values()
+            for i in entry.instances.values()
+        ]
+        heapq.heapify(self._deadlines)
+
+    def _make_room(self, cost: int) -> bool:
+        while len(self._entries) >= self._max_agents or self._bytes + cost > self._max_bytes:
+            if not self._offline:
+                return False
+            self._forget(next(iter(self._offline)))
         return True
 
     def _forget(self, agent_id: str) -> None:
         self._offline.pop(agent_id, None)
-        if self._entries.pop(agent_id, None) is not None:
+        entry = self._entries.pop(agent_id, None)
+        if entry is not None:
+            self._bytes -= entry.cost
+            self._live_instances -= len(entry.instances)
+            self._unlist(entry)
             self.forgotten += 1
 
     def _unlist(self, entry: _Entry) -> None:
@@ -349,7 +433,9 @@ class Directory:
 
     def _settle(self, entry: _Entry, now: float) -> None:
         was_offline = entry.id in self._offline
+        self._bytes -= entry.cost
         entry.settle()
+        self._bytes += entry.cost
         if entry.presence is Presence.OFFLINE:
             if not was_offline:
                 self._offline[entry.id] = now
@@ -361,15 +447,10 @@ class Directory:
     # --- reading -----------------------------------------------------------------------
 
     def sweep_period(self, interval: float | None = None) -> float:
-        """How often to call :meth:`expire`: half the shortest heartbeat interval.
+        """Half the shortest heartbeat interval (or of ``interval``): how late, at most,
+        a sweeper that calls :meth:`expire` on a timer notices a silent agent.
 
-        So an instance is dropped between ``missed`` and ``missed + 0.5``
-        intervals after it was last heard from, at a cost of one pass over the
-        table per half interval (not one per heartbeat).
-
-        Args:
-            interval: the period for this one interval instead (O(1); the full
-                answer is a pass over the table, done once per sweep).
+        (The directory service does better: it sleeps until :meth:`next_deadline`.)
         """
         if interval is None:
             interval = min(
@@ -394,7 +475,7 @@ class Directory:
     ) -> list[AgentInfo]:
         """The known agents, sorted by id, optionally only those with a capability
         (and not offline) or in a given state."""
-        return [entry.info for entry in self._matching(capability, status) if entry.info]
+        return [entry.info for entry in self._matching(capability, status)]
 
     def encoded_agents(
         self, *, capability: str | None = None, status: Presence | None = None

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 import trio
 
 from volta._nursery import open_nursery
-from volta._throttle import Throttle
+from volta._throttle import RateLimitedLog
 from volta.bus import (
     AGENT_ANNOUNCE,
     AGENT_STATUS_ALL,
@@ -58,14 +58,16 @@ class DirectoryService:
         bus: Bus,
         on_change: Callable[[DirectoryEvent], None] | None = None,
         sync_timeout: float = 1.0,
+        max_page_bytes: int = 256 * 1024,
     ) -> None:
         self._directory = directory
         self._bus = bus
         self._on_change = on_change or (lambda _event: None)
         self._sync_timeout = sync_timeout
-        self._sweeping_every = float("inf")
+        self._max_page_bytes = max_page_bytes
+        self._report_every = bus.options.report_interval
         self._sooner = trio.Event()
-        self._logs = Throttle(bus.options.report_interval)
+        self._log = RateLimitedLog(log, bus.options.report_interval)
         self.malformed = 0
         """Statuses that did not decode, or spoke for another agent than their subject."""
         self.clashes = 0
@@ -77,15 +79,18 @@ class DirectoryService:
         for change in changes:
             if isinstance(change, IdentityClash):
                 self.clashes += 1
-                if self._logs.admit(f"clash:{change.agent}", change.at):
-                    log.warning(
-                        "status for agent %s (instance %s) refused: %s",
-                        change.agent,
-                        change.instance or "-",
-                        change.reason,
-                    )
+                self._log.warning(
+                    f"clash:{change.agent}",
+                    "refused statuses",
+                    "status for agent %s (instance %s) refused: %s",
+                    change.agent,
+                    change.instance or "-",
+                    change.reason,
+                )
             else:
-                log.info(
+                self._log.info(
+                    f"presence:{change.agent}",
+                    "presence changes",
                     "agent %s: %s -> %s (%s)",
                     change.agent,
                     change.before.value if change.before else "unknown",
@@ -114,21 +119,28 @@ class DirectoryService:
                 task_status.started()
 
     async def sync(self) -> None:
-        """Learn what another directory already knows (if one runs)."""
+        """Learn what another directory already knows (if one runs).
+
+        Bounded, because the peer may be lying: at most ``sync_timeout`` seconds
+        in all and as many agents as the table holds; what came in so far is kept.
+        """
         offset: int | None = 0
         agents: list[AgentInfo] = []
-        try:
-            while offset is not None:
-                query = ListQuery(offset=offset).to_json()
-                reply = await self._bus.request(MCP_LIST_AGENTS, query, timeout=self._sync_timeout)
-                page, next_offset, _total = decode_agent_page(reply.data)
-                if next_offset is not None and next_offset <= offset:
-                    raise ProtocolError("next_offset", f"does not advance past {offset}")
-                agents += page
-                offset = next_offset
-        except (BusError, ProtocolError) as error:
-            log.debug("no directory to sync from: %s", error)
-            return
+        limit = self._directory.max_agents
+        with trio.move_on_after(self._sync_timeout):
+            try:
+                while offset is not None and len(agents) < limit:
+                    query = ListQuery(offset=offset).to_json()
+                    reply = await self._bus.request(
+                        MCP_LIST_AGENTS, query, timeout=self._sync_timeout
+                    )
+                    page, next_offset, _total = decode_agent_page(reply.data)
+                    if next_offset is not None and next_offset <= offset:
+                        raise ProtocolError("next_offset", f"does not advance past {offset}")
+                    agents += page[: limit - len(agents)]
+                    offset = next_offset
+            except (BusError, ProtocolError) as error:
+                log.debug("no directory to sync from: %s", error)
         self._report(self._directory.merge(agents, trio.current_time()))
 
     async def _observe(self, subscription: Subscription, reason: str) -> None:
@@ -137,8 +149,13 @@ class DirectoryService:
                 self._observe_one(delivery, reason)
             except Exception as error:  # one status's failure, never the directory's
                 self.errors += 1
-                if self._logs.admit("error", trio.current_time()):
-                    log.warning("status on %s could not be handled: %r", delivery.subject, error)
+                self._log.warning(
+                    "error",
+                    "failures",
+                    "status on %s could not be handled: %r",
+                    delivery.subject,
+                    error,
+                )
 
     def _observe_one(self, delivery: Delivery, reason: str) -> None:
         try:
@@ -157,30 +174,34 @@ class DirectoryService:
                 delivery.subject, f"a status for {status.id!r} on another agent's subject"
             )
             return
+        soonest = self._directory.next_deadline()
         change = self._directory.observe(status, trio.current_time(), reason)
         if change is not None:
             self._report([change])
-        period = self._directory.sweep_period(self._directory.interval_of(status))
-        if period < self._sweeping_every:
-            self._sooner.set()  # a faster agent joined: do not sleep out the old period
+        if self._directory.next_deadline() < soonest:
+            self._sooner.set()  # something expires sooner than the sweeper sleeps for
 
     async def _answer(self, requests: Subscription) -> None:
         async for request in requests:
-            if not request.reply:
-                continue
+            if not request.answerable:
+                continue  # nobody waits (or a reflection attempt): nothing to answer
             try:
                 reply = self._listing(request.data)
             except Exception as error:  # one request's failure: answer it, go on
                 self.errors += 1
-                if self._logs.admit("error", trio.current_time()):
-                    log.warning("mcp.list_agents failed: %r", error)
+                self._log.warning("error", "failures", "mcp.list_agents failed: %r", error)
                 reply = encode_list_error(
                     "agent_error", f"the directory failed: {type(error).__name__}"
                 )
             try:
                 await self._bus.respond(request, reply)
             except BusError as error:  # never let a reply take the directory down
-                log.info("could not answer mcp.list_agents: %s", error)
+                self._log.info(
+                    "answer",
+                    "answers that could not be sent",
+                    "could not answer mcp.list_agents: %s",
+                    error,
+                )
 
     def _listing(self, data: bytes) -> bytes:
         try:
@@ -188,13 +209,19 @@ class DirectoryService:
         except ProtocolError as error:
             return encode_list_error("bad_request", str(error))
         matching = self._directory.encoded_agents(capability=query.capability, status=query.status)
-        # Leave room for the envelope: a page must fit the server's max_payload.
-        return encode_agent_page(matching, query, self._bus.max_payload - 256)
+        # A page fits the server's max_payload, envelope included, and is at most
+        # max_page_bytes: a 40-byte request must not make a 1 MB answer.
+        budget = min(self._bus.max_payload - 256, self._max_page_bytes)
+        return encode_agent_page(matching, query, budget)
 
     async def _expire(self) -> None:
+        # Sleep until the next instance is due to expire (or an agent is due to be
+        # forgotten), waking sooner if a status brings a sooner deadline; at least
+        # once a report interval, to flush the summaries of held-back log lines.
         while True:
-            self._sweeping_every = self._directory.sweep_period()
-            with trio.move_on_after(self._sweeping_every):
+            wake = min(self._directory.next_deadline(), trio.current_time() + self._report_every)
+            with trio.move_on_at(wake):
                 await self._sooner.wait()
             self._sooner = trio.Event()
             self._report(self._directory.expire(trio.current_time()))
+            self._log.flush("directory lines")

@@ -33,7 +33,7 @@ from typing import Any
 import attrs
 import trio
 
-from volta._throttle import Throttle
+from volta._throttle import RateLimitedLog, printable
 from volta.bus import AGENT_CLAIM, Bus, BusError, Delivery, Subscription, validate_own_agent_id
 
 from ._directory import IdentityClash
@@ -145,7 +145,7 @@ class Identity:
         self._node = node
         self._token = uuid.uuid4().hex  # tells our own claims from others' on the wire
         self._held: dict[str, _Held] = {}
-        self._logs = Throttle(bus.options.report_interval)
+        self._log = RateLimitedLog(log, bus.options.report_interval)
         self.malformed = 0
         """Claims that did not decode."""
 
@@ -168,8 +168,13 @@ class Identity:
                 try:
                     await self._answer(delivery)
                 except Exception as error:  # one claim's failure, never the node's
-                    if self._logs.admit("error", trio.current_time()):
-                        log.warning("a claim on %s could not be answered: %r", AGENT_CLAIM, error)
+                    self._log.warning(
+                        "error",
+                        "claim failures",
+                        "a claim on %s could not be answered: %r",
+                        AGENT_CLAIM,
+                        error,
+                    )
 
     async def _answer(self, delivery: Delivery) -> None:
         try:
@@ -189,12 +194,18 @@ class Identity:
             rival = Rival(theirs, node, ClaimState.CLAIMING)
             if held.state is ClaimState.CLAIMING and rival.beats(held.claim):
                 held.beaten_by = rival
-        if conflicts and delivery.reply:
+        if conflicts and delivery.answerable:
             reply = dump_json({"node": self._node, "conflicts": conflicts})
             try:
-                await self._bus.publish(delivery.reply, reply)
+                await self._bus.respond(delivery, reply)
             except BusError as error:
-                log.info("could not answer a claim from %s: %s", node, error)
+                self._log.info(
+                    "answer",
+                    "claim answers that could not be sent",
+                    "could not answer a claim from %s: %s",
+                    node,
+                    error,
+                )
 
     async def claim(
         self, claims: Iterable[AgentClaim], window: float
@@ -274,8 +285,8 @@ class Identity:
 
 def _node_field(document: dict[str, Any]) -> str:
     node = document.get("node")
-    if not isinstance(node, str) or not 0 < len(node) <= 256:
-        raise ProtocolError("node", "expected a string of 1-256 characters")
+    if not isinstance(node, str) or not 0 < len(node) <= 256 or printable(node, 256) != node:
+        raise ProtocolError("node", "expected 1-256 printable characters")
     return node
 
 

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from volta._nursery import open_nursery
-from volta._throttle import Throttle, TokenBucket
+from volta._throttle import RateLimitedLog, TokenBucket
 from volta.bus import (
     AGENT_BROADCAST,
     BusError,
@@ -91,7 +91,7 @@ class Inbox:
         self._bus = bus
         self._context = context
         self._error_replies = TokenBucket(ERROR_REPLIES_PER_SECOND, ERROR_REPLY_BURST)
-        self._failure_logs = Throttle(bus.options.report_interval)
+        self._log = RateLimitedLog(log, bus.options.report_interval)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve messages until cancelled; raise an :class:`AgentFault` a handler raised."""
@@ -139,7 +139,8 @@ class Inbox:
                 continue
             token = object()
             await limiter.acquire_on_behalf_of(token)
-            nursery.start_soon(self._handle, message, delivery.reply, limiter, token)
+            reply_to = delivery.reply if delivery.answerable else None
+            nursery.start_soon(self._handle, message, reply_to, limiter, token)
 
     async def _decode(self, delivery: Delivery) -> Message | None:
         """The message, or None after dealing with a payload that is not one."""
@@ -161,7 +162,8 @@ class Inbox:
         state = self._state
         state.malformed += 1
         self._bus.report_malformed(delivery.subject, error)
-        if (sender is None and delivery.reply is None) or not self._error_replies.take(
+        reply_to = delivery.reply if delivery.answerable else None
+        if (sender is None and reply_to is None) or not self._error_replies.take(
             trio.current_time()
         ):
             return
@@ -178,15 +180,21 @@ class Inbox:
                     "error": {"code": ErrorCode.BAD_REQUEST.value, "message": text},
                 },
             )
-            subject = delivery.reply or agent_message(sender[0])
+            subject = reply_to or agent_message(sender[0])
         else:
-            assert delivery.reply is not None
+            assert reply_to is not None
             payload = encode_json({"error": {"code": ErrorCode.BAD_REQUEST.value, "message": text}})
-            subject = delivery.reply
+            subject = reply_to
         try:
             await self._bus.publish(subject, payload)
         except BusError as failure:  # a bad reply subject, say: the refusal goes unsaid
-            log.info("agent %s could not refuse a malformed message: %s", state.spec.id, failure)
+            self._log.info(
+                "refuse",
+                "refusals that could not be sent",
+                "agent %s could not refuse a malformed message: %s",
+                state.spec.id,
+                failure,
+            )
 
     async def _handle(
         self, message: Message, reply_to: str | None, limiter: trio.CapacityLimiter, token: object
@@ -241,8 +249,14 @@ class Inbox:
                 failure = (error.code, error.message)
             except Exception as error:
                 state.handler_errors += 1
-                if self._failure_logs.admit("handler", trio.current_time()):
-                    log.warning("agent %s: handler failed on %s: %r", spec.id, message.id, error)
+                self._log.warning(
+                    "handler",
+                    "handler failures",
+                    "agent %s: handler failed on %s: %r",
+                    spec.id,
+                    message.id,
+                    error,
+                )
                 failure = (ErrorCode.AGENT_ERROR, repr(error))
                 if isinstance(error, AgentFault):
                     crash = error
@@ -294,7 +308,14 @@ class Inbox:
         except PayloadEncodeError as error:
             await self._fail(message, reply_to, ErrorCode.UNENCODABLE, str(error), scope)
         except BusError as error:
-            log.info("agent %s could not answer %s: %s", self._state.spec.id, message.id, error)
+            self._log.info(
+                "answer",
+                "answers that could not be sent",
+                "agent %s could not answer %s: %s",
+                self._state.spec.id,
+                message.id,
+                error,
+            )
 
     async def _fail(
         self,
@@ -316,4 +337,10 @@ class Inbox:
             try:
                 await self._bus.publish(reply_to or agent_message(message.sender), response)
             except BusError as error:
-                log.info("could not report the failure to %s: %s", message.sender, error)
+                self._log.info(
+                    "fail",
+                    "error answers that could not be sent",
+                    "could not report the failure to %s: %s",
+                    message.sender,
+                    error,
+                )

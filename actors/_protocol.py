@@ -40,6 +40,7 @@ MAX_COUNT = 2**53
 """Largest counter (``in_flight``, ``restarts``, ...) accepted: exact in every JSON reader."""
 
 _INSTANCE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class ProtocolError(ValueError):
@@ -99,6 +100,8 @@ class ErrorCode(enum.Enum):
     """The model API kept answering 529 (overloaded), retries included."""
     BRAIN_UNAVAILABLE = "brain_unavailable"
     """The model API could not be reached or refused the call (5xx, connection, auth)."""
+    BUSY = "busy"
+    """Too many calls in flight (of this capability, or through this router): try later."""
 
 
 # --- decoding helpers ----------------------------------------------------------------
@@ -166,6 +169,9 @@ def _short_text(document: Mapping[str, Any], field: str, default: str | None = N
     value = _string(document, field, default)
     if len(value) > MAX_NAME_LENGTH:
         raise ProtocolError(field, f"longer than {MAX_NAME_LENGTH} characters")
+    if _CONTROL.search(value):
+        # Names end up in log lines and terminals: no newlines, no escape sequences.
+        raise ProtocolError(field, "holds control characters")
     return value
 
 

@@ -6,8 +6,10 @@ when its directory knows no online agent with the capability (no waiting for a
 timeout); otherwise it forwards to ``capability.invoke.<name>``, where the
 agents that have it share the load through their queue group, and relays the
 one reply, or answers ``timeout``. A malformed request gets ``bad_request``.
-Requests are routed concurrently, at most ``max_concurrency`` at a time, each
-waiting for its agent at most ``max_timeout`` whatever its ``timeout`` says.
+Requests are routed concurrently, each waiting for its agent at most
+``max_timeout`` whatever its ``timeout`` says. No request ever waits behind
+others: with ``max_concurrency`` requests in flight, or ``max_per_capability``
+of one capability (a slow or silent agent), the next is answered ``busy`` at once.
 
 Every request with a reply subject gets exactly one reply, and each fails alone:
 a failure while routing one (a bug, an agent reply that cannot be re-sent) is
@@ -24,7 +26,7 @@ import attrs
 import trio
 
 from volta._nursery import open_nursery
-from volta._throttle import Throttle
+from volta._throttle import RateLimitedLog
 from volta.bus import (
     CAPABILITY_REQUEST,
     ROUTER_QUEUE,
@@ -32,6 +34,8 @@ from volta.bus import (
     BusError,
     Delivery,
     NoResponders,
+    PayloadEncodeError,
+    PayloadTooLarge,
     RequestTimeout,
     capability_endpoint,
 )
@@ -54,13 +58,17 @@ class CapabilityRouter:
         default_timeout: float = 10.0,
         max_timeout: float = 300.0,
         max_concurrency: int = 256,
+        max_per_capability: int = 64,
     ) -> None:
         self._directory = directory
         self._bus = bus
         self._default_timeout = default_timeout
         self._max_timeout = max_timeout
         self._max_concurrency = max_concurrency
-        self._failure_logs = Throttle(bus.options.report_interval)
+        self._max_per_capability = max_per_capability
+        self._in_flight: dict[str, int] = {}
+        self._tasks = 0
+        self._log = RateLimitedLog(log, bus.options.report_interval)
         self.routed = 0
         """Requests answered."""
         self.failed = 0
@@ -72,7 +80,6 @@ class CapabilityRouter:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Route requests until cancelled."""
-        limiter = trio.CapacityLimiter(self._max_concurrency)
         async with (
             self._bus.subscribe(CAPABILITY_REQUEST, queue=ROUTER_QUEUE) as requests,
             open_nursery() as nursery,
@@ -80,46 +87,71 @@ class CapabilityRouter:
             await self._bus.flush()
             task_status.started()
             async for delivery in requests:
-                if not delivery.reply:
+                if not delivery.answerable:
                     self.ignored += 1
                     continue
-                token = object()
-                await limiter.acquire_on_behalf_of(token)
-                nursery.start_soon(self._route_and_release, delivery, limiter, token)
+                if self._tasks >= 2 * self._max_concurrency:
+                    # A flood: answer here, without a task, so memory stays bounded.
+                    await self._answer(
+                        delivery,
+                        CapabilityReply.failure(
+                            ErrorCode.BUSY,
+                            f"the router has {self._max_concurrency} requests in flight",
+                        ),
+                    )
+                    continue
+                self._tasks += 1
+                nursery.start_soon(self._route_and_answer, delivery)
 
-    async def _route_and_release(
-        self, delivery: Delivery, limiter: trio.CapacityLimiter, token: object
-    ) -> None:
+    @property
+    def in_flight(self) -> int:
+        """Requests forwarded to agents and not answered yet."""
+        return sum(self._in_flight.values())
+
+    async def _route_and_answer(self, delivery: Delivery) -> None:
         try:
             try:
                 reply = await self.route(delivery.data)
-                payload = reply.to_json()
-                if len(payload) > self._bus.max_payload:
-                    reply = CapabilityReply.failure(
-                        ErrorCode.PAYLOAD_TOO_LARGE,
-                        f"the agent's reply is {len(payload)} bytes once re-encoded, above "
-                        f"the server's max_payload of {self._bus.max_payload} bytes",
-                        reply.agent,
-                    )
-                    payload = reply.to_json()
             except Exception as error:  # one request's failure, not the router's
                 self.errors += 1
-                if self._failure_logs.admit("route", trio.current_time()):
-                    log.warning("routing a capability request failed: %r", error)
+                self._log.warning(
+                    "route", "routing failures", "routing a capability request failed: %r", error
+                )
                 reply = CapabilityReply.failure(
                     ErrorCode.AGENT_ERROR, f"the router failed: {type(error).__name__}"
                 )
-                payload = reply.to_json()
-            if not reply.ok:
-                self.failed += 1
-            self.routed += 1
-            with shutdown_scope():
-                try:
-                    await self._bus.respond(delivery, payload)
-                except BusError as error:
-                    log.info("could not answer a capability request: %s", error)
+            await self._answer(delivery, reply)
         finally:
-            limiter.release_on_behalf_of(token)
+            self._tasks -= 1
+
+    async def _answer(self, delivery: Delivery, reply: CapabilityReply) -> None:
+        """Send the one reply (a small error one if it cannot be sent as it is)."""
+        try:
+            payload = reply.to_json()
+        except PayloadEncodeError as error:
+            reply = CapabilityReply.failure(ErrorCode.UNENCODABLE, str(error), reply.agent)
+            payload = reply.to_json()
+        if len(payload) > self._bus.max_payload:
+            reply = CapabilityReply.failure(
+                ErrorCode.PAYLOAD_TOO_LARGE,
+                f"the agent's reply is {len(payload)} bytes once re-encoded, above "
+                f"the server's max_payload of {self._bus.max_payload} bytes",
+                reply.agent,
+            )
+            payload = reply.to_json()
+        if not reply.ok:
+            self.failed += 1
+        self.routed += 1
+        with shutdown_scope():
+            try:
+                await self._bus.respond(delivery, payload)
+            except BusError as error:
+                self._log.info(
+                    "answer",
+                    "answers that could not be sent",
+                    "could not answer a capability request: %s",
+                    error,
+                )
 
     async def route(self, payload: bytes) -> CapabilityReply:
         """The one reply for a capability request payload."""
@@ -132,6 +164,24 @@ class CapabilityRouter:
             return CapabilityReply.failure(
                 ErrorCode.NO_CAPABILITY, f"no online agent has the capability {name!r}"
             )
+        if self.in_flight >= self._max_concurrency:
+            return CapabilityReply.failure(
+                ErrorCode.BUSY, f"the router has {self._max_concurrency} requests in flight"
+            )
+        if self._in_flight.get(name, 0) >= self._max_per_capability:
+            return CapabilityReply.failure(
+                ErrorCode.BUSY, f"{self._max_per_capability} calls of {name!r} are in flight"
+            )
+        self._in_flight[name] = self._in_flight.get(name, 0) + 1
+        try:
+            return await self._forward(request)
+        finally:
+            self._in_flight[name] -= 1
+            if not self._in_flight[name]:
+                del self._in_flight[name]
+
+    async def _forward(self, request: CapabilityRequest) -> CapabilityReply:
+        name = request.capability
         timeout = min(request.timeout or self._default_timeout, self._max_timeout)
         try:
             forwarded = attrs.evolve(request, timeout=timeout)
@@ -141,6 +191,12 @@ class CapabilityRouter:
         except NoResponders:
             return CapabilityReply.failure(
                 ErrorCode.NO_CAPABILITY, f"no agent serves {name!r} right now"
+            )
+        except PayloadTooLarge as error:
+            return CapabilityReply.failure(
+                ErrorCode.PAYLOAD_TOO_LARGE,
+                f"the request is {error.size} bytes once re-encoded, above the server's "
+                f"max_payload of {error.max_payload} bytes",
             )
         except RequestTimeout:
             return CapabilityReply.failure(

@@ -133,7 +133,7 @@ class ServiceResponder:
 
     async def _answer(self, subscription: Subscription) -> None:
         async for request in subscription:
-            if request.reply:
+            if request.answerable:
                 await self._reply(request)
 
     async def _reply(self, request: Delivery) -> None:

@@ -50,10 +50,12 @@ from ._subjects import DIRECTORY_QUEUE as DIRECTORY_QUEUE
 from ._subjects import MCP_LIST_AGENTS as MCP_LIST_AGENTS
 from ._subjects import RESERVED_AGENT_ID as RESERVED_AGENT_ID
 from ._subjects import ROUTER_QUEUE as ROUTER_QUEUE
+from ._subjects import VOLTA_NAMESPACES as VOLTA_NAMESPACES
 from ._subjects import agent_id_from_subject as agent_id_from_subject
 from ._subjects import agent_message as agent_message
 from ._subjects import agent_status as agent_status
 from ._subjects import capability_endpoint as capability_endpoint
+from ._subjects import is_answerable as is_answerable
 from ._subjects import validate_agent_id as validate_agent_id
 from ._subjects import validate_capability as validate_capability
 from ._subjects import validate_own_agent_id as validate_own_agent_id
@@ -76,6 +78,7 @@ __all__ = [
     "MCP_LIST_AGENTS",
     "RESERVED_AGENT_ID",
     "ROUTER_QUEUE",
+    "VOLTA_NAMESPACES",
     "Bus",
     "BusClosed",
     "BusError",
@@ -113,6 +116,7 @@ __all__ = [
     "encode_message",
     "find_nats_server",
     "format_timestamp",
+    "is_answerable",
     "message_attribution",
     "message_from_dict",
     "message_to_dict",

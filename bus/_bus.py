@@ -22,7 +22,7 @@ from nats.aio.client import Client
 
 from volta._fanout import Fanout
 from volta._nursery import open_nursery
-from volta._throttle import Throttle
+from volta._throttle import Throttle, printable
 
 from ._connect import ConnectionMonitor
 from ._errors import (
@@ -243,9 +243,16 @@ class Bus:
 
         Raises:
             ValueError: the delivery has no reply subject.
+            InvalidSubject: its reply subject is one Volta never answers to (one of its
+                own subjects, ``volta.bus.is_answerable``): a reflection attempt.
         """
         if not request.reply:
             raise ValueError(f"the delivery on {request.subject!r} has no reply subject")
+        if not request.answerable:
+            raise InvalidSubject(
+                f"will not answer on {printable(request.reply)!r}: a Volta subject or "
+                "not a valid subject"
+            )
         await self.publish(request.reply, data)
 
     async def flush(self, timeout: float = 5.0) -> None:
@@ -330,17 +337,24 @@ class Bus:
         event) per subject, so a flood of bad input cannot flood the log.
         """
         self._malformed += 1
-        if self._malformed_reports.admit(subject, trio.current_time()):
-            log.warning("malformed message on %s skipped: %s", subject, error)
-            self._monitor.emit(ConnectionEventKind.MALFORMED, f"{subject}: {error}")
+        admission = self._malformed_reports.admit(subject, trio.current_time())
+        if admission.summary is not None:
+            text = admission.summary.describe("malformed messages")
+            log.warning("%s", text)
+            self._monitor.emit(ConnectionEventKind.MALFORMED, text)
+        if admission.report:
+            shown = printable(subject)
+            log.warning("malformed message on %s skipped: %s", shown, printable(error, 500))
+            self._monitor.emit(ConnectionEventKind.MALFORMED, f"{shown}: {printable(error, 500)}")
 
     def _on_malformed(self, subject: str, error: MessageDecodeError) -> None:
         self.report_malformed(subject, error)
 
     def _on_overflow(self, subject: str) -> None:
-        if self._overflow_reports.admit(subject, trio.current_time()):
-            log.warning("slow consumer on %s: buffer full, dropping messages", subject)
-            self._monitor.emit(ConnectionEventKind.SLOW_CONSUMER, f"{subject}: buffer full")
+        if self._overflow_reports.admit(subject, trio.current_time()).report:
+            shown = printable(subject)
+            log.warning("slow consumer on %s: buffer full, dropping messages", shown)
+            self._monitor.emit(ConnectionEventKind.SLOW_CONSUMER, f"{shown}: buffer full")
 
     def report_summaries(self) -> None:
         """Log (and emit) what the warnings held back, and the drops of each subscription.
@@ -358,7 +372,7 @@ class Bus:
             if dropped:
                 buffer.dropped_reported = buffer.dropped
                 text = (
-                    f"slow consumer on {buffer.subject}: dropped {dropped:,} messages "
+                    f"slow consumer on {printable(buffer.subject)}: dropped {dropped:,} messages "
                     f"since the last report ({buffer.dropped:,} in all; the buffer holds "
                     f"{buffer.max_messages:,} messages or {buffer.max_bytes:,} bytes)"
                 )

@@ -129,8 +129,16 @@ class Message:
 
 
 def format_timestamp(value: datetime) -> str:
-    """ISO 8601 in UTC with a ``Z`` suffix, microsecond precision."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """ISO 8601 in UTC with a ``Z`` suffix, microsecond precision, a four-digit year.
+
+    (``strftime("%Y")`` writes year 999 as ``999``, which no ISO 8601 reader,
+    Volta's included, accepts back.)
+    """
+    v = value.astimezone(UTC)
+    return (
+        f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:"
+        f"{v.second:02d}.{v.microsecond:06d}Z"
+    )
 
 
 def message_to_dict(message: Message) -> dict[str, Any]:

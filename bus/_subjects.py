@@ -157,3 +157,34 @@ def agent_id_from_subject(subject: str) -> str | None:
         if _AGENT_ID.fullmatch(agent_id) and agent_id != RESERVED_AGENT_ID:
             return agent_id
     return None
+
+
+VOLTA_NAMESPACES = (
+    "agent.",
+    "capability.",
+    "mcp.",
+    "task.",
+    "volta.",
+    "$SRV.",
+    "$SYS.",
+    "$JS.API.",
+)
+"""Subjects Volta never publishes an answer to: its own protocol's, and the server's APIs."""
+
+
+def is_answerable(reply: str | None) -> bool:
+    """Whether a reply subject may receive an answer.
+
+    A request whose reply subject is one of Volta's own subjects (``agent.broadcast``,
+    say) would turn one small message into an answer delivered to every agent: a
+    reflection attack. Such requests are served as if they had no reply subject.
+    """
+    if not reply:
+        return False
+    if reply.startswith(VOLTA_NAMESPACES):
+        return False
+    try:
+        validate_subject(reply)
+    except InvalidSubject:
+        return False
+    return True

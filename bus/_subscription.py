@@ -41,6 +41,7 @@ import trio
 
 from ._errors import MessageDecodeError
 from ._message import Message, decode_message
+from ._subjects import is_answerable
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -71,6 +72,11 @@ class Delivery:
     """Where the sender waits for an answer, if it does."""
     headers: Mapping[str, str] | None = None
     """NATS headers, if any."""
+
+    @property
+    def answerable(self) -> bool:
+        """Whether its reply subject may receive an answer (``volta.bus.is_answerable``)."""
+        return is_answerable(self.reply)
 
     def decode(self) -> Message:
         """The payload as a Volta message.

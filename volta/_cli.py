@@ -24,6 +24,7 @@ from pathlib import Path
 
 import trio
 
+from volta._logging import configure_logging
 from volta._runtime import node_spec, serve
 from volta.actors import IdentityConflict
 from volta.bus import BusError, NatsServerConfig, NatsServerError, run_nats_server
@@ -111,10 +112,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     """Entry point of the ``volta`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
     environ = os.environ if environ is None else environ
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
+    configure_logging(args.verbose)
     try:
         if args.command == "run":
             config = _load(args, environ, args.config)

@@ -1,25 +1,44 @@
-"""Repeated reports, rate-limited with a summary; and a token bucket.
+"""Repeated reports, rate-limited with a summary; a token bucket; safe log text.
 
 A flood of bad input must not become a flood of log lines (10,000 malformed
 messages once made 2,305 WARNING lines), nor of error replies. :class:`Throttle`
-lets the first report of a kind through at once, counts the rest for
-``period`` seconds, and then hands out one summary per kind ("1,204 more
-malformed messages on agent.beta.message in the last 10 s"). Kinds are bounded
-too: past ``max_keys`` distinct keys, the rest share one key, so a client that
-makes up a new subject per message cannot grow the table.
+lets the first report of a kind through at once and counts the rest for
+``period`` seconds; when the kind comes up again after its window, the summary
+of the window that ended comes first ("1,204 more malformed messages on
+agent.beta.message in the last 10 s"), and :meth:`Throttle.summaries` hands out
+those of quiet kinds for owners that flush on a timer. Kinds are bounded, and
+so is the total: past ``max_keys`` kinds, or ``max_per_period`` first reports in
+one period, the rest share one kind, so a client that makes up a new subject
+per message cannot grow the table or the log.
 
-:class:`TokenBucket` caps how many replies of some kind go out per second.
+:class:`RateLimitedLog` is a logger that does all of it. :class:`TokenBucket` caps
+how many replies of some kind go out per second. :func:`printable` makes text
+from the wire safe to put in a log line (no newlines, no terminal escapes).
 
-Both take the time as an argument (trio's clock in practice), so they are
-tested on a virtual clock.
+Times are arguments (trio's clock in practice), so all of it is tested on a
+virtual clock.
 """
 
 from __future__ import annotations
 
+import logging
+import re
+
 import attrs
+import trio
 
 OTHER_KEY = "(other)"
-"""The key that counts every kind beyond ``max_keys``."""
+"""The kind that counts every report beyond the bounds."""
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: object, limit: int = 200) -> str:
+    """``text`` fit for one log line: control characters escaped, cut to ``limit``."""
+    value = str(text)
+    if len(value) > limit:
+        value = f"{value[:limit]}..."
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", value)
 
 
 @attrs.define
@@ -41,45 +60,68 @@ class Summary:
 
     def describe(self, what: str) -> str:
         """``"1,204 more <what> on <key> in the last 10 s"``."""
-        return f"{self.suppressed:,} more {what} on {self.key} in the last {self.seconds:.0f} s"
+        return (
+            f"{self.suppressed:,} more {what} on {printable(self.key)} "
+            f"in the last {self.seconds:.0f} s"
+        )
+
+
+@attrs.frozen
+class Admission:
+    """What to report now."""
+
+    report: bool
+    """Make this report."""
+    summary: Summary | None = None
+    """First, the summary of this kind's window that just ended (if it held any back)."""
 
 
 class Throttle:
     """Lets one report per kind through per ``period``; counts the others."""
 
-    def __init__(self, period: float = 10.0, max_keys: int = 1024) -> None:
-        if period <= 0 or max_keys < 1:
-            raise ValueError("period must be > 0 and max_keys >= 1")
+    def __init__(
+        self, period: float = 10.0, max_keys: int = 1024, max_per_period: int = 100
+    ) -> None:
+        if period <= 0 or max_keys < 1 or max_per_period < 1:
+            raise ValueError("period must be > 0, max_keys and max_per_period >= 1")
         self._period = period
         self._max_keys = max_keys
+        self._max_per_period = max_per_period
         self._windows: dict[str, _Window] = {}
+        self._budget_started = -float("inf")
+        self._budget_used = 0
 
     @property
     def period(self) -> float:
         """Seconds per window."""
         return self._period
 
-    def admit(self, key: str, now: float) -> bool:
-        """True: make this report now. False: it was counted into the kind's summary."""
+    def admit(self, key: str, now: float) -> Admission:
+        """Whether to make this report now, and the summary that comes first."""
+        summary = None
         window = self._windows.get(key)
-        if window is None:
-            if len(self._windows) >= self._max_keys:
-                key = OTHER_KEY
-                window = self._windows.get(key)
-            if window is None:
-                self._windows[key] = _Window(now)
-                return True
-        if now - window.started >= self._period and window.suppressed == 0:
-            window.started = now  # a quiet window ended: this one opens the next
-            return True
-        window.suppressed += 1
-        return False
+        if window is not None and now - window.started >= self._period:
+            del self._windows[key]
+            if window.suppressed:
+                summary = Summary(key, window.suppressed, now - window.started)
+            window = None
+        if window is not None:
+            window.suppressed += 1
+            return Admission(False, summary)
+        if now - self._budget_started >= self._period:
+            self._budget_started, self._budget_used = now, 0
+        if self._budget_used >= self._max_per_period or len(self._windows) >= self._max_keys:
+            other = self._windows.setdefault(OTHER_KEY, _Window(now))
+            other.suppressed += 1
+            return Admission(False, summary)
+        self._budget_used += 1
+        self._windows[key] = _Window(now)
+        return Admission(True, summary)
 
     def summaries(self, now: float) -> list[Summary]:
         """The summaries of every window that has ended with reports held back.
 
-        Windows that ended quietly are forgotten, so the table only holds kinds
-        that are active.
+        Windows that ended are forgotten, so the table only holds kinds that are active.
         """
         done: list[Summary] = []
         for key, window in list(self._windows.items()):
@@ -89,6 +131,47 @@ class Throttle:
                 done.append(Summary(key, window.suppressed, now - window.started))
             del self._windows[key]
         return done
+
+
+class RateLimitedLog:
+    """A logger whose repeated lines (by kind) are throttled and summarised."""
+
+    def __init__(self, logger: logging.Logger, period: float = 10.0) -> None:
+        self._logger = logger
+        self._throttle = Throttle(period)
+
+    def log(self, level: int, key: str, what: str, message: str, *args: object) -> bool:
+        """Log ``message % args`` unless lines of kind ``key`` are being held back.
+
+        Args:
+            level: the logging level.
+            key: the kind of line (lines of one kind are throttled together).
+            what: how the summary names the lines it held back ("handler failures").
+            message: the line, %-style.
+            args: its arguments (wire text in them is made printable).
+
+        Returns:
+            Whether the line was logged.
+        """
+        admission = self._throttle.admit(key, trio.current_time())
+        if admission.summary is not None:
+            self._logger.log(level, "%s", admission.summary.describe(what))
+        if admission.report:
+            self._logger.log(level, message, *(printable(arg, 500) for arg in args))
+        return admission.report
+
+    def warning(self, key: str, what: str, message: str, *args: object) -> bool:
+        """:meth:`log` at WARNING."""
+        return self.log(logging.WARNING, key, what, message, *args)
+
+    def info(self, key: str, what: str, message: str, *args: object) -> bool:
+        """:meth:`log` at INFO."""
+        return self.log(logging.INFO, key, what, message, *args)
+
+    def flush(self, what: str = "lines like it", level: int = logging.WARNING) -> None:
+        """Log the summaries of windows that ended quietly (for owners with a timer)."""
+        for summary in self._throttle.summaries(trio.current_time()):
+            self._logger.log(level, "%s", summary.describe(what))
 
 
 class TokenBucket:

@@ -16,7 +16,9 @@ from volta.bus import (
     PayloadEncodeError,
     decode_message,
     encode_message,
+    format_timestamp,
     message_to_dict,
+    parse_timestamp,
 )
 
 
@@ -191,3 +193,12 @@ def test_what_json_cannot_carry_is_a_typed_encode_error(
 def test_message_to_dict_is_json_ready() -> None:
     message = Message(sender="a", to="b", message="x")
     assert json.loads(json.dumps(message_to_dict(message)))["from"] == "a"
+
+
+@pytest.mark.parametrize("year", [1, 999, 1000, 2026, 9999])
+def test_every_timestamp_volta_accepts_it_can_write_back(year: int) -> None:
+    """strftime("%Y") wrote year 999 as '999', which the decoder then refused."""
+    moment = datetime(year, 6, 1, 12, 30, 15, 7, tzinfo=UTC)
+    text = format_timestamp(moment)
+    assert text[:4] == f"{year:04d}"
+    assert parse_timestamp(text) == moment
