@@ -22,6 +22,8 @@ from ._directory import Directory as Directory
 from ._directory import IdentityClash as IdentityClash
 from ._directory import PresenceChange as PresenceChange
 from ._directory_service import DirectoryService as DirectoryService
+from ._functions import FunctionCapabilities as FunctionCapabilities
+from ._functions import resolve_function as resolve_function
 from ._handler import BUILTIN_CAPABILITIES as BUILTIN_CAPABILITIES
 from ._handler import BUILTIN_HANDLERS as BUILTIN_HANDLERS
 from ._handler import AgentFault as AgentFault
@@ -89,6 +91,7 @@ __all__ = [
     "Directory",
     "DirectoryService",
     "EchoHandler",
+    "FunctionCapabilities",
     "ErrorCode",
     "Handler",
     "HandlerError",
@@ -115,5 +118,6 @@ __all__ = [
     "handler_serves",
     "open_client",
     "progress_subject",
+    "resolve_function",
     "resolve_handler",
 ]

@@ -149,9 +149,17 @@ def thread_of(message: Message) -> str:
 class Brain:
     """A handler that thinks with a :class:`~volta.actors._models.Model`."""
 
-    def __init__(self, spec: BrainSpec, model: Model) -> None:
+    def __init__(self, spec: BrainSpec, model: Model, *, reason: str = "") -> None:
+        """Make the brain.
+
+        Args:
+            spec: how it thinks.
+            model: what it thinks with.
+            reason: why this model (for the line that says which brain an agent runs).
+        """
         self.spec = spec
         self.model = model
+        self.reason = reason
         self.memory = Memory(
             max_turns=spec.history_turns,
             max_tokens=spec.history_tokens,
@@ -171,6 +179,12 @@ class Brain:
     def usage(self) -> Mapping[str, float]:
         """Its usage so far (for the heartbeat)."""
         return self.stats.as_dict()
+
+    def describe(self) -> str:
+        """Which brain it is, and why (``volta up`` prints it at start)."""
+        if not self.reason:
+            return self.model.description
+        return f"{self.model.description} ({self.reason})"
 
     async def on_message(self, message: Message, context: AgentContext) -> str | None:
         if message.type is MessageType.RESPONSE:
@@ -332,8 +346,3 @@ class Brain:
 def _brief(value: Mapping[str, Any]) -> str:
     text = json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) <= 200 else f"{text[:197]}..."
-
-
-def describe_brain(agent_id: str, brain: Brain, why: str) -> str:
-    """The line that says which brain an agent runs, and why."""
-    return f"agent {agent_id}: {brain.model.description} ({why})"

@@ -18,7 +18,7 @@ from typing import Any
 
 from ._models import ModelReply, estimate_reply_usage
 
-OFFLINE_NOTE = "[offline brain: ANTHROPIC_API_KEY is not set]"
+OFFLINE_NOTE = "[offline brain: {reason}]"
 """How every offline answer begins."""
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
@@ -55,14 +55,21 @@ def _tool_texts(content: Sequence[Mapping[str, Any]]) -> list[tuple[str, bool]]:
 class OfflineModel:
     """See the module docstring."""
 
-    def __init__(self, agent_id: str, name: str, team: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        agent_id: str,
+        name: str,
+        team: Sequence[str] = (),
+        reason: str = "ANTHROPIC_API_KEY is not set",
+    ) -> None:
         self._agent_id = agent_id
         self._name = name
         self._team = tuple(member for member in team if member != agent_id)
+        self._note = OFFLINE_NOTE.format(reason=reason)
 
     @property
     def description(self) -> str:
-        return "the offline brain (deterministic; no ANTHROPIC_API_KEY)"
+        return "the offline brain (deterministic, says so in every answer)"
 
     async def create(self, params: Mapping[str, Any], *, timeout: float | None) -> ModelReply:
         messages = params.get("messages") or [{"role": "user", "content": ""}]
@@ -102,7 +109,7 @@ class OfflineModel:
         words = _WORD.findall(request)
         keys = sorted({w.lower() for w in words}, key=lambda w: (-len(w), w))[:3]
         return (
-            f"{OFFLINE_NOTE} {self._name} read {len(words)} words; "
+            f"{self._note} {self._name} read {len(words)} words; "
             f"key terms: {', '.join(keys) or 'none'}."
         )
 
@@ -111,7 +118,7 @@ class OfflineModel:
     ) -> str:
         first = next((m for m in messages if m.get("role") == "user"), {"content": ""})
         request = _request_of(_user_text(first.get("content", "")))
-        lines = [f"{OFFLINE_NOTE} {self._name} combined {len(results)} answers to: {request}"]
+        lines = [f"{self._note} {self._name} combined {len(results)} answers to: {request}"]
         for words, failed in results:
             body = words.partition("\n")[2] or words
             lines.append(f"- {'(failed) ' if failed else ''}{body.strip()}")

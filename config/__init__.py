@@ -17,6 +17,7 @@ from ._load import with_overrides as with_overrides
 from ._schema import DEFAULT_NATS_URL as DEFAULT_NATS_URL
 from ._schema import AgentConfig as AgentConfig
 from ._schema import BackoffConfig as BackoffConfig
+from ._schema import BrainConfig as BrainConfig
 from ._schema import ConnectionMode as ConnectionMode
 from ._schema import DirectoryConfig as DirectoryConfig
 from ._schema import NatsConfig as NatsConfig
@@ -28,6 +29,7 @@ __all__ = [
     "DEFAULT_NATS_URL",
     "AgentConfig",
     "BackoffConfig",
+    "BrainConfig",
     "ConfigError",
     "ConfigProblem",
     "ConnectionMode",

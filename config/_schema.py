@@ -293,6 +293,165 @@ def _name_default(agent: AgentConfig) -> str:
     return agent.id
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_FUNCTION_REFERENCE = re.compile(
+    rf"{_IDENTIFIER}(?:\.{_IDENTIFIER})*:{_IDENTIFIER}|{_NAME.pattern}"
+)
+
+
+def _strings(value: object, field: str) -> Mapping[str, str]:
+    """A mapping of capability-shaped names to non-empty strings, read-only."""
+    if isinstance(value, MappingProxyType):
+        return value
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"expected a mapping, got {describe(value)}", key=field)
+    problems = []
+    for name, text in value.items():
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            problems.append(
+                ConfigProblem(
+                    f"{field}.{name}",
+                    "expected a capability name (1-64 characters from A-Z a-z 0-9 _ -)",
+                )
+            )
+        elif not isinstance(text, str) or not text.strip():
+            problems.append(
+                ConfigProblem(
+                    f"{field}.{name}", f"expected a non-empty string, got {describe(text)}"
+                )
+            )
+    if problems:
+        raise ConfigError.from_problems(problems)
+    return MappingProxyType(dict(value))
+
+
+def _skills(value: object) -> Mapping[str, str]:
+    return _strings(value, "skills")
+
+
+def _functions(value: object) -> Mapping[str, str]:
+    return _strings(value, "functions")
+
+
+_count = _integer(ge=0)
+
+
+def _optional_count(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        _count(instance, attribute, value)
+
+
+def _check_team(_instance: object, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    problems = []
+    for index, member in enumerate(value):
+        try:
+            validate_agent_id(member)
+        except (ValueError, TypeError) as error:
+            problems.append(ConfigProblem(f"{attribute.name}[{index}]", str(error)))
+    if problems:
+        raise ConfigError.from_problems(problems)
+
+
+def _check_env_name(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str) or not _ENV_NAME.fullmatch(value):
+        raise ConfigError(
+            f"expected an environment variable name, got {describe(value)}", key=attribute.name
+        )
+
+
+def _check_base_url(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+        raise ConfigError(
+            f"expected an http:// or https:// URL, got {describe(value)}", key=attribute.name
+        )
+
+
+@attrs.frozen(kw_only=True)
+class BrainConfig:
+    """How an agent thinks with Claude (``agents[i].brain``).
+
+    The API key is never in the file: it comes from the environment variable
+    ``api_key_env`` names. Without it (or with ``offline: true``) the agent runs
+    the offline brain, which says so in every answer.
+    """
+
+    model: str | None = attrs.field(default=None, validator=_optional_text)
+    """The model; default ``VOLTA_MODEL`` from the environment, else a current Sonnet."""
+    system: str = attrs.field(default="")
+    """The agent's instructions (its role), inline."""
+    system_file: Path | None = None
+    """...or in a file, relative to the config file's folder."""
+    max_tokens: int = attrs.field(default=1024, validator=_integer(ge=16))
+    """Most output tokens of one model call."""
+    temperature: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_number(ge=0, le=1))
+    )
+    """Sampling temperature (none: the model's default)."""
+    max_steps: int = attrs.field(default=8, validator=_integer(ge=1))
+    """Model calls per message at most (tool steps); the last one may not call tools."""
+    budget: int | None = attrs.field(default=50_000, validator=_optional_count)
+    """Tokens one task may spend on this agent, its delegates included (null: no limit)."""
+    task_timeout: float = attrs.field(default=120.0, validator=_number(gt=0))
+    """Deadline, in seconds, of a task this agent starts (a message that came without one)."""
+    team: tuple[str, ...] = attrs.field(default=(), validator=_check_team)
+    """Agents it works with (named in its prompt; the offline brain asks each of them)."""
+    skills: Mapping[str, str] = attrs.field(factory=dict, converter=_skills, hash=False)
+    """Capabilities it serves as prompted skills: name -> what to do with the input."""
+    history_turns: int = attrs.field(default=20, validator=_integer(ge=0))
+    """Turns of conversation kept per peer or thread."""
+    history_tokens: int = attrs.field(default=8000, validator=_integer(ge=0))
+    """Estimated tokens of conversation kept per peer or thread."""
+    api_key_env: str = attrs.field(default="ANTHROPIC_API_KEY", validator=_check_env_name)
+    """The environment variable that holds the API key (never the key itself)."""
+    base_url: str | None = attrs.field(default=None, validator=_check_base_url)
+    """Another endpoint for the Messages API (default: the SDK's, or ``ANTHROPIC_BASE_URL``)."""
+    max_retries: int = attrs.field(default=2, validator=_integer(ge=0))
+    """Retries of 429/529/5xx and timeouts (the SDK's, with backoff and retry-after)."""
+    call_timeout: float = attrs.field(default=60.0, validator=_number(gt=0))
+    """Seconds one model call may take (the task's deadline may cut it shorter)."""
+    offline: bool = False
+    """Run the offline brain even when a key is set."""
+
+
+def _check_brain(instance: AgentConfig, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None and instance.handler is None:
+        raise ConfigError("required key is missing (or give the agent a 'brain')", key="handler")
+    if value is not None and instance.handler is not None:
+        raise ConfigError("give either 'handler' or 'brain', not both", key="brain")
+
+
+def _check_functions(
+    instance: AgentConfig, attribute: attrs.Attribute[Any], value: Mapping[str, str]
+) -> None:
+    problems = []
+    for name, reference in value.items():
+        if not _FUNCTION_REFERENCE.fullmatch(reference):
+            problems.append(
+                ConfigProblem(
+                    f"{attribute.name}.{name}",
+                    f"expected 'package.module:function' or a built-in capability, got "
+                    f"{describe(reference)}",
+                )
+            )
+        elif name not in instance.capabilities:
+            problems.append(
+                ConfigProblem(f"{attribute.name}.{name}", "not one of the agent's capabilities")
+            )
+    brain = instance.brain
+    if isinstance(brain, BrainConfig):
+        for name in brain.skills:
+            if name not in instance.capabilities:
+                problems.append(
+                    ConfigProblem(f"brain.skills.{name}", "not one of the agent's capabilities")
+                )
+            elif name in value:
+                problems.append(ConfigProblem(f"brain.skills.{name}", "also served by a function"))
+    if problems:
+        raise ConfigError.from_problems(problems)
+
+
 @attrs.frozen(kw_only=True)
 class AgentConfig:
     """One agent: who it is, what it can do, and what runs it."""
@@ -303,8 +462,13 @@ class AgentConfig:
     """Display name; defaults to the id."""
     capabilities: tuple[str, ...] = attrs.field(default=(), validator=_check_capabilities)
     """Capabilities offered to ``capability.request``; unique, each shaped like an id."""
-    handler: str = attrs.field(validator=_check_handler)
-    """A built-in handler name, or ``package.module:attribute`` (imported later, not here)."""
+    handler: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_check_handler)
+    )
+    """A built-in handler name, or ``package.module:attribute`` (imported later, not here);
+    or none, for an agent with a ``brain``."""
+    brain: BrainConfig | None = attrs.field(default=None, validator=_check_brain)
+    """It thinks with Claude (instead of a ``handler``)."""
     # Left out of the hash (a mapping has none) so that configs stay hashable.
     options: Mapping[str, object] = attrs.field(factory=dict, converter=_freeze_options, hash=False)
     """Free-form settings passed to the handler factory (read-only at the top level)."""
@@ -321,6 +485,11 @@ class AgentConfig:
     counted and reported."""
     inbox_max_bytes: int = attrs.field(default=8 * 1024 * 1024, validator=_integer(ge=1))
     """Bytes held (per inbox subscription) while the agent is busy."""
+    functions: Mapping[str, str] = attrs.field(
+        factory=dict, converter=_functions, validator=_check_functions, hash=False
+    )
+    """Capabilities served by a Python callable: name -> ``package.module:function``, or
+    the name of a built-in capability (``word_count``). The rest go to the handler or brain."""
 
 
 # --- the whole container ----------------------------------------------------------------

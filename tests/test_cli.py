@@ -18,12 +18,20 @@ from .actors.conftest import client_context
 from .processes import free_ports, nats_processes_on, port_is_free, wait_until_gone
 
 VOLTA = [sys.executable, "-m", "volta._cli"]
+# No key from the developer's shell: brains run offline here (or against a fake API).
+CLEAN_ENV = {
+    k: v
+    for k, v in os.environ.items()
+    if k not in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "VOLTA_MODEL", "NATS_URL")
+}
 
 
-async def start_volta(*args: str) -> tuple[trio.Process, list[str]]:
+async def start_volta(
+    *args: str, env: dict[str, str] | None = None
+) -> tuple[trio.Process, list[str]]:
     """Start volta and return once its node is running, with its log lines so far."""
     process = await trio.lowlevel.open_process(
-        [*VOLTA, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [*VOLTA, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env or CLEAN_ENV
     )
     assert process.stderr is not None
     lines: list[str] = []
@@ -55,7 +63,7 @@ async def test_up_runs_the_seed_on_an_embedded_server_and_stops_on_ctrl_c() -> N
     url = next(line.split(" at ")[1].split(" ")[0] for line in lines if "embedded" in line)
     async with open_bus(url) as bus, bus.subscribe("agent.*.status") as statuses:
         agents = await client_context(bus).list_agents()
-        assert [a.id for a in agents] == ["alpha", "beta", "gamma"]
+        assert [a.id for a in agents] == ["coordinator", "researcher", "writer"]
         assert await client_context(bus).request_capability("uppercase", "hi") == "HI"
         await bus.flush()
         process.send_signal(signal.SIGINT)
@@ -68,9 +76,14 @@ async def test_up_runs_the_seed_on_an_embedded_server_and_stops_on_ctrl_c() -> N
                     offline.append(status["id"])
     code, rest = await stop_volta(process, None)
     assert code == 0
-    assert offline == ["gamma", "beta", "alpha"]
+    assert offline == ["writer", "researcher", "coordinator"]
     assert "stopping in order" in rest
     assert rest.rstrip().endswith("stopped")
+    # It said which brain each agent runs, and why.
+    said = "\n".join(lines)
+    for agent_id in ("coordinator", "researcher", "writer"):
+        assert f"agent {agent_id} thinks with the offline brain" in said
+    assert "ANTHROPIC_API_KEY is not set" in said
 
 
 async def test_up_after_a_kill_9_of_up_starts_cleanly_on_the_same_ports() -> None:
@@ -97,7 +110,7 @@ async def test_up_after_a_kill_9_of_up_starts_cleanly_on_the_same_ports() -> Non
 
 
 async def test_run_uses_the_given_server_and_stops_on_sigterm(nats_server: NatsServer) -> None:
-    config = shipped_config("beta")
+    config = shipped_config("researcher")
     process, _ = await start_volta(
         "run", str(config), "--nats-url", nats_server.url, "--heartbeat-interval", "0.5"
     )
@@ -149,3 +162,72 @@ async def test_a_bad_config_reports_every_problem_at_once(tmp_path: Path) -> Non
         "  agents[1].id: invalid agent id 'a.b': use 1-64 characters from A-Z a-z 0-9 _ -\n"
         "  agents[1].max_concurrency: expected an integer >= 1, got 0\n"
     )
+
+
+async def volta(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """Run a client command: exit code, stdout, stderr."""
+    with trio.fail_after(30):
+        result = await trio.run_process(
+            [*VOLTA, *args],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            env=env or CLEAN_ENV,
+        )
+    return result.returncode, result.stdout.decode(), result.stderr.decode()
+
+
+async def test_the_client_commands_against_volta_up() -> None:
+    port, monitor_port = free_ports(2)
+    process, _ = await start_volta("up", "--port", str(port), "--monitor-port", str(monitor_port))
+    url = f"nats://127.0.0.1:{port}"
+    try:
+        code, table, _ = await volta("agents", "--nats-url", url)
+        assert code == 0
+        assert table.splitlines()[0].split() == [
+            "ID",
+            "NAME",
+            "STATUS",
+            "INSTANCES",
+            "CAPABILITIES",
+        ]
+        assert [line.split()[0] for line in table.splitlines()[1:]] == [
+            "coordinator",
+            "researcher",
+            "writer",
+        ]
+        # The offline team: the coordinator really asks both specialists and combines.
+        code, answer, progress = await volta(
+            "ask", "coordinator", "plan a launch", "--nats-url", url
+        )
+        assert code == 0, progress
+        assert answer.startswith("[offline brain: ANTHROPIC_API_KEY is not set] Coordinator")
+        assert "Researcher read" in answer
+        assert "Writer read" in answer
+        # The progress tree: the coordinator at the top, the specialists one level in.
+        assert "  coordinator started: plan a launch" in progress
+        assert "    researcher started:" in progress
+        assert "    writer answered:" in progress
+        code, out, _ = await volta("capability", "word_count", '"a b c"', "--nats-url", url)
+        assert (code, out.strip()) == (0, "3")
+        code, _, said = await volta("ask", "nobody", "hi", "--nats-url", url)
+        assert code == 1
+        assert said.strip() == "volta: agent 'nobody' failed: no_agent: no agent 'nobody' is online"
+        code, _, said = await volta("capability", "fly", "--nats-url", url)
+        assert code == 1
+        assert "no_capability" in said
+        code, _, said = await volta("send", "writer", "hello", "--nats-url", url)
+        assert (code, said.strip()) == (0, "sent to writer")
+    finally:
+        await stop_volta(process, signal.SIGINT)
+
+
+async def test_an_unreachable_server_is_one_line_and_exit_code_2() -> None:
+    (port,) = free_ports(1)
+    for command in (["agents"], ["ask", "coordinator", "hi"], ["capability", "echo", "1"]):
+        code, out, said = await volta(*command, "--nats-url", f"nats://127.0.0.1:{port}")
+        assert code == 2, said
+        assert out == ""
+        assert said.startswith("volta: cannot reach NATS: could not connect to ")
+        assert len(said.strip().splitlines()) == 1, said
+        assert "Traceback" not in said

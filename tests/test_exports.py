@@ -105,6 +105,7 @@ ACTORS = {
     "Directory",
     "DirectoryService",
     "EchoHandler",
+    "FunctionCapabilities",
     "ErrorCode",
     "Handler",
     "HandlerError",
@@ -131,6 +132,7 @@ ACTORS = {
     "handler_serves",
     "open_client",
     "progress_subject",
+    "resolve_function",
     "resolve_handler",
 }
 

@@ -10,7 +10,10 @@
 Both wait for NATS if it is not up yet (saying so), and stop in order on
 Ctrl-C or SIGTERM. Exit codes: 0 stopped by a signal, 1 the node gave up
 (too many restarts) or NATS was unreachable, 2 bad configuration (every problem
-of the file is printed, one a line).
+of the file is printed, one a line) or every agent's id is taken elsewhere.
+
+``volta agents``, ``volta send``, ``volta ask`` and ``volta capability`` talk to a
+running mesh (``volta/_commands.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 
 import trio
 
+from volta._commands import COMMANDS, add_client_commands, run_client_command
 from volta._logging import configure_logging
 from volta._runtime import node_spec, serve
 from volta.actors import IdentityConflict
@@ -61,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--config",
         default="seed",
-        help="a shipped config name (seed, alpha, beta, gamma) or a YAML path",
+        help="a shipped config name (seed, coordinator, researcher, writer) or a YAML path",
     )
     up.add_argument(
         "--port", type=int, default=4222, help="port of the embedded nats-server (0: any free port)"
@@ -73,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
         help="HTTP monitoring port of the embedded server (0: any free port)",
     )
     common(up)
+    add_client_commands(commands)
     return parser
 
 
@@ -90,33 +95,35 @@ def _config_path(name: str) -> Path:
     return Path(str(shipped_config(name)))
 
 
-async def _run(config: VoltaConfig, source: str) -> None:
-    spec = node_spec(config, source=source)
+async def _run(config: VoltaConfig, source: str, environ: Mapping[str, str]) -> None:
+    spec = node_spec(config, source=source, environ=environ)
     await serve(spec)
 
 
 async def _up(args: argparse.Namespace, environ: Mapping[str, str]) -> None:
     path = _config_path(args.config)
     if args.nats_url or environ.get("NATS_URL"):
-        await _run(_load(args, environ, path), str(path))
+        await _run(_load(args, environ, path), str(path), environ)
         return
     server_config = NatsServerConfig(port=args.port or -1, monitor_port=args.monitor_port or -1)
     async with run_nats_server(server_config) as server:
         log.info("embedded nats-server at %s (monitoring %s)", server.url, server.monitor_url)
         config = _load(args, environ, path)
         config = with_overrides(config, nats_url=server.url)
-        await _run(config, str(path))
+        await _run(config, str(path), environ)
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Entry point of the ``volta`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
     environ = os.environ if environ is None else environ
-    configure_logging(args.verbose)
+    configure_logging(args.verbose, quiet=args.command in COMMANDS)
+    if args.command in COMMANDS:
+        return run_client_command(args, environ)
     try:
         if args.command == "run":
             config = _load(args, environ, args.config)
-            trio.run(_run, config, str(args.config))
+            trio.run(_run, config, str(args.config), environ)
         else:
             trio.run(_up, args, environ)
     except ConfigError as error:

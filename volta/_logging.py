@@ -26,8 +26,10 @@ class PrintableMessages(logging.Filter):
         return True
 
 
-def configure_logging(verbose: bool) -> None:
-    """Log to stderr, one printable line per event (INFO, or DEBUG if ``verbose``)."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=FORMAT)
+def configure_logging(verbose: bool, *, quiet: bool = False) -> None:
+    """Log to stderr, one printable line per event: INFO (WARNING if ``quiet``: the
+    client commands), or DEBUG if ``verbose``."""
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format=FORMAT)
     for handler in logging.getLogger().handlers:
         handler.addFilter(PrintableMessages())

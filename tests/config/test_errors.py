@@ -51,7 +51,7 @@ def load_error(text: str) -> ConfigError:
         pytest.param(
             "agents:\n  - {id: alpha, handler: echo}\n  - {id: beta}\n",
             "agents[1].handler",
-            "required key is missing",
+            "required key is missing (or give the agent a 'brain')",
             id="missing-handler",
         ),
         pytest.param("agents: []\n", "agents", "expected at least one agent", id="no-agents"),
@@ -289,7 +289,7 @@ def test_every_problem_is_reported_at_once() -> None:
         "(did you mean 'shared'?)\n"
         "  request_timeout: expected a number, got 'soon'\n"
         "  agents[0].capabilites: unknown key (did you mean 'capabilities'?)\n"
-        "  agents[1].handler: required key is missing\n"
+        "  agents[1].handler: required key is missing (or give the agent a 'brain')\n"
         "  agents[2].max_concurrency: expected an integer, got 'many'"
     )
     # key and reason are the first problem's
@@ -391,11 +391,14 @@ def test_a_section_is_checked_whole_before_the_ranges_around_it() -> None:
 
 
 def test_unknown_and_missing_keys_come_before_values() -> None:
-    assert keys("agents:\n  - {id: 7, capabilites: []}\n") == [
+    assert keys("agents:\n  - {id: 7, capabilites: [], max_concurrency: x}\n") == [
         "agents[0].capabilites",
-        "agents[0].handler",
         "agents[0].id",
+        "agents[0].max_concurrency",
     ]
+    # 'handler or brain' is a check across the agent's values: it waits for them.
+    assert keys("agents:\n  - {id: 7}\n") == ["agents[0].id"]
+    assert keys("agents:\n  - {id: a}\n") == ["agents[0].handler"]
 
 
 def test_no_raw_cattrs_error_is_chained() -> None:

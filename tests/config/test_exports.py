@@ -15,6 +15,7 @@ PUBLIC = {
     "DEFAULT_NATS_URL",
     "AgentConfig",
     "BackoffConfig",
+    "BrainConfig",
     "ConfigError",
     "ConfigProblem",
     "ConnectionMode",

@@ -186,7 +186,7 @@ def test_reference_problems_come_first_and_together_with_the_others() -> None:
         # what the values left as written would have said ("expected a number, got
         # '${HB_UNSET}'", "invalid agent id") is left out
         "  request_timeout: expected a number, got 'soon'\n"
-        "  agents[2].handler: required key is missing"
+        "  agents[2].handler: required key is missing (or give the agent a 'brain')"
     )
 
 

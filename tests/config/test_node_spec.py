@@ -42,7 +42,7 @@ def test_a_handler_without_serves_does_not_say() -> None:
     assert handler_serves(Translator({}), "echo") is False
 
 
-@pytest.mark.parametrize("name", ["seed", "alpha", "beta", "gamma"])
+@pytest.mark.parametrize("name", ["seed", "coordinator", "researcher", "writer"])
 def test_the_shipped_configs_build(name: str) -> None:
     config = load_config(shipped_config(name))
     spec = node_spec(config)

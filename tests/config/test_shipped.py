@@ -11,7 +11,8 @@ import pytest
 
 from volta.config import ConfigError, ConnectionMode, load_config, shipped_config
 
-SHIPPED = ["alpha", "beta", "gamma", "seed"]
+SHIPPED = ["coordinator", "researcher", "seed", "writer"]
+TEAM = ["coordinator", "researcher", "writer"]
 
 
 def test_the_shipped_files_are_package_resources() -> None:
@@ -30,16 +31,27 @@ def test_every_shipped_config_loads(name: str) -> None:
     assert config.heartbeat_interval == 30.0
 
 
-def test_the_seed_runs_three_agents_with_word_count_on_two() -> None:
+def test_the_seed_is_a_coordinator_and_two_specialists() -> None:
     config = load_config(shipped_config())
     assert [(a.id, a.name, a.capabilities, a.handler) for a in config.agents] == [
-        ("alpha", "Alpha", ("echo", "uppercase"), "echo"),
-        ("beta", "Beta", ("word_count",), "echo"),
-        ("gamma", "Gamma", ("word_count", "sum"), "echo"),
+        ("coordinator", "Coordinator", (), None),
+        ("researcher", "Researcher", ("word_count", "summarize"), None),
+        ("writer", "Writer", ("uppercase",), None),
     ]
+    coordinator, researcher, writer = config.agents
+    assert coordinator.brain is not None
+    assert coordinator.brain.team == ("researcher", "writer")
+    assert researcher.brain is not None
+    assert set(researcher.brain.skills) == {"summarize"}
+    assert dict(researcher.functions) == {"word_count": "word_count"}
+    assert dict(writer.functions) == {"uppercase": "uppercase"}
+    # No key in any file: brains read theirs from the environment.
+    assert all(
+        a.brain is not None and a.brain.api_key_env == "ANTHROPIC_API_KEY" for a in config.agents
+    )
 
 
-@pytest.mark.parametrize("name", ["alpha", "beta", "gamma"])
+@pytest.mark.parametrize("name", TEAM)
 def test_one_agent_files_match_the_seed(name: str) -> None:
     seed = load_config(shipped_config("seed"))
     single = load_config(shipped_config(name))
@@ -50,8 +62,10 @@ def test_one_agent_files_match_the_seed(name: str) -> None:
     assert (single.supervision, single.request_timeout) == (seed.supervision, seed.request_timeout)
 
 
-@pytest.mark.parametrize("name", ["delta", "../seed", "seed.yaml", ""])
+@pytest.mark.parametrize("name", ["delta", "../seed", "seed.yaml", "", "alpha"])
 def test_unknown_shipped_names_are_refused(name: str) -> None:
     with pytest.raises(ConfigError) as caught:
         shipped_config(name)
-    assert str(caught.value) == f"no shipped config {name!r} (shipped: alpha, beta, gamma, seed)"
+    assert str(caught.value) == (
+        f"no shipped config {name!r} (shipped: coordinator, researcher, seed, writer)"
+    )
