@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import trio
@@ -15,6 +16,7 @@ from volta.bus import NatsServer, open_bus
 from volta.config import shipped_config
 
 from .actors.conftest import client_context
+from .fake_anthropic import Recorded, Reply, fake_messages_api, text, tool_use
 from .processes import free_ports, nats_processes_on, port_is_free, wait_until_gone
 
 VOLTA = [sys.executable, "-m", "volta._cli"]
@@ -231,3 +233,72 @@ async def test_an_unreachable_server_is_one_line_and_exit_code_2() -> None:
         assert said.startswith("volta: cannot reach NATS: could not connect to ")
         assert len(said.strip().splitlines()) == 1, said
         assert "Traceback" not in said
+
+
+async def test_ctrl_c_on_volta_ask_cancels_the_task_on_every_agent(tmp_path: Path) -> None:
+    """Brains on a fake Messages API that never answers the specialists: Ctrl-C on
+    `volta ask` ends it (exit 130) and the node cancels the units of the task."""
+    release = threading.Event()
+
+    def script(request: Recorded) -> Reply:
+        if request.agent == "coordinator" and not request.tool_results:
+            return tool_use(
+                ("ask_agent", {"to": "researcher", "question": "dig"}),
+                ("ask_agent", {"to": "writer", "question": "draft"}),
+            )
+        return Reply(hang=release, body=text("late").body)
+
+    with fake_messages_api(script) as api:
+        config = tmp_path / "team.yaml"
+        config.write_text(
+            "agents:\n"
+            + "".join(
+                f"  - id: {name}\n    brain: {{base_url: '{api.url}', max_retries: 0"
+                + (", team: [researcher, writer]" if name == "coordinator" else "")
+                + "}\n"
+                for name in ("coordinator", "researcher", "writer")
+            )
+        )
+        env = {**CLEAN_ENV, "ANTHROPIC_API_KEY": "sk-ant-test-cli", "VOLTA_ANTHROPIC_STRICT": "1"}
+        port, monitor_port = free_ports(2)
+        node, lines = await start_volta(
+            "up",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            "--monitor-port",
+            str(monitor_port),
+            env=env,
+        )
+        try:
+            said = "\n".join(lines)
+            assert "agent coordinator thinks with Claude at http://127.0.0.1" in said
+            ask = await trio.lowlevel.open_process(
+                [
+                    *VOLTA,
+                    "ask",
+                    "coordinator",
+                    "a big job",
+                    "--nats-url",
+                    f"nats://127.0.0.1:{port}",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+            )
+            with trio.fail_after(20):
+                while len(api.of("researcher")) + len(api.of("writer")) < 2:
+                    await trio.sleep(0.05)
+            ask.send_signal(signal.SIGINT)
+            with trio.fail_after(20):
+                code = await ask.wait()
+            assert ask.stderr is not None
+            progress = (await ask.stderr.receive_some(1 << 20)).decode()
+            assert code == 130, progress
+            assert "volta: cancelling the task on every agent" in progress
+        finally:
+            release.set()
+            _, rest = await stop_volta(node, signal.SIGINT)
+    # The node cancelled the three units of the task: the coordinator's and both asks.
+    assert "cancelled 3 unit(s)" in rest, rest[-6000:]

@@ -19,7 +19,10 @@ class PrintableMessages(logging.Filter):
     """Escapes control characters in each record's message (see the module docstring)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format: the handler reports it; a filter must not raise
+            return True
         clean = printable(message, 8000)
         if clean != message:
             record.msg, record.args = clean, None

@@ -148,7 +148,7 @@ class RateLimitedLog:
             key: the kind of line (lines of one kind are throttled together).
             what: how the summary names the lines it held back ("handler failures").
             message: the line, %-style.
-            args: its arguments (wire text in them is made printable).
+            args: its arguments (strings among them, wire text often, are made printable).
 
         Returns:
             Whether the line was logged.
@@ -157,7 +157,8 @@ class RateLimitedLog:
         if admission.summary is not None:
             self._logger.log(level, "%s", admission.summary.describe(what))
         if admission.report:
-            self._logger.log(level, message, *(printable(arg, 500) for arg in args))
+            shown = (printable(arg, 500) if isinstance(arg, str) else arg for arg in args)
+            self._logger.log(level, message, *shown)
         return admission.report
 
     def warning(self, key: str, what: str, message: str, *args: object) -> bool:

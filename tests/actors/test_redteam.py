@@ -19,7 +19,7 @@ import trio.testing
 
 import volta.actors._directory as directory_module
 from volta._logging import PrintableMessages
-from volta._throttle import Throttle
+from volta._throttle import RateLimitedLog, Throttle
 from volta.actors import AgentStatus, Directory, ErrorCode, IdentityClash, ProtocolError
 from volta.actors._protocol import AgentInfo, decode_agent_page, encode_agent_info
 from volta.bus import (
@@ -316,3 +316,18 @@ def test_log_lines_cannot_be_forged_through_the_wire() -> None:
     )
     assert PrintableMessages().filter(record)
     assert record.getMessage() == "status for x\\x0a2026 ERROR y refused"
+
+
+def test_a_rate_limited_line_keeps_its_numbers(caplog: pytest.LogCaptureFixture) -> None:
+    """printable() once turned every argument into a string, and '%d' then failed inside
+    the log call: the canceller crashed on its first cancellation."""
+    caplog.set_level(logging.INFO)
+    limited = RateLimitedLog(logging.getLogger("volta.test"), 10.0)
+
+    async def log_once() -> None:
+        limited.info("k", "lines", "task %s: cancelled %d unit(s)", "t\n1", 3)
+
+    trio.run(log_once)
+    assert caplog.records[-1].getMessage() == "task t\\x0a1: cancelled 3 unit(s)"
+    broken = logging.LogRecord("v", logging.INFO, __file__, 1, "%d", ("x",), None)
+    assert PrintableMessages().filter(broken)  # never raises, whatever the record
