@@ -200,29 +200,54 @@ class CapabilityResponder:
 
     async def _answer(self, delivery: Delivery, reply: CapabilityReply) -> None:
         """Send the one reply of a call; if it cannot be sent, a small error reply."""
-        if not delivery.answerable:
-            return
-        agent = self._state.spec.id
+        await send_capability_reply(
+            self._bus, delivery, reply, self._log, agent=self._state.spec.id
+        )
+
+
+async def send_capability_reply(
+    bus: Bus,
+    delivery: Delivery,
+    reply: CapabilityReply,
+    log: RateLimitedLog,
+    *,
+    agent: str | None,
+    what: str = "the result",
+) -> CapabilityReply:
+    """Send the one reply to a capability request (the agents' and the router's).
+
+    A reply that cannot be sent as it is (not encodable, above ``max_payload``)
+    becomes a small error reply (``unencodable``, ``payload_too_large``) naming
+    ``what`` could not be sent. Bounded and shielded; never raises.
+
+    Returns:
+        The reply that was sent (or that would have been, if nobody waits).
+    """
+    if not delivery.answerable:
+        return reply
+    try:
+        payload = reply.to_json()
+    except PayloadEncodeError as error:
+        reply = CapabilityReply.failure(
+            ErrorCode.UNENCODABLE, f"{what} cannot be sent as JSON: {error}", agent
+        )
+        payload = reply.to_json()
+    if len(payload) > bus.max_payload:
+        reply = CapabilityReply.failure(
+            ErrorCode.PAYLOAD_TOO_LARGE,
+            f"{what} is {len(payload)} bytes, above the server's max_payload of "
+            f"{bus.max_payload} bytes",
+            agent,
+        )
+        payload = reply.to_json()
+    with shutdown_scope():
         try:
-            payload = reply.to_json()
-        except PayloadEncodeError as error:
-            payload = CapabilityReply.failure(
-                ErrorCode.UNENCODABLE, f"the result cannot be sent as JSON: {error}", agent
-            ).to_json()
-        if len(payload) > self._bus.max_payload:
-            payload = CapabilityReply.failure(
-                ErrorCode.PAYLOAD_TOO_LARGE,
-                f"the result is {len(payload)} bytes, above the server's max_payload of "
-                f"{self._bus.max_payload} bytes",
-                agent,
-            ).to_json()
-        with shutdown_scope():
-            try:
-                await self._bus.respond(delivery, payload)
-            except BusError as error:
-                self._log.info(
-                    "answer",
-                    "answers that could not be sent",
-                    "could not answer a capability call: %s",
-                    error,
-                )
+            await bus.respond(delivery, payload)
+        except BusError as error:
+            log.info(
+                "answer",
+                "answers that could not be sent",
+                "could not answer a capability request: %s",
+                error,
+            )
+    return reply

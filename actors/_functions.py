@@ -11,12 +11,17 @@ that raises ``ValueError`` or ``TypeError`` fails the call with ``bad_request``
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._handler import BUILTIN_CAPABILITIES, CapabilityError, Handler, handler_serves
+from ._handler import (
+    BUILTIN_CAPABILITIES,
+    CapabilityError,
+    Handler,
+    handler_serves,
+    import_reference,
+)
 from ._protocol import ErrorCode
 
 if TYPE_CHECKING:
@@ -37,19 +42,9 @@ def resolve_function(reference: str) -> CapabilityFunction:
     builtin = BUILTIN_CAPABILITIES.get(reference)
     if builtin is not None:
         return builtin
-    module_name, _, attribute = reference.partition(":")
-    if not module_name or not attribute:
-        known = ", ".join(sorted(BUILTIN_CAPABILITIES))
-        raise ValueError(
-            f"function {reference!r}: not a built-in ({known}) nor 'package.module:function'"
-        )
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ValueError(f"function {reference!r}: cannot import {module_name}: {error}") from None
-    function: CapabilityFunction | None = getattr(module, attribute, None)
-    if function is None or not callable(function):
-        raise ValueError(f"function {reference!r}: {module_name} has no callable {attribute!r}")
+    function: CapabilityFunction = import_reference(reference, "function", BUILTIN_CAPABILITIES)
+    if not callable(function):
+        raise ValueError(f"function {reference!r}: {type(function).__name__} is not callable")
     return function
 
 

@@ -164,6 +164,29 @@ BUILTIN_HANDLERS: Mapping[str, HandlerFactory] = {"echo": EchoHandler}
 """Handlers that a configuration can name without a module path."""
 
 
+def import_reference(reference: str, what: str, builtins: Mapping[str, object]) -> Any:
+    """What ``package.module:attribute`` names (for handlers and capability functions).
+
+    Raises:
+        ValueError: it is not of that form, or cannot be imported; the message says which
+            ``what`` it was and lists the ``builtins`` that could be named instead.
+    """
+    module_name, _, attribute = reference.partition(":")
+    if not module_name or not attribute:
+        known = ", ".join(sorted(builtins))
+        raise ValueError(
+            f"{what} {reference!r}: not a built-in ({known}) nor 'package.module:attribute'"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f"{what} {reference!r}: cannot import {module_name}: {error}") from None
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        raise ValueError(f"{what} {reference!r}: {module_name} has no {attribute!r}") from None
+
+
 def resolve_handler(reference: str, options: Mapping[str, Any] | None = None) -> Handler:
     """Build the handler a configuration names.
 
@@ -177,24 +200,9 @@ def resolve_handler(reference: str, options: Mapping[str, Any] | None = None) ->
         ValueError: the reference cannot be imported, or does not give a handler.
     """
     options = dict(options or {})
-    factory = BUILTIN_HANDLERS.get(reference)
-    if factory is None:
-        module_name, _, attribute = reference.partition(":")
-        if not module_name or not attribute:
-            known = ", ".join(sorted(BUILTIN_HANDLERS))
-            raise ValueError(
-                f"handler {reference!r}: not a built-in ({known}) nor 'package.module:attribute'"
-            )
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as error:
-            raise ValueError(
-                f"handler {reference!r}: cannot import {module_name}: {error}"
-            ) from None
-        try:
-            factory = getattr(module, attribute)
-        except AttributeError:
-            raise ValueError(f"handler {reference!r}: {module_name} has no {attribute!r}") from None
+    factory = BUILTIN_HANDLERS.get(reference) or import_reference(
+        reference, "handler", BUILTIN_HANDLERS
+    )
     handler = factory(options)
     if not isinstance(handler, Handler):
         raise ValueError(

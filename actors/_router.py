@@ -31,16 +31,14 @@ from volta.bus import (
     CAPABILITY_REQUEST,
     ROUTER_QUEUE,
     Bus,
-    BusError,
     Delivery,
     NoResponders,
-    PayloadEncodeError,
     PayloadTooLarge,
     RequestTimeout,
     capability_endpoint,
 )
-from volta.supervisor import shutdown_scope
 
+from ._capabilities import send_capability_reply
 from ._directory import Directory
 from ._protocol import CapabilityReply, CapabilityRequest, ErrorCode, ProtocolError
 
@@ -125,33 +123,18 @@ class CapabilityRouter:
             self._tasks -= 1
 
     async def _answer(self, delivery: Delivery, reply: CapabilityReply) -> None:
-        """Send the one reply (a small error one if it cannot be sent as it is)."""
-        try:
-            payload = reply.to_json()
-        except PayloadEncodeError as error:
-            reply = CapabilityReply.failure(ErrorCode.UNENCODABLE, str(error), reply.agent)
-            payload = reply.to_json()
-        if len(payload) > self._bus.max_payload:
-            reply = CapabilityReply.failure(
-                ErrorCode.PAYLOAD_TOO_LARGE,
-                f"the agent's reply is {len(payload)} bytes once re-encoded, above "
-                f"the server's max_payload of {self._bus.max_payload} bytes",
-                reply.agent,
-            )
-            payload = reply.to_json()
-        if not reply.ok:
+        """Send the one reply (a small error one if it cannot be sent as it is), counted."""
+        sent = await send_capability_reply(
+            self._bus,
+            delivery,
+            reply,
+            self._log,
+            agent=reply.agent,
+            what="the agent's reply, once re-encoded,",
+        )
+        if not sent.ok:
             self.failed += 1
         self.routed += 1
-        with shutdown_scope():
-            try:
-                await self._bus.respond(delivery, payload)
-            except BusError as error:
-                self._log.info(
-                    "answer",
-                    "answers that could not be sent",
-                    "could not answer a capability request: %s",
-                    error,
-                )
 
     async def route(self, payload: bytes) -> CapabilityReply:
         """The one reply for a capability request payload."""
