@@ -302,3 +302,20 @@ async def test_ctrl_c_on_volta_ask_cancels_the_task_on_every_agent(tmp_path: Pat
             _, rest = await stop_volta(node, signal.SIGINT)
     # The node cancelled the three units of the task: the coordinator's and both asks.
     assert "cancelled 3 unit(s)" in rest, rest[-6000:]
+
+
+async def test_running_an_agent_that_is_already_online_exits_2_naming_its_node() -> None:
+    """What a newcomer does first: `volta up`, then one of the one-agent files."""
+    port, monitor_port = free_ports(2)
+    up, _ = await start_volta("up", "--port", str(port), "--monitor-port", str(monitor_port))
+    try:
+        code, _, said = await volta(
+            "run", str(shipped_config("writer")), "--nats-url", f"nats://127.0.0.1:{port}"
+        )
+    finally:
+        await stop_volta(up, signal.SIGINT)
+    assert code == 2
+    last = said.strip().splitlines()[-1]
+    assert last.startswith("volta: no agent could start: agent 'writer' is already taken: node ")
+    assert "volta-seed@" in last
+    assert "holds it (instance " in last
