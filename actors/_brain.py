@@ -89,6 +89,8 @@ class BrainSpec:
     """Share of what is left of the budget that one turn's delegations split between them."""
     call_timeout: float = attrs.field(default=60.0, validator=attrs.validators.gt(0))
     """Seconds one model call may take (the task's deadline may cut it shorter)."""
+    max_tool_calls: int = attrs.field(default=16, validator=attrs.validators.ge(1))
+    """Tool calls one turn may make; the rest are refused (a tool error each)."""
 
 
 @attrs.define
@@ -191,6 +193,10 @@ class Brain:
             return None  # an answer nobody waits for: never worth tokens
         scope = context.task
         if scope is not None and scope.ledger.allowance == 0:
+            if message.type is MessageType.QUERY:  # someone waits: tell them why not
+                raise TaskRefused(
+                    TaskRefusal.BUDGET_EXCEEDED, "the task has no budget left for this agent"
+                )
             return None  # a notification (a broadcast carries no budget): nothing to do
         key = thread_of(message)
         thread = self.memory.thread(key)
@@ -314,8 +320,23 @@ class Brain:
     async def _run_tools(
         self, uses: Sequence[Mapping[str, Any]], context: AgentContext
     ) -> list[ToolResult]:
-        """Run one turn's tool calls at the same time; their results in the same order."""
+        """Run one turn's tool calls at the same time; their results in the same order.
+
+        At most ``max_tool_calls`` run; each one beyond gets an error result (a model
+        that asks for a thousand calls in one turn does not get a thousand asks).
+        """
         scope: TaskScope | None = context.task
+        limit = self.spec.max_tool_calls
+        refused = [
+            ToolResult(
+                str(use.get("id")),
+                f"bad_input: too many tool calls in one turn (at most {limit}); "
+                "make the most important ones first",
+                is_error=True,
+            )
+            for use in uses[limit:]
+        ]
+        uses = uses[:limit]
         delegations = sum(1 for use in uses if use.get("name") in DELEGATING)
         available = scope.ledger.available() if scope is not None else None
         each = None
@@ -340,7 +361,7 @@ class Brain:
         async with open_nursery() as nursery:
             for index, call in enumerate(calls):
                 nursery.start_soon(run, index, call)
-        return [result for result in results if result is not None]
+        return [result for result in results if result is not None] + refused
 
 
 def _brief(value: Mapping[str, Any]) -> str:

@@ -28,9 +28,11 @@ from volta.actors import (
     FunctionCapabilities,
     ProgressEvent,
     ProgressKind,
+    TaskContext,
+    TaskRefused,
     open_client,
 )
-from volta.bus import NatsServer, agent_status, open_bus
+from volta.bus import Message, MessageType, NatsServer, agent_status, open_bus
 
 from ..fake_anthropic import (
     FakeMessagesAPI,
@@ -453,3 +455,42 @@ async def test_tool_results_are_bounded(nats_server: NatsServer) -> None:
     page = json.loads(roster)
     assert (page["total"], len(page["agents"]), page["next_offset"]) == (5, 2, 2)
     assert "call list_agents with offset 2" in page["note"]
+
+
+async def test_a_turn_may_make_so_many_tool_calls_and_no_more(nats_server: NatsServer) -> None:
+    def script(request: Recorded) -> Reply:
+        if not request.tool_results:
+            return tool_use(*[("list_agents", {}) for _ in range(40)])
+        return text(f"{len(request.tool_results)} results")
+
+    with fake_messages_api(script) as api:
+        spec = node_spec(nats_server.url, [brain_agent("a", api, max_tool_calls=5)])
+        async with running_node(spec), open_client(nats_server.url) as client:
+            answer = await client.ask("a", "go wild", timeout=10)
+    results = api.of("a")[-1].tool_results
+    assert answer.message == "40 results"  # every tool_use got its tool_result
+    assert [r.get("is_error", False) for r in results] == [False] * 5 + [True] * 35
+    assert "too many tool calls in one turn (at most 5)" in results[-1]["content"][0]["text"]
+
+
+async def test_a_question_with_no_budget_left_is_refused_not_ignored(
+    nats_server: NatsServer,
+) -> None:
+    with fake_messages_api(lambda r: text("never")) as api:
+        spec = node_spec(nats_server.url, [brain_agent("a", api)])
+        async with running_node(spec), open_bus(nats_server.url) as bus, open_client(bus) as c:
+            # The client will not even send it...
+            with pytest.raises(TaskRefused, match="budget_exceeded"):
+                await c.ask("a", "think for free", timeout=5, budget=0)
+            # ...and a peer that does gets an answer that says why, not silence.
+            task = TaskContext.root("mallory", budget=0)
+            question = Message(
+                sender="mallory",
+                to="a",
+                message="think for free",
+                type=MessageType.QUERY,
+                metadata={"task": task.to_metadata()},
+            )
+            reply = (await bus.request("agent.a.message", question, timeout=5)).decode()
+    assert reply.metadata["error"]["code"] == "budget_exceeded"
+    assert api.of("a") == []
