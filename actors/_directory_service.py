@@ -88,8 +88,10 @@ class DirectoryService:
                     change.reason,
                 )
             else:
+                # One line per agent and state a period: a flapping agent is summarised,
+                # but going offline is never hidden behind having come online.
                 self._log.info(
-                    f"presence:{change.agent}",
+                    f"presence:{change.agent}:{change.after.value}",
                     "presence changes",
                     "agent %s: %s -> %s (%s)",
                     change.agent,
@@ -102,21 +104,25 @@ class DirectoryService:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Keep the directory current and answer ``mcp.list_agents`` until cancelled."""
         bus = self._bus
-        async with (
-            bus.subscribe(AGENT_ANNOUNCE) as announces,
-            bus.subscribe(AGENT_STATUS_ALL) as statuses,
-        ):
-            await self.sync()  # before joining the queue group, so we never ask ourselves
+        try:
             async with (
-                bus.subscribe(MCP_LIST_AGENTS, queue=DIRECTORY_QUEUE) as requests,
-                open_nursery() as nursery,
+                bus.subscribe(AGENT_ANNOUNCE) as announces,
+                bus.subscribe(AGENT_STATUS_ALL) as statuses,
             ):
-                nursery.start_soon(self._observe, announces, "announce")
-                nursery.start_soon(self._observe, statuses, "heartbeat")
-                nursery.start_soon(self._answer, requests)
-                nursery.start_soon(self._expire)
-                await bus.flush()
-                task_status.started()
+                await self.sync()  # before joining the queue group, so we never ask ourselves
+                async with (
+                    bus.subscribe(MCP_LIST_AGENTS, queue=DIRECTORY_QUEUE) as requests,
+                    open_nursery() as nursery,
+                ):
+                    nursery.start_soon(self._observe, announces, "announce")
+                    nursery.start_soon(self._observe, statuses, "heartbeat")
+                    nursery.start_soon(self._answer, requests)
+                    nursery.start_soon(self._expire)
+                    await bus.flush()
+                    task_status.started()
+        finally:
+            # What was held back is said before the service goes, not lost with it.
+            self._log.flush("directory lines", closing=True)
 
     async def sync(self) -> None:
         """Learn what another directory already knows (if one runs).

@@ -22,14 +22,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import anthropic
 import attrs
 
 from ._handler import HandlerError
 from ._memory import estimate_tokens
 from ._protocol import ErrorCode
+
+if TYPE_CHECKING:
+    import anthropic
 
 log = logging.getLogger("volta.actors.brain")
 
@@ -152,7 +154,11 @@ class ClaudeModel:
 
     def _connection(self) -> anthropic.AsyncAnthropic:
         # Made on first use, and again after aclose(): an agent that restarts reuses it.
+        # The SDK is imported here, not at module import: it takes most of a second,
+        # and a command-line client that never thinks should not pay for it.
         if self._client is None:
+            import anthropic
+
             self._client = anthropic.AsyncAnthropic(**self._options)
         return self._client
 
@@ -166,8 +172,11 @@ class ClaudeModel:
 
     async def create(self, params: Mapping[str, Any], *, timeout: float | None) -> ModelReply:
         started = time.monotonic()
+        client = self._connection()
+        import anthropic  # already loaded by _connection(); a dictionary lookup
+
         try:
-            message = await self._connection().messages.create(**params, timeout=timeout)
+            message = await client.messages.create(**params, timeout=timeout)
         except anthropic.RateLimitError as error:
             raise BrainFailure(ErrorCode.RATE_LIMITED, self._words("rate limited", error)) from None
         except anthropic.OverloadedError as error:

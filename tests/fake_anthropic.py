@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import anthropic  # noqa: F401  (loaded here: a test's first model call should not pay the import)
 import attrs
 
 _ids = itertools.count(1)

@@ -6,6 +6,8 @@ supervisor keep their own lists in their test folders).
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -157,3 +159,18 @@ def test_asyncio_stays_inside_the_bus() -> None:
     assert {"__init__.py", "_inbox.py", "_context.py", "_node.py"} <= set(examined)
     # The check can fail: the bus, right below, does use them.
     assert "import trio_asyncio" in (Path(volta.bus.__file__).parent / "_bus.py").read_text()
+
+
+def test_the_command_line_does_not_load_the_sdk_until_a_brain_thinks() -> None:
+    """``volta agents`` and friends start fast: the anthropic SDK loads on a brain's first call."""
+    probe = (
+        "import sys, volta._cli, volta._commands, volta._runtime, volta.actors;"
+        "print('anthropic' in sys.modules);"
+        "model = volta.actors.ClaudeModel(api_key='k', agent_id='a');"
+        "model._connection();"
+        "print('anthropic' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.split() == ["False", "True"]

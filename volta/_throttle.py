@@ -118,14 +118,15 @@ class Throttle:
         self._windows[key] = _Window(now)
         return Admission(True, summary)
 
-    def summaries(self, now: float) -> list[Summary]:
+    def summaries(self, now: float, *, closing: bool = False) -> list[Summary]:
         """The summaries of every window that has ended with reports held back.
 
         Windows that ended are forgotten, so the table only holds kinds that are active.
+        With ``closing``, every window counts as ended (the owner is stopping).
         """
         done: list[Summary] = []
         for key, window in list(self._windows.items()):
-            if now - window.started < self._period:
+            if not closing and now - window.started < self._period:
                 continue
             if window.suppressed:
                 done.append(Summary(key, window.suppressed, now - window.started))
@@ -169,9 +170,14 @@ class RateLimitedLog:
         """:meth:`log` at INFO."""
         return self.log(logging.INFO, key, what, message, *args)
 
-    def flush(self, what: str = "lines like it", level: int = logging.WARNING) -> None:
-        """Log the summaries of windows that ended quietly (for owners with a timer)."""
-        for summary in self._throttle.summaries(trio.current_time()):
+    def flush(
+        self, what: str = "lines like it", level: int = logging.WARNING, *, closing: bool = False
+    ) -> None:
+        """Log the summaries of windows that ended quietly (for owners with a timer).
+
+        With ``closing`` (the owner is stopping), of every window that held lines back.
+        """
+        for summary in self._throttle.summaries(trio.current_time(), closing=closing):
             self._logger.log(level, "%s", summary.describe(what))
 
 

@@ -105,9 +105,7 @@ async def test_a_coordinator_asks_two_agents_at_once_and_combines(nats_server: N
             running_node(node_spec(nats_server.url, agents)),
             open_client(nats_server.url) as client,
         ):
-            start = trio.current_time()
             answer = await client.ask("a", "do the thing", timeout=10)
-            elapsed = trio.current_time() - start
     assert answer.sender == "a"
     assert "B's part" in answer.message
     assert "C's part" in answer.message
@@ -116,7 +114,6 @@ async def test_a_coordinator_asks_two_agents_at_once_and_combines(nats_server: N
     # Both ran at the same time: the coordinator waited for the slower, not the sum.
     assert b.started < c.ended, "b and c did not overlap"
     assert c.started < b.ended, "b and c did not overlap"
-    assert elapsed < 0.95, f"took {elapsed:.2f} s: the two asks ran one after the other"
     # What b was asked came as a user turn naming its sender, not in the system prompt.
     assert "part one" in b.last_user_text
     assert "part one" not in str(b.body["system"])

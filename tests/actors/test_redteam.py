@@ -32,7 +32,14 @@ from volta.bus import (
     open_bus,
 )
 
-from .conftest import FAST_RECONNECT, agent, client_context, node_spec, running_node
+from .conftest import (
+    FAST_RECONNECT,
+    agent,
+    client_context,
+    node_spec,
+    running_node,
+    wait_until,
+)
 
 
 def status(**fields: object) -> AgentStatus:
@@ -331,3 +338,30 @@ def test_a_rate_limited_line_keeps_its_numbers(caplog: pytest.LogCaptureFixture)
     assert caplog.records[-1].getMessage() == "task t\\x0a1: cancelled 3 unit(s)"
     broken = logging.LogRecord("v", logging.INFO, __file__, 1, "%d", ("x",), None)
     assert PrintableMessages().filter(broken)  # never raises, whatever the record
+
+
+async def test_an_agent_that_comes_and_goes_at_once_is_logged_both_ways(
+    nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The presence throttle was keyed by agent: 'offline' right after 'online' was held back."""
+    caplog.set_level(logging.INFO, "volta.actors.directory")
+    async with running_node(node_spec(nats_server.url, [agent("alpha")])):
+        async with running_node(node_spec(nats_server.url, [agent("beta")])):
+            pass
+        await wait_until(
+            lambda: any("beta: online -> offline" in r.getMessage() for r in caplog.records)
+        )
+    assert any("beta: unknown -> online" in r.getMessage() for r in caplog.records)
+
+
+def test_a_closing_throttle_gives_the_summary_of_every_window() -> None:
+    throttle = Throttle(10.0)
+    throttle.admit("presence:alpha:online", 0.0)
+    throttle.admit("presence:alpha:online", 1.0)
+    throttle.admit("presence:beta:online", 1.0)
+    assert throttle.summaries(2.0) == []  # no window has ended yet
+    (summary,) = throttle.summaries(2.0, closing=True)
+    assert summary.describe("presence changes") == (
+        "1 more presence changes on presence:alpha:online in the last 2 s"
+    )
+    assert throttle.summaries(3.0, closing=True) == []  # said once
