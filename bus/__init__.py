@@ -39,6 +39,7 @@ from ._options import redact_url as redact_url
 from ._server import NatsServer as NatsServer
 from ._server import NatsServerConfig as NatsServerConfig
 from ._server import NatsServerError as NatsServerError
+from ._server import NatsServerPortInUse as NatsServerPortInUse
 from ._server import find_nats_server as find_nats_server
 from ._server import run_nats_server as run_nats_server
 from ._subjects import AGENT_ANNOUNCE as AGENT_ANNOUNCE
@@ -96,6 +97,7 @@ __all__ = [
     "NatsServer",
     "NatsServerConfig",
     "NatsServerError",
+    "NatsServerPortInUse",
     "NoResponders",
     "Overflow",
     "PayloadDecodeError",

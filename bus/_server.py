@@ -40,6 +40,7 @@ log = logging.getLogger("volta.bus.server")
 _LISTEN = re.compile(rb"Listening for client connections on ([0-9.]+):(\d+)")
 _MONITOR = re.compile(rb"Starting http monitor on ([0-9.]+):(\d+)")
 _READY = b"Server is ready"
+_IN_USE = re.compile(r"listen tcp (\S+): bind: address already in use")
 _LOG_TAIL = 40
 _LOG_DRAIN_TIMEOUT = 1.0  # after the server is gone, for its last lines
 _WATCHDOG = str(Path(_watchdog.__file__))
@@ -47,6 +48,20 @@ _WATCHDOG = str(Path(_watchdog.__file__))
 
 class NatsServerError(RuntimeError):
     """nats-server could not be found, did not start, or died while starting."""
+
+
+class NatsServerPortInUse(NatsServerError):
+    """nats-server did not start: another process listens on one of its ports."""
+
+    def __init__(self, address: str, lines: str) -> None:
+        super().__init__(
+            f"nats-server did not start: {address} is already in use "
+            f"(another nats-server, or another volta up, holds it)"
+        )
+        self.address = address
+        """``host:port`` that was taken."""
+        self.lines = lines
+        """The server's last lines."""
 
 
 def find_nats_server() -> str:
@@ -201,6 +216,9 @@ class NatsServer:
         if scope.cancelled_caught or not self._ready_seen:
             await self._reap(launch)
             lines = "\n".join(self._log) or "(no output)"
+            taken = _IN_USE.search(lines)
+            if taken is not None:
+                raise NatsServerPortInUse(taken.group(1), lines)
             raise NatsServerError(f"nats-server did not start:\n{lines}")
         log.info("nats-server ready at %s (pid %s)", self.url, launch.server_pid)
 

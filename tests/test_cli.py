@@ -319,3 +319,23 @@ async def test_running_an_agent_that_is_already_online_exits_2_naming_its_node()
     assert last.startswith("volta: no agent could start: agent 'writer' is already taken: node ")
     assert "volta-seed@" in last
     assert "holds it (instance " in last
+
+
+async def test_a_taken_port_is_named_with_what_to_do_instead() -> None:
+    port, monitor_port = free_ports(2)
+    for taken, args in (
+        (port, ("--port", str(port), "--monitor-port", "0")),
+        (monitor_port, ("--port", "0", "--monitor-port", str(monitor_port))),
+    ):
+        with trio.socket.socket() as holder:
+            await holder.bind(("127.0.0.1", taken))
+            holder.listen()
+            code, out, said = await volta("up", *args)
+        assert out == ""
+        assert code == 1, said
+        assert said.startswith(
+            f"volta: nats-server did not start: 127.0.0.1:{taken} is already in use"
+        )
+        assert "volta up --port 0 --monitor-port 0" in said
+        assert "Traceback" not in said
+        assert len(said.splitlines()) == 3, said

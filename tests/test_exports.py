@@ -45,6 +45,7 @@ BUS = {
     "NatsServer",
     "NatsServerConfig",
     "NatsServerError",
+    "NatsServerPortInUse",
     "NoResponders",
     "Overflow",
     "PayloadDecodeError",

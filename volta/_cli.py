@@ -31,7 +31,13 @@ from volta._commands import COMMANDS, add_client_commands, run_client_command
 from volta._logging import configure_logging
 from volta._runtime import node_spec, serve
 from volta.actors import IdentityConflict
-from volta.bus import BusError, NatsServerConfig, NatsServerError, run_nats_server
+from volta.bus import (
+    BusError,
+    NatsServerConfig,
+    NatsServerError,
+    NatsServerPortInUse,
+    run_nats_server,
+)
 from volta.config import ConfigError, VoltaConfig, load_config, shipped_config, with_overrides
 from volta.supervisor import SupervisorEscalation
 
@@ -134,6 +140,14 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return EXIT_CONFIG
     except SupervisorEscalation as error:
         print(f"volta: the node gave up: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except NatsServerPortInUse as error:
+        print(
+            f"volta: {error}.\n"
+            "  Another team on free ports: volta up --port 0 --monitor-port 0\n"
+            "  Or talk to the one running: volta agents; volta ask coordinator '...'",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     except (BusError, NatsServerError) as error:
         print(f"volta: {error}", file=sys.stderr)
