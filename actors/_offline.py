@@ -33,8 +33,8 @@ def _user_text(content: Any) -> str:
 
 def _request_of(text: str) -> str:
     """The request inside a user turn (after the line saying who sent it)."""
-    _, _, body = text.partition("\n")
-    return (body or text).strip()
+    _, header, body = text.partition("\n")
+    return (body if header else text).strip()
 
 
 def _tool_texts(content: Sequence[Mapping[str, Any]]) -> list[tuple[str, bool]]:
@@ -109,7 +109,7 @@ class OfflineModel:
         words = _WORD.findall(request)
         keys = sorted({w.lower() for w in words}, key=lambda w: (-len(w), w))[:3]
         return (
-            f"{self._note} {self._name} read {len(words)} words; "
+            f"{self._note} {self._name} read {len(words)} word{'' if len(words) == 1 else 's'}; "
             f"key terms: {', '.join(keys) or 'none'}."
         )
 

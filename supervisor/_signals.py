@@ -46,6 +46,6 @@ async def stop_on_signals(
         async for number in received:
             caught = signal.Signals(number)
             break
-    logger.warning("received %s: stopping in order", caught.name)
+    logger.info("received %s: stopping in order", caught.name)
     cancel_scope.cancel()
     return caught

@@ -108,7 +108,9 @@ class ProgressTree:
             depth = self._depth[event.span] = (
                 self._depth.get(event.parent, 0) + 1 if event.parent else 1
             )
-        detail = f": {printable(event.detail, 140)}" if event.detail else ""
+        # One line an event: the detail's line breaks become spaces, not \x0a.
+        flat = " ".join(event.detail.split()) if event.detail else ""
+        detail = f": {printable(flat, 140)}" if flat else ""
         tokens = f" [{event.tokens:,} tokens]" if event.tokens else ""
         line = f"{'  ' * depth}{printable(event.agent)} {event.kind.value}{detail}{tokens}"
         print(line, file=self._out, flush=True)

@@ -350,6 +350,7 @@ async def test_crashes_are_logged_as_warnings_and_escalations_as_errors(
 async def test_stop_on_signals_stops_a_tree_in_order_on_a_real_sigterm(
     script: Script, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)
     spec = SupervisorSpec("root", [script.spec("a"), script.spec("b")])
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
