@@ -18,7 +18,14 @@ import pytest
 import trio
 import trio.lowlevel
 
-from volta.bus import NatsServer, NatsServerConfig, NatsServerError, open_bus, run_nats_server
+from volta.bus import (
+    NatsServer,
+    NatsServerConfig,
+    NatsServerError,
+    NatsServerPortInUse,
+    open_bus,
+    run_nats_server,
+)
 
 from ..processes import (
     command_of,
@@ -163,10 +170,12 @@ async def test_a_server_that_cannot_start_reports_its_own_lines() -> None:
 
 async def test_port_in_use_is_a_clear_error(nats_server: NatsServer) -> None:
     config = NatsServerConfig(port=nats_server.port, startup_timeout=5)
-    with pytest.raises(NatsServerError, match="did not start") as caught:
+    with pytest.raises(NatsServerPortInUse, match="did not start") as caught:
         async with run_nats_server(config):
             pass  # pragma: no cover
-    assert "address already in use" in str(caught.value).lower()
+    assert caught.value.address == f"127.0.0.1:{nats_server.port}"
+    assert "already in use" in str(caught.value)
+    assert "address already in use" in caught.value.lines  # the server's own words
 
 
 async def test_missing_binary_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
