@@ -40,19 +40,20 @@ from volta._nursery import open_nursery
 from volta.bus import Message, MessageType
 
 from ._context import AgentContext
-from ._handler import CapabilityError
+from ._handler import CapabilityError, HandlerError
 from ._memory import Memory, estimate_tokens
 from ._models import DEFAULT_MODEL, BrainFailure, Model, ModelReply
 from ._protocol import ErrorCode
-from ._task import ProgressKind, TaskRefusal, TaskRefused, TaskScope
+from ._task import MAX_THREAD_ID, ProgressKind, TaskRefusal, TaskRefused, TaskScope
 from ._tools import DELEGATING, TOOLS, ToolBox, ToolCall, ToolResult
 
 log = logging.getLogger("volta.actors.brain")
 
 MIN_OUTPUT_TOKENS = 16
 """A call that could not even write this much is not made (``budget_exceeded``)."""
-_MAX_THREAD_KEY = 64
 _EPHEMERAL = {"type": "ephemeral"}
+MAX_CALIBRATION = 8.0
+"""The most a prompt's estimate is scaled up by what the model reported."""
 
 
 @attrs.frozen(kw_only=True)
@@ -141,10 +142,15 @@ def _sender_line(message: Message) -> str:
 
 
 def thread_of(message: Message) -> str:
-    """The conversation a message belongs to: ``metadata.thread_id``, else its sender."""
+    """The conversation a message belongs to: its sender's ``metadata.thread_id``, else
+    the sender's own conversation.
+
+    A thread belongs to its sender: another sender naming the same thread id gets a
+    conversation of its own, never a view of (or a voice in) someone else's.
+    """
     thread = message.metadata.get("thread_id")
-    if isinstance(thread, str) and 0 < len(thread) <= _MAX_THREAD_KEY:
-        return f"thread:{thread}"
+    if isinstance(thread, str) and 0 < len(thread) <= MAX_THREAD_ID:
+        return f"thread:{message.sender}:{thread}"
     return f"peer:{message.sender}"
 
 
@@ -168,6 +174,8 @@ class Brain:
             max_threads=spec.max_threads,
         )
         self.stats = BrainUsage()
+        self.calibration = 1.0
+        """Model tokens per estimated token of a prompt (see :meth:`prompt_tokens`)."""
         self._tools = ToolBox(max_chars=spec.tool_result_chars, roster_page=spec.roster_page)
         self._tool_params: list[dict[str, Any]] = [dict(tool) for tool in TOOLS]
         self._tool_params[-1] = {**self._tool_params[-1], "cache_control": _EPHEMERAL}
@@ -269,7 +277,7 @@ class Brain:
         scope = context.task
         available = scope.ledger.available() if scope is not None else None
         if available is not None:
-            needed = estimate_tokens([system, self._tool_params, params["messages"]])
+            needed = self.prompt_tokens(params)
             room = available - needed
             if room < MIN_OUTPUT_TOKENS:
                 raise TaskRefused(
@@ -279,6 +287,31 @@ class Brain:
                 )
             params["max_tokens"] = min(self.spec.max_tokens, room)
         return params
+
+    def prompt_tokens(self, params: Mapping[str, Any]) -> int:
+        """What the prompt of a call will cost, as far as can be told before making it.
+
+        Four characters a token, corrected by what the model has reported so far:
+        :attr:`calibration` rises at once when the model counts more than the
+        estimate (a tokenizer that splits CJK text finer, the API's own tool
+        prompt) and eases back slowly, so the budget check before each call keeps
+        close to the truth. (A budget can still be overshot by one call's error;
+        usage reports what the model counted.)
+        """
+        estimate = estimate_tokens([params["system"], params["tools"], params["messages"]])
+        return int(estimate * self.calibration)
+
+    def _calibrate(self, params: Mapping[str, Any], reply: ModelReply) -> None:
+        estimate = estimate_tokens([params["system"], params["tools"], params["messages"]])
+        usage = reply.usage
+        counted = (
+            usage.input_tokens + usage.cache_read_input_tokens + usage.cache_creation_input_tokens
+        )
+        if estimate <= 0 or counted <= 0:
+            return
+        ratio = counted / estimate
+        eased = 0.9 * self.calibration + 0.1 * ratio
+        self.calibration = min(MAX_CALIBRATION, max(1.0, ratio, eased))
 
     async def _call(self, params: Mapping[str, Any], context: AgentContext) -> ModelReply:
         scope = context.task
@@ -292,6 +325,7 @@ class Brain:
             self.stats.failures += 1
             raise
         self.stats.record(reply)
+        self._calibrate(params, reply)
         if scope is not None:
             scope.ledger.charge(reply.usage.total)
         return reply
@@ -311,7 +345,7 @@ class Brain:
             reply = await self._call(params, context)
             uses = reply.tool_uses
             if not uses or last_step:
-                return reply.text
+                return _final_text(reply)
             messages.append({"role": "assistant", "content": [dict(b) for b in reply.content]})
             results = await self._run_tools(uses, context)
             messages.append({"role": "user", "content": [r.to_block() for r in results]})
@@ -362,6 +396,27 @@ class Brain:
             for index, call in enumerate(calls):
                 nursery.start_soon(run, index, call)
         return [result for result in results if result is not None] + refused
+
+
+def _final_text(reply: ModelReply) -> str:
+    """The answer in a model's last reply.
+
+    Raises:
+        HandlerError: the model declined (``refusal``) or said nothing: the sender
+            gets ``agent_error`` rather than an empty "answer".
+    """
+    text = reply.text
+    if reply.stop_reason == "refusal":
+        raise HandlerError(
+            ErrorCode.AGENT_ERROR, f"the model declined to answer{': ' + text if text else ''}"
+        )
+    if not text.strip():
+        raise HandlerError(
+            ErrorCode.AGENT_ERROR, f"the model gave no answer (stop_reason {reply.stop_reason})"
+        )
+    if reply.stop_reason == "max_tokens":
+        return f"{text}\n[cut short: the answer reached max_tokens]"
+    return text
 
 
 def _brief(value: Mapping[str, Any]) -> str:

@@ -36,7 +36,7 @@ from volta.supervisor import shutdown_scope
 
 from ._handler import AgentFault, HandlerError
 from ._protocol import CapabilityReply, CapabilityRequest, ErrorCode, ProtocolError
-from ._task import TaskRefused
+from ._task import TaskRefused, anonymous_caller
 from ._unit import running_unit, unit_context
 
 if TYPE_CHECKING:
@@ -150,7 +150,10 @@ class CapabilityResponder:
         spec = self._state.spec
         try:
             task, from_wire = unit_context(
-                request.task, "caller", timeout=spec.task_timeout, budget=spec.task_budget
+                request.task,
+                anonymous_caller(),
+                timeout=spec.task_timeout,
+                budget=spec.task_budget,
             )
         except ProtocolError as error:
             return CapabilityReply.failure(ErrorCode.BAD_REQUEST, str(error), spec.id), None

@@ -28,6 +28,9 @@ from ._protocol import AgentInfo, Presence, ProtocolError
 from ._task import (
     CURRENT_TASK,
     DEFAULT_MAX_DEPTH,
+    MAX_BUDGET,
+    MAX_CHAIN,
+    MAX_THREAD_ID,
     Ledger,
     ProgressEvent,
     TaskContext,
@@ -109,8 +112,11 @@ class Client:
             AskFailed: the agent answered with an error (the code it gave).
             AskTimeout: no answer before the deadline (the work is cancelled).
             InvalidSubject: ``to`` is not a valid agent id.
+            ValueError: ``timeout``, ``budget``, ``thread`` or ``max_depth`` is out of
+                range (what the protocol accepts: docs/PROTOCOL.md 5.10).
         """
         timeout = self._timeout if timeout is None else timeout
+        _check_ask(budget, thread, max_depth)
         root = TaskContext.new(
             timeout=timeout, budget=budget, max_depth=max_depth or DEFAULT_MAX_DEPTH
         )
@@ -153,6 +159,17 @@ class Client:
             except ValueError:
                 continue
             self._asks.resolve(message)
+
+
+def _check_ask(budget: int | None, thread: str | None, max_depth: int | None) -> None:
+    if budget is not None and (
+        isinstance(budget, bool) or not isinstance(budget, int) or not 0 <= budget <= MAX_BUDGET
+    ):
+        raise ValueError(f"budget must be an integer from 0 to {MAX_BUDGET:,}")
+    if thread is not None and not 1 <= len(thread) <= MAX_THREAD_ID:
+        raise ValueError(f"thread must be 1 to {MAX_THREAD_ID} characters")
+    if max_depth is not None and not 1 <= max_depth <= MAX_CHAIN:
+        raise ValueError(f"max_depth must be from 1 to {MAX_CHAIN}")
 
 
 async def _forward_progress(events: Subscription, on_progress: ProgressCallback) -> None:

@@ -40,6 +40,7 @@ from ._calls import AskFailed, AskTimeout, CapabilityFailed, PendingAsks
 from ._cancel import CancelRequest
 from ._protocol import (
     AgentInfo,
+    AgentPage,
     CapabilityReply,
     CapabilityRequest,
     ErrorCode,
@@ -155,6 +156,7 @@ class AgentContext:
         available = ledger.available()
         if available is None:
             reserved = budget
+            ledger.reserved += budget or 0  # (settled like any other reservation)
         elif budget is not None:
             reserved = min(budget, available)
             ledger.reserved += reserved
@@ -241,7 +243,10 @@ class AgentContext:
             InvalidSubject: ``to`` is not a valid agent id.
             TaskRefused: the task forbids it (loop, depth, deadline, budget).
         """
-        task, _reserved = self._delegate(to, budget, DELEGATE_SHARE)
+        task, reserved = self._delegate(to, budget, DELEGATE_SHARE)
+        # Nobody answers a send, so nobody gives its allowance back: it counts as spent
+        # at once (else the unit's answer would report less than it handed out).
+        self._settle(reserved, reserved or 0)
         message = Message(
             sender=self._agent_id,
             to=to,
@@ -369,11 +374,21 @@ class AgentContext:
             except RequestTimeout:
                 return  # the ask's own deadline ends it
             try:
-                responses.append(decode_message(delivery.data))
+                response = decode_message(delivery.data)
             except MessageDecodeError as error:
                 raise AskFailed(
                     to, ErrorCode.AGENT_ERROR.value, f"the answer is not a message: {error}"
                 ) from None
+            if response.type is not MessageType.RESPONSE or response.in_reply_to != question.id:
+                # (PROTOCOL.md 7: an answer is a response naming the question.)
+                raise AskFailed(
+                    to,
+                    ErrorCode.AGENT_ERROR.value,
+                    f"the answer is not a response to the question (a {response.type.value} "
+                    "message, in_reply_to "
+                    f"{response.in_reply_to[:64] if response.in_reply_to else 'missing'})",
+                )
+            responses.append(response)
             answered.set()
 
         try:
@@ -441,6 +456,29 @@ class AgentContext:
         if scope.cancelled_caught:
             raise RequestTimeout(MCP_LIST_AGENTS, timeout)
         return tuple(agents)
+
+    async def list_agents_page(
+        self,
+        *,
+        offset: int = 0,
+        limit: int,
+        capability: str | None = None,
+        status: Presence | None = None,
+        timeout: float | None = None,
+    ) -> AgentPage:
+        """One page of the listing: at most ``limit`` agents from ``offset`` on (one
+        request, whatever the directory's size; the brain's ``list_agents`` tool).
+
+        Raises:
+            RequestTimeout, NoResponders, ProtocolError: as for :meth:`list_agents`.
+        """
+        timeout = self._bounded(self._request_timeout if timeout is None else timeout)
+        query = ListQuery(offset=offset, limit=limit, capability=capability, status=status)
+        reply = await self._bus.request(MCP_LIST_AGENTS, query.to_json(), timeout=timeout)
+        agents, next_offset, total = decode_agent_page(reply.data)
+        if len(agents) > limit:  # a directory that ignores the limit: keep to it here
+            agents, next_offset = agents[:limit], offset + limit
+        return AgentPage(tuple(agents), next_offset, total)
 
     async def request_capability(
         self,

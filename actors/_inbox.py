@@ -72,7 +72,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("volta.actors.inbox")
 
 ERROR_REPLIES_PER_SECOND = 100.0
-"""Error responses to malformed messages an inbox sends per second, at most (on average)."""
+"""Error responses to malformed or refused messages an inbox sends per second, at most
+(on average)."""
 ERROR_REPLY_BURST = 200.0
 """... and in one burst. Beyond that, malformed messages are only counted: a flood of
 forged ``from`` fields must not turn the agent into a reflector."""
@@ -140,7 +141,7 @@ class Inbox:
             token = object()
             await limiter.acquire_on_behalf_of(token)
             reply_to = delivery.reply if delivery.answerable else None
-            nursery.start_soon(self._handle, message, reply_to, limiter, token)
+            nursery.start_soon(self._handle, message, reply_to, broadcast, limiter, token)
 
     async def _decode(self, delivery: Delivery) -> Message | None:
         """The message, or None after dealing with a payload that is not one."""
@@ -197,19 +198,24 @@ class Inbox:
             )
 
     async def _handle(
-        self, message: Message, reply_to: str | None, limiter: trio.CapacityLimiter, token: object
+        self,
+        message: Message,
+        reply_to: str | None,
+        broadcast: bool,
+        limiter: trio.CapacityLimiter,
+        token: object,
     ) -> None:
         state = self._state
         state.messages_in_flight += 1
         self._context.route_replies(message.id, reply_to)
         try:
-            await self._run_unit(message, reply_to)
+            await self._run_unit(message, reply_to, broadcast)
         finally:
             self._context.forget_replies(message.id)
             state.messages_in_flight -= 1
             limiter.release_on_behalf_of(token)
 
-    async def _run_unit(self, message: Message, reply_to: str | None) -> None:
+    async def _run_unit(self, message: Message, reply_to: str | None, broadcast: bool) -> None:
         """Handle one message as a unit of its task (see ``_unit.py``)."""
         state, spec = self._state, self._state.spec
         try:
@@ -218,19 +224,24 @@ class Inbox:
                 message.sender,
                 timeout=spec.task_timeout,
                 budget=spec.task_budget,
+                broadcast=broadcast,
             )
         except ProtocolError as error:
             state.malformed += 1
-            await self._fail(
-                message, reply_to, ErrorCode.BAD_REQUEST, describe_protocol_error(error)
-            )
+            if self._error_replies.take(trio.current_time()):
+                await self._fail(
+                    message, reply_to, ErrorCode.BAD_REQUEST, describe_protocol_error(error)
+                )
             return
         refusal = task.refusal(spec.id) if from_wire else None
         if refusal is not None:
             state.refused += 1
-            scope = TaskScope(task, spec.id, Ledger(task.budget))
-            await self._context.progress(ProgressKind.REFUSED, refusal.message, scope=scope)
-            await self._fail(message, reply_to, ErrorCode(refusal.code.value), refusal.message)
+            # Refusals share the budget of error replies with malformed messages: a flood
+            # of forged tasks "from" a victim must not turn the agent into a reflector.
+            if self._error_replies.take(trio.current_time()):
+                scope = TaskScope(task, spec.id, Ledger(task.budget))
+                await self._context.progress(ProgressKind.REFUSED, refusal.message, scope=scope)
+                await self._fail(message, reply_to, ErrorCode(refusal.code.value), refusal.message)
             return
         traced = from_wire or spec.trace
         answer: str | None = None

@@ -20,7 +20,9 @@ error, an event, a heartbeat or a message (every error text is scrubbed of it).
 from __future__ import annotations
 
 import logging
+import re
 import time
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -43,14 +45,26 @@ class BrainFailure(HandlerError):
     """The model could not be used for this unit of work (after the SDK's retries)."""
 
 
+MAX_CALL_TOKENS = 10**9
+"""The most tokens one call is believed to have used (a context window is ~10**6)."""
+
+
+def _token_count(value: object) -> int:
+    """A token count as reported, made sane: an API (or a proxy) that answers -1000 or
+    10**20 must not poison the heartbeat, the budget or the answer's usage."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return 0
+    return min(max(value, 0), MAX_CALL_TOKENS)
+
+
 @attrs.frozen
 class Usage:
-    """Tokens of one model call."""
+    """Tokens of one model call (each count clamped to 0..``MAX_CALL_TOKENS``)."""
 
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_input_tokens: int = 0
-    cache_creation_input_tokens: int = 0
+    input_tokens: int = attrs.field(default=0, converter=_token_count)
+    output_tokens: int = attrs.field(default=0, converter=_token_count)
+    cache_read_input_tokens: int = attrs.field(default=0, converter=_token_count)
+    cache_creation_input_tokens: int = attrs.field(default=0, converter=_token_count)
 
     @property
     def total(self) -> int:
@@ -117,6 +131,56 @@ def _block(block: Any) -> dict[str, Any]:
     return dumped
 
 
+_KEY_SHAPE = re.compile(r"sk-ant-[A-Za-z0-9_\-.]{4,}")
+_KEY_WINDOW = 8
+
+
+def scrub_secret(text: str, secret: str) -> str:
+    """``text`` with ``secret`` taken out, however it was echoed.
+
+    An API error body may quote the key lower-cased, or cut (``sk-ant-api03...-XYZ``):
+    every run of the text that matches eight or more characters of the key in a row
+    (ignoring case) becomes ``***``, and so does anything shaped like an Anthropic key.
+    """
+    if secret:
+        folded, key = text.lower(), secret.lower()
+        hidden = bytearray(len(text))
+        if len(key) < _KEY_WINDOW:
+            windows = {key}
+        else:
+            windows = {key[i : i + _KEY_WINDOW] for i in range(len(key) - _KEY_WINDOW + 1)}
+        for window in windows:
+            start = folded.find(window)
+            while start != -1:
+                hidden[start : start + len(window)] = b"\x01" * len(window)
+                start = folded.find(window, start + 1)
+        if any(hidden):
+            pieces, index = [], 0
+            while index < len(text):
+                if hidden[index]:
+                    while index < len(text) and hidden[index]:
+                        index += 1
+                    pieces.append("***")
+                else:
+                    pieces.append(text[index])
+                    index += 1
+            text = "".join(pieces)
+    return _KEY_SHAPE.sub("sk-ant-***", text)
+
+
+def redact_url(url: str) -> str:
+    """A URL fit for a log line: no user, password, query or fragment."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 address
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    if parts.username or parts.password:
+        host = f"***@{host}"
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
 class ClaudeModel:
     """Claude through ``anthropic.AsyncAnthropic``."""
 
@@ -164,11 +228,11 @@ class ClaudeModel:
 
     @property
     def description(self) -> str:
-        where = self._base_url or "the Anthropic API"
+        where = redact_url(self._base_url) if self._base_url else "the Anthropic API"
         return f"Claude at {where}"
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._secret, "***") if self._secret else text
+        return scrub_secret(text, self._secret)
 
     async def create(self, params: Mapping[str, Any], *, timeout: float | None) -> ModelReply:
         started = time.monotonic()
@@ -207,10 +271,10 @@ class ClaudeModel:
             content=tuple(_block(block) for block in message.content),
             stop_reason=message.stop_reason,
             usage=Usage(
-                input_tokens=usage.input_tokens or 0,
-                output_tokens=usage.output_tokens or 0,
-                cache_read_input_tokens=usage.cache_read_input_tokens or 0,
-                cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cache_read_input_tokens=usage.cache_read_input_tokens,
+                cache_creation_input_tokens=usage.cache_creation_input_tokens,
             ),
             latency=time.monotonic() - started,
         )

@@ -546,6 +546,18 @@ def encode_list_error(code: str, message: str) -> bytes:
     return dump_json({"agents": [], "error": {"code": code, "message": message}})
 
 
+@attrs.frozen
+class AgentPage:
+    """One page of a listing."""
+
+    agents: tuple[AgentInfo, ...]
+    """The agents on it (sorted by id)."""
+    next_offset: int | None
+    """Where the next page starts (None: this was the last)."""
+    total: int
+    """How many agents matched in all."""
+
+
 def decode_agent_page(data: bytes) -> tuple[list[AgentInfo], int | None, int]:
     """Decode one ``mcp.list_agents`` reply: (agents, next_offset, total).
 

@@ -36,7 +36,7 @@ from typing import Any
 import attrs
 import trio
 
-from volta.bus import format_timestamp, parse_timestamp, validate_agent_id
+from volta.bus import format_timestamp, parse_timestamp, validate_own_agent_id
 
 from ._protocol import ProtocolError, dump_json, load_json_object
 
@@ -47,6 +47,10 @@ DEFAULT_MAX_DEPTH = 8
 """Agents (and the client) a task may pass through, counting the first."""
 MAX_CHAIN = 64
 """Longest chain or span list accepted from the wire."""
+MAX_THREAD_ID = 64
+"""Longest ``metadata.thread_id`` (characters)."""
+MAX_TIMEOUT = 7 * 24 * 3600.0
+"""Longest timeout of a task started here, in seconds (a week)."""
 MAX_BUDGET = 10**12
 """Largest token budget accepted from the wire."""
 
@@ -56,6 +60,12 @@ _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 def new_id() -> str:
     """A fresh task or span id: 32 hex digits."""
     return uuid.uuid4().hex
+
+
+def anonymous_caller() -> str:
+    """A name for a caller that did not say who it is (a capability request without a
+    task): fresh each time, so it can never be mistaken for an agent on a chain."""
+    return f"anon-{uuid.uuid4().hex[:16]}"
 
 
 def progress_subject(task_id: str) -> str:
@@ -142,10 +152,16 @@ class TaskContext:
         max_depth: int = DEFAULT_MAX_DEPTH,
         task_id: str | None = None,
     ) -> TaskContext:
-        """A new task for work that reached an agent from ``sender`` without a context."""
+        """A new task for work that reached an agent from ``sender`` without a context.
+
+        Raises:
+            ValueError: ``timeout`` is not a number of seconds from 0 to ``MAX_TIMEOUT``.
+        """
         deadline = None
-        if timeout is not None and math.isfinite(timeout):
-            deadline = datetime.now(UTC) + timedelta(seconds=max(0.0, timeout))
+        if timeout is not None:
+            if not 0 <= timeout <= MAX_TIMEOUT:  # (NaN fails too)
+                raise ValueError(f"a task's timeout must be 0 to {MAX_TIMEOUT:,} seconds")
+            deadline = datetime.now(UTC) + timedelta(seconds=timeout)
         return cls(
             id=task_id or new_id(),
             spans=(new_id(),),
@@ -233,7 +249,7 @@ class TaskContext:
         chain = _tokens(value.get("chain"), "task.chain")
         for index, agent_id in enumerate(chain):
             try:
-                validate_agent_id(agent_id)
+                validate_own_agent_id(agent_id)  # ("broadcast" is nobody: never on a chain)
             except ValueError as error:
                 raise ProtocolError(f"task.chain[{index}]", str(error)) from None
         if len(spans) != len(chain):

@@ -31,10 +31,14 @@ from ._context import AgentContext
 from ._protocol import Presence, ProtocolError
 from ._task import TaskRefused
 
+MAX_TOOL_TIMEOUT = 600.0
+"""Longest wait a tool call may ask for, in seconds (a larger one is cut to it)."""
+
 _ID = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
 _TIMEOUT = {
     "type": "number",
     "exclusiveMinimum": 0,
+    "maximum": MAX_TOOL_TIMEOUT,
     "description": "Seconds to wait at most (the task's deadline also applies).",
 }
 
@@ -174,13 +178,14 @@ def _timeout(arguments: Mapping[str, Any]) -> float | None:
         raise ToolInputError("'timeout_seconds' must be a number")
     if value <= 0:
         raise ToolInputError("'timeout_seconds' must be greater than 0")
-    return float(value)
+    # (The task's deadline cuts it shorter still; this bounds work that has none.)
+    return min(float(value), MAX_TOOL_TIMEOUT)
 
 
 def _offset(arguments: Mapping[str, Any]) -> int:
     value = arguments.get("offset", 0)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ToolInputError("'offset' must be an integer >= 0")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10**9:
+        raise ToolInputError("'offset' must be an integer from 0 to 1000000000")
     return value
 
 
@@ -272,10 +277,15 @@ class ToolBox:
         return "Broadcast sent."
 
     async def _list_agents(self, call: ToolCall, context: AgentContext) -> str:
-        capability = _optional_string(call.input, "capability")
-        agents = await context.list_agents(capability=capability, status=_presence(call.input))
+        # One page from the directory, not the whole listing: a roster of 100,000
+        # agents costs a tool call no more than one of fifty.
         offset = _offset(call.input)
-        page = agents[offset : offset + self._roster_page]
+        page = await context.list_agents_page(
+            offset=offset,
+            limit=self._roster_page,
+            capability=_optional_string(call.input, "capability"),
+            status=_presence(call.input),
+        )
         rows = [
             {
                 "id": info.id,
@@ -283,14 +293,14 @@ class ToolBox:
                 "capabilities": list(info.capabilities),
                 "status": info.status.value,
             }
-            for info in page
+            for info in page.agents
         ]
-        document: dict[str, Any] = {"total": len(agents), "offset": offset, "agents": rows}
-        if offset + len(page) < len(agents):
-            document["next_offset"] = offset + len(page)
+        document: dict[str, Any] = {"total": page.total, "offset": offset, "agents": rows}
+        if page.next_offset is not None:
+            document["next_offset"] = page.next_offset
             document["note"] = (
-                f"{len(agents) - offset - len(page):,} more agents: call list_agents with "
-                f"offset {offset + len(page)}, or filter by capability"
+                f"{max(0, page.total - page.next_offset):,} more agents: call list_agents "
+                f"with offset {page.next_offset}, or filter by capability"
             )
         return json.dumps(document, ensure_ascii=False)
 

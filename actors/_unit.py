@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
@@ -31,25 +32,41 @@ from ._task import CURRENT_TASK, Ledger, TaskContext, TaskScope
 
 
 def unit_context(
-    task: object, sender: str, *, timeout: float | None, budget: int | None
+    task: object,
+    sender: str,
+    *,
+    timeout: float | None,
+    budget: int | None,
+    broadcast: bool = False,
 ) -> tuple[TaskContext, bool]:
     """The task context of a unit, and whether it came from the wire.
+
+    The agent's own limits bound every unit, whatever the wire says: its
+    ``task_timeout`` is the latest deadline and its ``task_budget`` the largest
+    budget a unit gets, and a broadcast has a budget of 0 (one message to every
+    agent must not set every brain thinking).
 
     Args:
         task: the ``metadata.task`` (or request ``task``) value, None when absent.
         sender: who sent the work (the first of the chain of a new task).
-        timeout: the deadline of a new task, in seconds from now (None: none).
-        budget: the budget of a new task (None: no limit).
+        timeout: the agent's longest unit, in seconds (None: no limit).
+        budget: the agent's largest budget for one task (None: no limit).
+        broadcast: the work came as a broadcast.
 
     Raises:
         ProtocolError: ``task`` is present but malformed.
     """
+    if broadcast:
+        budget = 0
     if task is None:
         return TaskContext.root(sender, timeout=timeout, budget=budget), False
     context = TaskContext.from_metadata(task)
     if budget is not None and (context.budget is None or context.budget > budget):
-        # An agent's own budget also caps what one task may spend on it.
         context = attrs.evolve(context, budget=budget)
+    if timeout is not None:
+        latest = datetime.now(UTC) + timedelta(seconds=timeout)
+        if context.deadline is None or context.deadline > latest:
+            context = attrs.evolve(context, deadline=latest)
     return context, True
 
 
