@@ -247,6 +247,8 @@ class AgentStatistics:
     """Messages its inboxes dropped because they were full."""
     instance: str
     """Its instance id."""
+    refused: int = 0
+    """Messages whose task it refused (a loop, too deep, past its deadline)."""
 
 
 class Agent:
@@ -307,6 +309,7 @@ class Agent:
             malformed=state.malformed,
             dropped=state.dropped,
             instance=state.instance,
+            refused=state.refused,
         )
 
     def _children(self, bus: Bus) -> tuple[ChildSpec, ...]:

@@ -37,7 +37,7 @@ from typing import Any
 import attrs
 
 from volta._nursery import open_nursery
-from volta.bus import Message, MessageType
+from volta.bus import BROADCAST, Message, MessageType
 
 from ._context import AgentContext
 from ._handler import CapabilityError, HandlerError
@@ -199,13 +199,15 @@ class Brain:
     async def on_message(self, message: Message, context: AgentContext) -> str | None:
         if message.type is MessageType.RESPONSE:
             return None  # an answer nobody waits for: never worth tokens
+        if message.to == BROADCAST:
+            return None  # a broadcast is news, not work: it never costs tokens
         scope = context.task
         if scope is not None and scope.ledger.allowance == 0:
             if message.type is MessageType.QUERY:  # someone waits: tell them why not
                 raise TaskRefused(
                     TaskRefusal.BUDGET_EXCEEDED, "the task has no budget left for this agent"
                 )
-            return None  # a notification (a broadcast carries no budget): nothing to do
+            return None  # a notification without budget: nothing to do
         key = thread_of(message)
         thread = self.memory.thread(key)
         async with thread.lock:

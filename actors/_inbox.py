@@ -41,6 +41,7 @@ from volta._nursery import open_nursery
 from volta._throttle import RateLimitedLog, TokenBucket
 from volta.bus import (
     AGENT_BROADCAST,
+    BROADCAST,
     BusError,
     Delivery,
     Message,
@@ -136,6 +137,11 @@ class Inbox:
                 continue
             if broadcast and message.sender == own_id:
                 continue  # our own broadcast
+            if broadcast and message.to != BROADCAST:
+                # (A broadcast in disguise would be taken for a message to this agent.)
+                wrong = MessageDecodeError("to", "a message on agent.broadcast is to 'broadcast'")
+                await self._refuse(delivery, (message.sender, message.id), wrong)
+                continue
             if message.type is MessageType.RESPONSE and asks.resolve(message):
                 continue
             token = object()
