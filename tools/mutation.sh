@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Mutation testing with mutmut (not part of CI: minutes per file, not seconds).
+#
+#   tools/mutation.sh                      the focus files of actors/, one at a time
+#   tools/mutation.sh actors/_router.py    one file (any file of actors/ or bus/)
+#
+# Run it from an activated venv with both extras: pip install -e ".[dev,mutation]".
+# Configuration: [tool.mutmut] in pyproject.toml. mutmut copies the
+# code into mutants/ (git-ignored), runs the whole suite once to learn which tests reach
+# which function, and then runs, for each mutant, only the tests that reach its function
+# (-x: the first failure kills it), one mutant at a time: the tests start real
+# nats-servers, and the machine has two cores. Results are kept in mutants/: a second
+# run only re-tests what changed; `rm -rf mutants` starts over.
+#
+# Output per file: the counts, then each mutant that lived as file:line: old -> new.
+# `mutmut show NAME` prints a mutant's diff; `mutmut apply NAME` writes it into the tree.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v mutmut >/dev/null; then
+    echo 'tools/mutation.sh: no mutmut here: pip install -e ".[dev,mutation]"' >&2
+    exit 2
+fi
+
+files=("$@")
+if [ ${#files[@]} -eq 0 ]; then
+    files=(actors/_router.py actors/_announcer.py actors/_inbox.py actors/_directory_service.py
+           actors/_directory.py)
+fi
+
+mkdir -p mutants
+for file in "${files[@]}"; do
+    case "$file" in
+        actors/*.py | bus/*.py) ;;
+        *) echo "tools/mutation.sh: $file: only files of actors/ and bus/ are configured" >&2
+           exit 2 ;;
+    esac
+    module="volta.${file%.py}"
+    module="${module//\//.}"
+    echo "== $file ($module)"
+    start=$SECONDS
+    # The progress spinner goes to a log; the counts and survivors are printed below.
+    mutmut run --max-children 1 "$module.*" > "mutants/run-${module}.log" 2>&1 || {
+        tail -n 40 "mutants/run-${module}.log" >&2
+        exit 1
+    }
+    echo "   mutmut run took $((SECONDS - start)) s (log: mutants/run-${module}.log)"
+    python tools/mutation_report.py "$file"
+done
