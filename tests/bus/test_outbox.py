@@ -20,7 +20,14 @@ from collections.abc import Awaitable, Callable
 import trio
 import trio_asyncio
 
-from volta.bus import Bus, ConnectionEventKind, NatsServer, Subscription, open_bus
+from volta.bus import (
+    Bus,
+    ConnectionEvent,
+    ConnectionEventKind,
+    NatsServer,
+    Subscription,
+    open_bus,
+)
 
 from .conftest import FAST_RECONNECT, next_event, stalled
 
@@ -71,6 +78,22 @@ async def receive_until_sentinel(subscription: Subscription) -> list[int]:
     raise AssertionError("the subscription ended before the sentinel")  # pragma: no cover
 
 
+async def restart_and_receive(
+    server: NatsServer,
+    bus: Bus,
+    events: trio.MemoryReceiveChannel[ConnectionEvent],
+    numbered: Subscription,
+) -> list[int]:
+    """End the outage: restart the server, wait for the bus to reconnect, then take
+    everything that arrives before a sentinel published after it."""
+    await server.restart()
+    with trio.fail_after(10):
+        await next_event(events, ConnectionEventKind.RECONNECTED)
+    await bus.publish("numbered", SENTINEL)
+    with trio.fail_after(10):
+        return await receive_until_sentinel(numbered)
+
+
 async def publish_numbered(bus: Bus, numbers: range) -> None:
     """Even numbers without headers (run writes), odd ones with (nats-py's publish)."""
     for n in numbers:
@@ -97,12 +120,7 @@ async def test_an_outage_is_backpressure_not_loss(nats_server: NatsServer) -> No
         held = bus.statistics().queued_bytes
         assert held == sum(len(str(n)) for n in range(count)), "the outage should hold them"
 
-        await nats_server.restart()
-        with trio.fail_after(10):
-            await next_event(events, ConnectionEventKind.RECONNECTED)
-        await bus.publish("numbered", SENTINEL)
-        with trio.fail_after(10):
-            got = await receive_until_sentinel(numbered)
+        got = await restart_and_receive(nats_server, bus, events, numbered)
         stats = bus.statistics()
     assert got == list(range(count)), "lost, duplicated or reordered across the outage"
     assert stats.queued_bytes == 0
@@ -144,12 +162,7 @@ async def test_a_publish_refused_while_reconnecting_is_put_back_and_sent_later(
         held = bus.statistics().queued_bytes
         assert held == sum(len(str(n)) for n in range(1, count)), "the refused publish is lost"
 
-        await nats_server.restart()
-        with trio.fail_after(10):
-            await next_event(events, ConnectionEventKind.RECONNECTED)
-        await bus.publish("numbered", SENTINEL)
-        with trio.fail_after(10):
-            got = await receive_until_sentinel(numbered)
+        got = await restart_and_receive(nats_server, bus, events, numbered)
         stats = bus.statistics()
     assert got == list(range(count)), "a publish refused while reconnecting was not resent"
     assert stats.publish_failed == 0
