@@ -7,6 +7,7 @@ import io
 import trio
 
 from volta._commands import ProgressTree
+from volta._throttle import printable
 from volta.actors import OfflineModel, ProgressEvent, ProgressKind
 
 
@@ -33,3 +34,14 @@ def test_the_offline_brain_counts_words_in_good_english() -> None:
     assert "Writer read 1 word; key terms: hello." in trio.run(answer, "hello")
     assert "Writer read 2 words;" in trio.run(answer, "hello there")
     assert "Writer read 0 words; key terms: none." in trio.run(answer, "")
+
+
+def test_printable_keeps_its_contract_and_escapes_bidi_and_invisible_characters() -> None:
+    assert printable("a\nb\x1b[2J\x7f\x85") == "a\\x0ab\\x1b[2J\\x7f\\x85"
+    assert printable("x" * 300, 10) == "xxxxxxxxxx..."
+    assert printable("\u2028\u202a\u202e\u2066\u2069\u200b\u200f\ufeff\u061c\u2060") == (
+        "\\u2028\\u202a\\u202e\\u2066\\u2069\\u200b\\u200f\\ufeff\\u061c\\u2060"
+    )
+    assert printable("\ud800") == "\\ud800"  # a lone surrogate no UTF-8 stream can write
+    assert printable("été, 中文, \u05e9\u05dc\u05d5\u05dd") == "été, 中文, \u05e9\u05dc\u05d5\u05dd"
+    assert printable(42) == "42"
