@@ -95,24 +95,49 @@ def _options(args: argparse.Namespace, environ: Mapping[str, str]) -> BusOptions
     return BusOptions.from_environ(environ, **overrides)
 
 
+MAX_INDENT = 8
+"""Deepest level the progress tree indents to. A task ``volta ask`` starts passes
+through at most 8 parties, the client counted (``max_depth``, docs/PROTOCOL.md 5.10),
+so a real tree never goes deeper; deeper events are forged, and they print at this
+level, so a line's length never grows with the chain."""
+MAX_SPANS = 10_000
+"""Spans the progress tree remembers. Past it, events of a new span still print (one
+level below their parent, if it is known, at most :data:`MAX_INDENT`), unremembered."""
+_DETAIL_READ = 1000  # characters of a detail looked at, of any length on the wire
+_DETAIL_SHOWN = 140
+
+
 class ProgressTree:
-    """Prints progress events as an indented tree of units (span -> depth)."""
+    """Prints progress events as an indented tree of units (span -> depth).
+
+    Each event makes one line of bounded length (indentation at most
+    :data:`MAX_INDENT` levels, wire text escaped and cut) and the span table is
+    bounded by :data:`MAX_SPANS`, so any flood of events makes output in
+    proportion to the events, and no more memory than the bound.
+    """
 
     def __init__(self, out: TextIO) -> None:
         self._out = out
         self._depth: dict[str, int] = {}
 
-    def __call__(self, event: ProgressEvent) -> None:
+    def depth(self, event: ProgressEvent) -> int:
+        """The level of the event's span (remembered, while there is room)."""
         depth = self._depth.get(event.span)
         if depth is None:
-            depth = self._depth[event.span] = (
-                self._depth.get(event.parent, 0) + 1 if event.parent else 1
-            )
+            parent = self._depth.get(event.parent, 0) if event.parent else 0
+            depth = min(parent + 1, MAX_INDENT)
+            if len(self._depth) < MAX_SPANS:
+                self._depth[event.span] = depth
+        return depth
+
+    def __call__(self, event: ProgressEvent) -> None:
         # One line an event: the detail's line breaks become spaces, not \x0a.
-        flat = " ".join(event.detail.split()) if event.detail else ""
-        detail = f": {printable(flat, 140)}" if flat else ""
-        tokens = f" [{event.tokens:,} tokens]" if event.tokens else ""
-        line = f"{'  ' * depth}{printable(event.agent)} {event.kind.value}{detail}{tokens}"
+        flat = " ".join(event.detail[:_DETAIL_READ].split()) if event.detail else ""
+        detail = f": {printable(flat, _DETAIL_SHOWN)}" if flat else ""
+        # A count below zero is nonsense from the wire: nothing is shown.
+        tokens = f" [{event.tokens:,} tokens]" if event.tokens > 0 else ""
+        agent = printable(event.agent, 64)
+        line = f"{'  ' * self.depth(event)}{agent} {event.kind.value}{detail}{tokens}"
         print(line, file=self._out, flush=True)
 
 
