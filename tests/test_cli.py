@@ -486,6 +486,23 @@ async def serve_fake_agent(
             await bus.respond(delivery, delivery.decode().reply(text))
 
 
+async def test_an_answer_stdout_cannot_encode_is_escaped_not_a_traceback(
+    nats_server: NatsServer,
+) -> None:
+    async with open_bus(nats_server.url) as bus, trio.open_nursery() as nursery:
+        await nursery.start(serve_fake_agent, bus, "oracle", "caf\u00e9 \u2603")
+        code, out, said = await volta(
+            "ask",
+            "oracle",
+            "hi",
+            "--nats-url",
+            nats_server.url,
+            env={**CLEAN_ENV, "PYTHONIOENCODING": "ascii"},
+        )
+        nursery.cancel_scope.cancel()
+    assert (code, out) == (0, "caf\\xe9 \\u2603\n"), said
+
+
 def read_terminal(main_fd: int) -> str:
     """All a pseudo-terminal's program wrote (it has exited; EIO means no more)."""
     output = b""
@@ -498,6 +515,56 @@ def read_terminal(main_fd: int) -> str:
             break
         output += chunk
     return output.decode()
+
+
+async def test_a_reader_that_goes_away_is_quiet_and_exit_code_141(
+    nats_server: NatsServer,
+) -> None:
+    """`volta ask ... | head -1`, made certain: stdout is a pipe nobody reads any more."""
+    async with open_bus(nats_server.url) as bus, trio.open_nursery() as nursery:
+        await nursery.start(serve_fake_agent, bus, "oracle", "many lines\n" * 10_000)
+        reader, writer = os.pipe()
+        os.close(reader)
+        try:
+            with trio.fail_after(30):
+                done = await trio.run_process(
+                    [*VOLTA, "ask", "oracle", "hi", "--quiet", "--nats-url", nats_server.url],
+                    stdout=writer,
+                    capture_stderr=True,
+                    check=False,
+                    env=CLEAN_ENV,
+                )
+        finally:
+            os.close(writer)
+        nursery.cancel_scope.cancel()
+    assert done.returncode == 141, done.stderr.decode()
+    assert done.stderr == b""
+
+
+async def test_ctrl_c_while_connecting_exits_130_at_once() -> None:
+    """A server that accepts and never says INFO: Ctrl-C ended volta with a
+    KeyboardInterrupt traceback (or waited out the connect); now it is cancelled."""
+    with trio.socket.socket() as listener:
+        await listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        process = await trio.lowlevel.open_process(
+            [*VOLTA, "agents", "--nats-url", f"nats://127.0.0.1:{port}", "--timeout", "600"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=CLEAN_ENV,
+        )
+        assert process.stderr is not None
+        said = bytearray()
+        async with reaped(process):
+            with trio.fail_after(20):
+                connection, _ = await listener.accept()  # volta is connecting now
+            with connection:
+                process.send_signal(signal.SIGINT)
+                with trio.fail_after(20):
+                    await read_all(process.stderr, said)
+                    code = await process.wait()
+    assert (code, said.decode()) == (130, "volta: cancelled\n")
 
 
 async def serve_listings(

@@ -24,20 +24,26 @@ product and is printed as it is, except on a terminal (see :func:`answer_text`).
 
 Exit codes: 0 done; 1 the agent answered with an error or did not answer in
 time, or a reply was malformed; 2 NATS unreachable or bad arguments (one line,
-no traceback); 130 cancelled (Ctrl-C).
+no traceback); 130 cancelled (Ctrl-C or SIGTERM, connecting included); 141 the
+reader of stdout or stderr went away (``volta ask ... | head -1``): quietly, with
+the code a shell reports for a tool that SIGPIPE stopped, as ``yes | head -1`` does.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import math
+import os
 import re
 import signal
 import sys
 from collections.abc import Mapping
 from typing import Any, TextIO
 
+import attrs
 import trio
 
 from volta._nursery import open_nursery
@@ -67,7 +73,7 @@ from volta.bus import (
     validate_capability,
 )
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 DEFAULT_URL = "nats://127.0.0.1:4222"
 
 MAX_TIMEOUT = 86_400.0
@@ -422,26 +428,51 @@ async def _capability(client: Client, args: argparse.Namespace) -> int:
 COMMANDS = {"agents": _agents, "send": _send, "ask": _ask, "capability": _capability}
 
 
+@attrs.define
+class _Run:
+    """What one client command came to, as far as it went."""
+
+    connected: bool = False
+    """The client is connected (the command has started)."""
+    code: int | None = None
+    """The exit code, once known (the first one set wins)."""
+
+    def finish(self, code: int) -> None:
+        """Set the exit code, unless one is set already."""
+        if self.code is None:
+            self.code = code
+
+
+async def _cancel_on_signal(
+    run: _Run,
+    scope: trio.CancelScope,
+    ask: bool,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """On the first SIGINT or SIGTERM, connecting included: exit 130, cancel ``scope``
+    (an ask cancels on its way out what it started on every agent). Started once the
+    signals are being received."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for _ in signals:
+            _say("cancelling the task on every agent" if ask and run.connected else "cancelled")
+            run.finish(EXIT_CANCELLED)
+            scope.cancel()
+            return
+
+
 async def _main(args: argparse.Namespace, options: BusOptions) -> int:
-    async with open_client(options, timeout=args.timeout) as client:
-        async with open_nursery() as nursery:
-            outcome: list[int] = []
-
-            async def command() -> None:
-                outcome.append(await COMMANDS[args.command](client, args))
-                nursery.cancel_scope.cancel()
-
-            async def interrupt() -> None:
-                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                    async for _ in signals:
-                        _say("cancelling the task on every agent")
-                        outcome.append(EXIT_CANCELLED)
-                        nursery.cancel_scope.cancel()  # the ask cancels what it started
-                        return
-
-            nursery.start_soon(command)
-            nursery.start_soon(interrupt)
-        return outcome[0] if outcome else EXIT_CANCELLED
+    run = _Run()
+    # The signals are watched before connecting: a connect that hangs (a server that
+    # accepts and says nothing) is cancelled by Ctrl-C like the rest.
+    async with open_nursery() as nursery:
+        await nursery.start(_cancel_on_signal, run, nursery.cancel_scope, args.command == "ask")
+        async with open_client(options, timeout=args.timeout) as client:
+            run.connected = True
+            run.finish(await COMMANDS[args.command](client, args))
+        nursery.cancel_scope.cancel()
+    return EXIT_CANCELLED if run.code is None else run.code
 
 
 def _run(args: argparse.Namespace, options: BusOptions) -> int:
@@ -465,11 +496,39 @@ def _run(args: argparse.Namespace, options: BusOptions) -> int:
         return EXIT_FAILED
 
 
+def _quiet_output() -> None:
+    """Point stdout and stderr at /dev/null: their reader is gone, and Python's flush at
+    exit would raise BrokenPipeError again (the Python docs' recipe, ``signal`` module)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        # Not a real file (a test's capture): nothing to point elsewhere.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(devnull, stream.fileno())
+    os.close(devnull)
+
+
+def _escape_what_stdout_cannot_encode() -> None:
+    """With an encoding short of Unicode (``PYTHONIOENCODING=ascii``), stdout writes
+    ``\\xe9`` for what it cannot hold instead of failing with a traceback (stderr does
+    so already)."""
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
+
+
 def run_client_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Run one client command; its exit code (the module docstring lists them)."""
+    _escape_what_stdout_cannot_encode()
     try:
         options = _options(args, environ)
     except ValueError as error:
         _say(f"bad NATS URL (--nats-url or NATS_URL): {error}")
         return EXIT_USAGE
-    return _run(args, options)
+    try:
+        code = _run(args, options)
+        sys.stdout.flush()  # here, where a closed pipe can still be answered quietly
+        return code
+    except BrokenPipeError:
+        _quiet_output()
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:  # a second Ctrl-C, while the first one's cleanup runs
+        return EXIT_CANCELLED
