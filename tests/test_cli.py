@@ -8,11 +8,15 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import trio
 
-from volta.bus import NatsServer, open_bus
+from volta._commands import MAX_INDENT
+from volta.actors import progress_subject
+from volta.bus import MCP_LIST_AGENTS, Bus, NatsServer, agent_message, open_bus
 from volta.config import shipped_config
 
 from .actors.conftest import client_context
@@ -339,3 +343,266 @@ async def test_a_taken_port_is_named_with_what_to_do_instead() -> None:
         assert "volta up --port 0 --monitor-port 0" in said
         assert "Traceback" not in said
         assert len(said.splitlines()) == 3, said
+
+
+# The client commands against hostile peers and careless users --------------------------
+#
+# A fake agent (or directory) is a plain subscriber on a real nats-server, speaking the
+# protocol as a hostile peer would: forged progress events, escape sequences in errors
+# and answers, garbage listings. Every wait is bounded; nothing is timed.
+
+
+@asynccontextmanager
+async def reaped(process: trio.Process) -> AsyncIterator[trio.Process]:
+    """The process; on the way out, killed if it still runs, and waited for (a test that
+    fails leaves nothing running behind it)."""
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+        with trio.CancelScope(shield=True), trio.move_on_after(10):
+            await process.wait()
+            for stream in (process.stdin, process.stdout, process.stderr):
+                if stream is not None:
+                    await stream.aclose()
+
+
+async def read_until(stream: trio.abc.ReceiveStream, marker: bytes, seen: bytearray) -> None:
+    """Read ``stream`` into ``seen`` until ``marker`` is in it."""
+    while marker not in seen:
+        chunk = await stream.receive_some()
+        assert chunk, f"the stream ended before {marker!r}:\n{seen.decode(errors='replace')}"
+        seen += chunk
+
+
+async def read_all(stream: trio.abc.ReceiveStream, seen: bytearray) -> None:
+    while chunk := await stream.receive_some():
+        seen += chunk
+
+
+def forged_progress(task_id: str, span: str) -> list[dict[str, object]]:
+    """What a peer that learnt the task id can publish on its progress subject."""
+    base = {"task": task_id, "agent": "victim", "kind": "thinking"}
+    events: list[dict[str, object]] = [
+        {**base, "span": span, "detail": "\x1b]0;PWNED\x07\x1b[2Jfine\nvolta: answer: 42"},
+        {**base, "span": span, "detail": "invoice\u202efdp.exe\u200b", "tokens": -5},
+    ]
+    # A chain of spans, each naming the one before as its parent.
+    events += [
+        {**base, "span": f"chain{i}", "parent": f"chain{i - 1}" if i else span, "detail": "x"}
+        for i in range(500)
+    ]
+    events.append({**base, "span": span, "detail": "last forged event"})
+    return events
+
+
+async def test_a_hostile_agent_cannot_write_to_the_terminal(nats_server: NatsServer) -> None:
+    """Progress details, error codes and messages from a peer reach stderr escaped, one
+    line each (no ESC, no OSC title, no forged `volta: answer: 42` line), the tree's
+    indentation stops at MAX_INDENT, and a negative token count is not shown."""
+    words = "\x1b]0;PWNED\x07\x1b[2Jfine\nvolta: answer: 42"
+    err = bytearray()
+    async with (
+        open_bus(nats_server.url) as bus,
+        bus.subscribe(agent_message("victim")) as inbox,
+    ):
+        await bus.flush()
+        ask = await trio.lowlevel.open_process(
+            [*VOLTA, "ask", "victim", "hi", "--nats-url", nats_server.url],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=CLEAN_ENV,
+        )
+        assert ask.stderr is not None
+        async with reaped(ask):
+            with trio.fail_after(20):
+                delivery = await inbox.receive()
+                question = delivery.decode()
+                task = question.metadata["task"]
+                for event in forged_progress(task["id"], task["spans"][-1]):
+                    await bus.publish(progress_subject(task["id"]), json.dumps(event).encode())
+                await bus.flush()
+                await read_until(ask.stderr, b"last forged event", err)
+                error = {"code": "agent_error\x1b[8m", "message": words}
+                await bus.respond(delivery, question.reply("", metadata={"error": error}))
+                await read_all(ask.stderr, err)
+                code = await ask.wait()
+    said = err.decode()
+    lines = said.splitlines()
+    assert code == 1, said
+    assert "\x1b" not in said
+    assert "\x07" not in said
+    assert not [line for line in lines if line.lstrip().startswith("volta: answer")]
+    assert lines[0] == ("  victim thinking: \\x1b]0;PWNED\\x07\\x1b[2Jfine volta: answer: 42")
+    assert lines[1] == "  victim thinking: invoice\\u202efdp.exe\\u200b"
+    assert max(len(line) - len(line.lstrip(" ")) for line in lines) == 2 * MAX_INDENT
+    assert lines[-1] == (
+        "volta: agent 'victim' failed: agent_error\\x1b[8m: "
+        "\\x1b]0;PWNED\\x07\\x1b[2Jfine\\x0avolta: answer: 42"
+    )
+
+
+async def test_the_answer_reaches_a_pipe_exactly_and_a_terminal_escaped(
+    nats_server: NatsServer,
+) -> None:
+    answer = "line 1\x1b]0;PWNED\x07\ttab\nline 2\rforged \u202e\u05e9\u05dc\u05d5\u05dd"
+    ask = [*VOLTA, "ask", "oracle", "hi", "--quiet", "--nats-url", nats_server.url]
+    async with open_bus(nats_server.url) as bus, trio.open_nursery() as nursery:
+        await nursery.start(serve_fake_agent, bus, "oracle", answer)
+        code, out, said = await volta(*ask[len(VOLTA) :])
+        assert (code, said) == (0, "")
+        assert out == answer + "\n"  # a pipe: the product, exactly
+        main_fd, terminal_fd = os.openpty()
+        try:
+            with trio.fail_after(20):
+                process = await trio.lowlevel.open_process(
+                    ask, stdout=terminal_fd, stderr=subprocess.DEVNULL, env=CLEAN_ENV
+                )
+                os.close(terminal_fd)
+                terminal_fd = -1
+                code = await process.wait()
+                shown = await trio.to_thread.run_sync(read_terminal, main_fd)
+        finally:
+            os.close(main_fd)
+            if terminal_fd >= 0:
+                os.close(terminal_fd)
+        nursery.cancel_scope.cancel()
+    assert code == 0
+    # The terminal writes \n as \r\n; what matters is what it was told to act on.
+    assert shown.replace("\r\n", "\n") == (
+        "line 1\\x1b]0;PWNED\\x07\ttab\nline 2\\x0dforged \u202e\u05e9\u05dc\u05d5\u05dd\n"
+    )
+
+
+async def serve_fake_agent(
+    bus: Bus, agent_id: str, text: str, *, task_status: trio.TaskStatus[None]
+) -> None:
+    """:func:`answer_every_ask`, started once it listens."""
+    async with bus.subscribe(agent_message(agent_id)) as inbox:
+        await bus.flush()
+        task_status.started()
+        async for delivery in inbox:
+            await bus.respond(delivery, delivery.decode().reply(text))
+
+
+async def test_an_answer_stdout_cannot_encode_is_escaped_not_a_traceback(
+    nats_server: NatsServer,
+) -> None:
+    async with open_bus(nats_server.url) as bus, trio.open_nursery() as nursery:
+        await nursery.start(serve_fake_agent, bus, "oracle", "caf\u00e9 \u2603")
+        code, out, said = await volta(
+            "ask",
+            "oracle",
+            "hi",
+            "--nats-url",
+            nats_server.url,
+            env={**CLEAN_ENV, "PYTHONIOENCODING": "ascii"},
+        )
+        nursery.cancel_scope.cancel()
+    assert (code, out) == (0, "caf\\xe9 \\u2603\n"), said
+
+
+def read_terminal(main_fd: int) -> str:
+    """All a pseudo-terminal's program wrote (it has exited; EIO means no more)."""
+    output = b""
+    while True:
+        try:
+            chunk = os.read(main_fd, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    return output.decode()
+
+
+async def test_a_reader_that_goes_away_is_quiet_and_exit_code_141(
+    nats_server: NatsServer,
+) -> None:
+    """`volta ask ... | head -1`, made certain: stdout is a pipe nobody reads any more."""
+    async with open_bus(nats_server.url) as bus, trio.open_nursery() as nursery:
+        await nursery.start(serve_fake_agent, bus, "oracle", "many lines\n" * 10_000)
+        reader, writer = os.pipe()
+        os.close(reader)
+        try:
+            with trio.fail_after(30):
+                done = await trio.run_process(
+                    [*VOLTA, "ask", "oracle", "hi", "--quiet", "--nats-url", nats_server.url],
+                    stdout=writer,
+                    capture_stderr=True,
+                    check=False,
+                    env=CLEAN_ENV,
+                )
+        finally:
+            os.close(writer)
+        nursery.cancel_scope.cancel()
+    assert done.returncode == 141, done.stderr.decode()
+    assert done.stderr == b""
+
+
+async def test_ctrl_c_while_connecting_exits_130_at_once() -> None:
+    """A server that accepts and never says INFO: Ctrl-C ended volta with a
+    KeyboardInterrupt traceback (or waited out the connect); now it is cancelled."""
+    with trio.socket.socket() as listener:
+        await listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        process = await trio.lowlevel.open_process(
+            [*VOLTA, "agents", "--nats-url", f"nats://127.0.0.1:{port}", "--timeout", "600"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=CLEAN_ENV,
+        )
+        assert process.stderr is not None
+        said = bytearray()
+        async with reaped(process):
+            with trio.fail_after(20):
+                connection, _ = await listener.accept()  # volta is connecting now
+            with connection:
+                process.send_signal(signal.SIGINT)
+                with trio.fail_after(20):
+                    await read_all(process.stderr, said)
+                    code = await process.wait()
+    assert (code, said.decode()) == (130, "volta: cancelled\n")
+
+
+async def serve_listings(
+    bus: Bus, pages: list[bytes], *, task_status: trio.TaskStatus[None]
+) -> None:
+    """A fake directory: the n-th request on mcp.list_agents gets ``pages[n]``."""
+    async with bus.subscribe(MCP_LIST_AGENTS) as requests:
+        await bus.flush()
+        task_status.started()
+        for page in pages:
+            await bus.respond(await requests.receive(), page)
+
+
+async def test_volta_agents_shows_a_hostile_listing_escaped_or_says_it_is_malformed(
+    nats_server: NatsServer,
+) -> None:
+    entry = {"id": "evil", "name": "admin\u202e\u200bnimda", "capabilities": ["echo"]}
+    listing = json.dumps({"agents": [entry], "total": 1, "next_offset": None}).encode()
+    garbage = json.dumps({"agents": [{"id": "a\x1b[2Jb"}], "total": 1}).encode()
+    url = nats_server.url
+    async with open_bus(url) as bus, trio.open_nursery() as nursery:
+        await nursery.start(serve_listings, bus, [listing, listing, garbage, b"\xff not json"])
+        code, table, said = await volta("agents", "--nats-url", url)
+        assert (code, said) == (0, "")
+        assert table.splitlines()[1].split() == [
+            "evil",
+            "admin\\u202e\\u200bnimda",
+            "online",
+            "0",
+            "echo",
+        ]
+        code, out, said = await volta("agents", "--json", "--nats-url", url)
+        assert (code, said) == (0, "")
+        assert '"name": "admin\\u202e\\u200bnimda"' in out
+        assert json.loads(out)["name"] == entry["name"]
+        for _ in range(2):
+            code, out, said = await volta("agents", "--nats-url", url)
+            assert (code, out) == (1, "")
+            assert said.startswith("volta: malformed reply: "), said
+            assert said.count("\n") == 1, said
+            assert "\x1b" not in said, said

@@ -13,7 +13,8 @@ per message cannot grow the table or the log.
 
 :class:`RateLimitedLog` is a logger that does all of it. :class:`TokenBucket` caps
 how many replies of some kind go out per second. :func:`printable` makes text
-from the wire safe to put in a log line (no newlines, no terminal escapes).
+from the wire safe to put in a log line or on a terminal (no newlines, no terminal
+escapes, no bidi or invisible characters).
 
 Times are arguments (trio's clock in practice), so all of it is tested on a
 virtual clock.
@@ -30,15 +31,33 @@ import trio
 OTHER_KEY = "(other)"
 """The kind that counts every report beyond the bounds."""
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# What must not reach a terminal or a log line as it is: C0, DEL and C1 controls (line
+# breaks, ESC sequences, OSC title changes); the Unicode line and paragraph separators;
+# bidi controls (U+061C, U+200E-U+200F, U+202A-U+202E, U+2066-U+2069), which reorder
+# what the reader sees ("Trojan Source"); zero-width and invisible characters
+# (U+200B-U+200D, U+2060-U+2064, U+FEFF), which hide text or split words; and lone
+# surrogates, which no UTF-8 stream can write.
+_UNPRINTABLE = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069"
+    r"\ufeff\ud800-\udfff]"
+)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 def printable(text: object, limit: int = 200) -> str:
-    """``text`` fit for one log line: control characters escaped, cut to ``limit``."""
+    """``text`` fit for one log line: cut to ``limit`` characters, then each control,
+    bidi, zero-width or lone surrogate character shown escaped (``\\x1b``, ``\\u202e``).
+
+    The result is one line that writes the same on any terminal and any UTF-8 stream.
+    """
     value = str(text)
     if len(value) > limit:
         value = f"{value[:limit]}..."
-    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", value)
+    return _UNPRINTABLE.sub(_escape, value)
 
 
 @attrs.define
