@@ -53,6 +53,9 @@ from ._protocol import InstanceInfo as InstanceInfo
 from ._protocol import Presence as Presence
 from ._protocol import ProtocolError as ProtocolError
 from ._router import CapabilityRouter as CapabilityRouter
+from ._task import DEFAULT_MAX_DEPTH as DEFAULT_MAX_DEPTH
+from ._task import MAX_BUDGET as MAX_BUDGET
+from ._task import MAX_THREAD_ID as MAX_THREAD_ID
 from ._task import PROGRESS_ALL as PROGRESS_ALL
 from ._task import TASK_CANCEL as TASK_CANCEL
 from ._task import ProgressEvent as ProgressEvent
@@ -68,7 +71,10 @@ __all__ = [
     "TASK_CANCEL",
     "BUILTIN_CAPABILITIES",
     "BUILTIN_HANDLERS",
+    "DEFAULT_MAX_DEPTH",
     "DEFAULT_MODEL",
+    "MAX_BUDGET",
+    "MAX_THREAD_ID",
     "Agent",
     "AgentContext",
     "AgentFault",

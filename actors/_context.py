@@ -33,6 +33,7 @@ from volta.bus import (
     RequestTimeout,
     agent_message,
     decode_message,
+    validate_own_agent_id,
 )
 from volta.supervisor import shutdown_scope
 
@@ -147,6 +148,8 @@ class AgentContext:
         Raises:
             TaskRefused: the task forbids the call.
         """
+        if to is not None:
+            validate_own_agent_id(to)  # InvalidSubject, before anything is built or sent
         scope = CURRENT_TASK.get()
         if scope is None:
             return None, None

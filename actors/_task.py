@@ -47,6 +47,8 @@ DEFAULT_MAX_DEPTH = 8
 """Agents (and the client) a task may pass through, counting the first."""
 MAX_CHAIN = 64
 """Longest chain or span list accepted from the wire."""
+MAX_DETAIL = 500
+"""Longest ``detail`` of a progress event (characters)."""
 MAX_THREAD_ID = 64
 """Longest ``metadata.thread_id`` (characters)."""
 MAX_TIMEOUT = 7 * 24 * 3600.0
@@ -406,7 +408,7 @@ class ProgressEvent:
                 "parent": self.parent,
                 "agent": self.agent,
                 "kind": self.kind.value,
-                "detail": self.detail[:500],
+                "detail": self.detail[:MAX_DETAIL],
                 "tokens": self.tokens,
                 "at": format_timestamp(self.at),
             }
@@ -446,7 +448,13 @@ class ProgressEvent:
             parent=parent,
             agent=fields["agent"],
             kind=kind,
-            detail=detail if isinstance(detail, str) else "",
-            tokens=tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else 0,
+            # What a sender cannot mean is made harmless: a detail is at most what an
+            # event carries (500 characters), tokens a count from 0 to MAX_BUDGET.
+            detail=detail[:MAX_DETAIL] if isinstance(detail, str) else "",
+            tokens=(
+                min(max(tokens, 0), MAX_BUDGET)
+                if isinstance(tokens, int) and not isinstance(tokens, bool)
+                else 0
+            ),
             at=when,
         )

@@ -49,6 +49,8 @@ import trio
 from volta._nursery import open_nursery
 from volta._throttle import printable
 from volta.actors import (
+    MAX_BUDGET,
+    MAX_THREAD_ID,
     AgentInfo,
     AskFailed,
     AskTimeout,
@@ -79,11 +81,8 @@ DEFAULT_URL = "nats://127.0.0.1:4222"
 MAX_TIMEOUT = 86_400.0
 """Longest ``--timeout``, in seconds: a day. A longer deadline is a slip of the keyboard
 (``1e308`` once overflowed the task's deadline with a traceback)."""
-MAX_BUDGET = 10**12
-"""Largest ``--budget``: what ``metadata.task.budget`` accepts (docs/PROTOCOL.md 5.10)."""
-MAX_THREAD = 64
-"""Longest ``--thread``: what ``metadata.thread_id`` may be (docs/PROTOCOL.md 4.1);
-brains ignore a longer one, so the ask would silently lose its conversation."""
+# --budget and --thread take what the protocol accepts (docs/PROTOCOL.md 4.1, 5.10):
+# MAX_BUDGET and MAX_THREAD_ID come from volta.actors, their one source.
 MAX_LINE = 1000
 """Characters of wire text in one ``volta: ...`` line before it is cut."""
 
@@ -126,13 +125,15 @@ def token_budget(text: str) -> int:
 
 
 def thread_id(text: str) -> str:
-    """``--thread``: 1 to :data:`MAX_THREAD` characters of text.
+    """``--thread``: 1 to :data:`MAX_THREAD_ID` characters of text.
 
     Raises:
         argparse.ArgumentTypeError: empty, longer, or not text.
     """
-    if not 1 <= len(text) <= MAX_THREAD:
-        raise argparse.ArgumentTypeError(f"expected 1-{MAX_THREAD} characters, got {len(text):,}")
+    if not 1 <= len(text) <= MAX_THREAD_ID:
+        raise argparse.ArgumentTypeError(
+            f"expected 1-{MAX_THREAD_ID} characters, got {len(text):,}"
+        )
     return message_text(text)
 
 
@@ -250,7 +251,7 @@ def add_client_commands(commands: Any) -> None:
     ask.add_argument(
         "--thread",
         type=thread_id,
-        help=f"conversation thread id, 1-{MAX_THREAD} characters (agents remember per thread)",
+        help=f"conversation thread id, 1-{MAX_THREAD_ID} characters (agents remember per thread)",
     )
     ask.add_argument("--quiet", action="store_true", help="no progress, just the answer")
     common(ask)

