@@ -11,6 +11,7 @@ token), so budgets behave as they would.
 
 from __future__ import annotations
 
+import html
 import itertools
 import re
 from collections.abc import Mapping, Sequence
@@ -22,6 +23,7 @@ OFFLINE_NOTE = "[offline brain: {reason}]"
 """How every offline answer begins."""
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
+_ELEMENT = re.compile(r'<(question|message) from="[^"]*">\n(.*)\n</\1>', re.DOTALL)
 _ids = itertools.count(1)
 
 
@@ -32,7 +34,11 @@ def _user_text(content: Any) -> str:
 
 
 def _request_of(text: str) -> str:
-    """The request inside a user turn (after the line saying who sent it)."""
+    """The request inside a user turn: the text of its ``<question from=...>`` element
+    (``actors/_brain.py`` from_sender), else what follows its first line."""
+    element = _ELEMENT.fullmatch(text)
+    if element is not None:
+        return html.unescape(element.group(2)).strip()
     _, header, body = text.partition("\n")
     return (body if header else text).strip()
 
