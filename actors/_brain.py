@@ -180,7 +180,7 @@ class Brain:
         )
         self.stats = BrainUsage()
         self.calibration = 1.0
-        """Model tokens per estimated token of a prompt (see :meth:`prompt_tokens`)."""
+        """Model tokens per estimated token of a prompt (see :meth:`_calibrate`)."""
         self._tools = ToolBox(max_chars=spec.tool_result_chars, roster_page=spec.roster_page)
         self._tool_params: list[dict[str, Any]] = [dict(tool) for tool in TOOLS]
         self._tool_params[-1] = {**self._tool_params[-1], "cache_control": _EPHEMERAL}
@@ -267,7 +267,8 @@ class Brain:
 
     def _params(
         self, messages: Sequence[Mapping[str, Any]], context: AgentContext, last_step: bool
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], int | None]:
+        """The call's parameters, and its prompt's raw estimate (None: no budget to check)."""
         system = [
             {"type": "text", "text": self.system_prompt(context), "cache_control": _EPHEMERAL}
         ]
@@ -284,8 +285,10 @@ class Brain:
             params["tool_choice"] = {"type": "none"}
         scope = context.task
         available = scope.ledger.available() if scope is not None else None
+        estimate = None
         if available is not None:
-            needed = self.prompt_tokens(params)
+            estimate = estimate_tokens([system, self._tool_params, params["messages"]])
+            needed = int(estimate * self.calibration)
             room = available - needed
             if room < MIN_OUTPUT_TOKENS:
                 raise TaskRefused(
@@ -294,23 +297,17 @@ class Brain:
                     f"{needed + MIN_OUTPUT_TOKENS}",
                 )
             params["max_tokens"] = min(self.spec.max_tokens, room)
-        return params
+        return params, estimate
 
-    def prompt_tokens(self, params: Mapping[str, Any]) -> int:
-        """What the prompt of a call will cost, as far as can be told before making it.
+    def _calibrate(self, estimate: int, reply: ModelReply) -> None:
+        """Learn from what the model counted for a prompt estimated at ``estimate``.
 
-        Four characters a token, corrected by what the model has reported so far:
-        :attr:`calibration` rises at once when the model counts more than the
-        estimate (a tokenizer that splits CJK text finer, the API's own tool
-        prompt) and eases back slowly, so the budget check before each call keeps
-        close to the truth. (A budget can still be overshot by one call's error;
-        usage reports what the model counted.)
+        The budget check before a call guesses the prompt's tokens: four characters a
+        token, times :attr:`calibration`, which rises at once when the model counts
+        more than the guess (a tokenizer that splits CJK text finer, the API's own
+        tool prompt) and eases back slowly. A budget can still be overshot by one
+        call's error; usage reports what the model counted.
         """
-        estimate = estimate_tokens([params["system"], params["tools"], params["messages"]])
-        return int(estimate * self.calibration)
-
-    def _calibrate(self, params: Mapping[str, Any], reply: ModelReply) -> None:
-        estimate = estimate_tokens([params["system"], params["tools"], params["messages"]])
         usage = reply.usage
         counted = (
             usage.input_tokens + usage.cache_read_input_tokens + usage.cache_creation_input_tokens
@@ -321,7 +318,9 @@ class Brain:
         eased = 0.9 * self.calibration + 0.1 * ratio
         self.calibration = min(MAX_CALIBRATION, max(1.0, ratio, eased))
 
-    async def _call(self, params: Mapping[str, Any], context: AgentContext) -> ModelReply:
+    async def _call(
+        self, params: Mapping[str, Any], context: AgentContext, estimate: int | None
+    ) -> ModelReply:
         scope = context.task
         remaining = scope.context.remaining() if scope is not None else None
         timeout = (
@@ -333,7 +332,8 @@ class Brain:
             self.stats.failures += 1
             raise
         self.stats.record(reply)
-        self._calibrate(params, reply)
+        if estimate is not None:
+            self._calibrate(estimate, reply)
         if scope is not None:
             scope.ledger.charge(reply.usage.total)
         return reply
@@ -348,9 +348,9 @@ class Brain:
         messages = list(messages)
         for step in range(self.spec.max_steps):
             last_step = step == self.spec.max_steps - 1
-            params = self._params(messages, context, last_step)
+            params, estimate = self._params(messages, context, last_step)
             await context.progress(ProgressKind.THINKING, f"model call {step + 1}")
-            reply = await self._call(params, context)
+            reply = await self._call(params, context, estimate)
             uses = reply.tool_uses
             if not uses or last_step:
                 return _final_text(reply)
