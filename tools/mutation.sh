@@ -12,6 +12,12 @@
 # nats-servers, and the machine has two cores. Results are kept in mutants/: a second
 # run only re-tests what changed; `rm -rf mutants` starts over.
 #
+# Time on a 2-core machine (tests start real servers, so mostly waiting): the first run
+# spends ~1.5 min (the whole suite, once) learning which tests reach what; then actors/_router.py (137 mutants)
+# ~12 min, _announcer.py (15) 5 min, _inbox.py (305) 36 min, _directory_service.py (241)
+# 54 min, _directory.py (385) 15 min. A mutant that survives costs the whole run of its
+# tests.
+#
 # Output per file: the counts, then each mutant that lived as file:line: old -> new.
 # `mutmut show NAME` prints a mutant's diff; `mutmut apply NAME` writes it into the tree.
 set -euo pipefail
