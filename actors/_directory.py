@@ -13,7 +13,8 @@ offline:
   [:data:`MIN_HEARTBEAT`, :data:`MAX_HEARTBEAT`], else the directory's
   default), or at once when it says ``offline``; an ``offline`` from an instance
   the table does not hold changes nothing (a stopped duplicate cannot take the
-  real agent down);
+  real agent down), unless all the table holds is hearsay (learned from another
+  directory), which any status heard from the agent replaces;
 - the agent is online while any instance is (busy if every instance is busy);
 - a second instance is accepted only for an agent that is ``replicated`` (and
   only when the new one says so too). For any other agent it is an identity
@@ -242,13 +243,13 @@ class Directory:
         key = status.instance or _ANONYMOUS
         if entry is not None:
             instances = entry.instances
-            if any(instance.hearsay for instance in instances.values()):
-                # What we heard ourselves replaces what another directory told us.
-                for stale in [k for k, i in instances.items() if i.hearsay]:
-                    del instances[stale]
-                    self._live_instances -= 1
+            # What we heard ourselves replaces what another directory told us.
+            hearsay = [k for k, i in instances.items() if i.hearsay]
+            for stale in hearsay:
+                del instances[stale]
+                self._live_instances -= 1
             if key not in instances:
-                if status.status is Presence.OFFLINE:
+                if status.status is Presence.OFFLINE and not hearsay:
                     return None  # an instance we do not hold says goodbye: nothing changes
                 clash = self._clash(entry, status, now)
                 if clash is not None:

@@ -1,0 +1,287 @@
+"""DirectoryService on a real nats-server: what it counts, reports and answers.
+
+Rules: loopback only, a real nats-server per test, real time, every wait bounded.
+Negative checks wait for a sentinel (a marker status behind the ones under test, on
+the same subscription) rather than sleeping. A directory that fails on purpose is a
+subclass of Directory: a fault inside the service, not a fake of NATS.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from volta.actors import (
+    AgentStatus,
+    Directory,
+    DirectoryService,
+    IdentityClash,
+    Presence,
+    PresenceChange,
+)
+from volta.bus import (
+    AGENT_ANNOUNCE,
+    MCP_LIST_AGENTS,
+    Bus,
+    BusOptions,
+    ConnectionEventKind,
+    NatsServer,
+    NatsServerConfig,
+    agent_status,
+    open_bus,
+    run_nats_server,
+)
+
+from .conftest import client_context, wait_until
+
+Event = PresenceChange | IdentityClash
+
+
+@asynccontextmanager
+async def service_bus(url: str) -> AsyncIterator[Bus]:
+    """A bus whose throttled warnings cannot reach the end of their window in a test."""
+    async with open_bus(BusOptions(servers=(url,), report_interval=3600.0)) as bus:
+        yield bus
+
+
+@asynccontextmanager
+async def serving(
+    bus: Bus, directory: Directory | None = None, **options: Any
+) -> AsyncIterator[tuple[DirectoryService, list[Event]]]:
+    """A DirectoryService running on ``bus`` for the block, and what it reported."""
+    events: list[Event] = []
+    if directory is None:  # (not `directory or ...`: an empty Directory is falsy)
+        directory = Directory(30.0)
+    service = DirectoryService(directory, bus, events.append, **options)
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(10):
+            await nursery.start(service.run)
+        yield service, events
+        nursery.cancel_scope.cancel()
+
+
+def announce(agent_id: str, **fields: Any) -> bytes:
+    return json.dumps({"id": agent_id, "heartbeat_interval": 30, **fields}).encode()
+
+
+async def publish_then_marker(
+    bus: Bus, directory: Directory, subject: str, payloads: Iterable[bytes]
+) -> None:
+    """Publish ``payloads`` on ``subject``, then a marker behind them; wait until the
+    directory knows the marker (so everything before it has been handled)."""
+    marker = f"marker-{subject.replace('.', '-')}"
+    marker_subject = subject if subject == AGENT_ANNOUNCE else agent_status(marker)
+    for payload in payloads:
+        await bus.publish(subject, payload)
+    await bus.publish(marker_subject, announce(marker))
+    await wait_until(lambda: directory.get(marker) is not None)
+
+
+def records(caplog: pytest.LogCaptureFixture, level: int, text: str) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "volta.actors.directory" and r.levelno == level and text in r.getMessage()
+    ]
+
+
+async def test_a_presence_change_names_what_brought_it(nats_server: NatsServer) -> None:
+    async with service_bus(nats_server.url) as bus, serving(bus) as (service, events):
+        await bus.publish(AGENT_ANNOUNCE, announce("announced"))
+        await bus.publish(agent_status("beating"), announce("beating"))
+        await wait_until(lambda: len(events) == 2)
+    changes = [e for e in events if isinstance(e, PresenceChange)]
+    assert sorted((c.agent, c.before, c.after, c.reason) for c in changes) == [
+        ("announced", None, Presence.ONLINE, "announce"),
+        ("beating", None, Presence.ONLINE, "heartbeat"),
+    ]
+    assert (service.clashes, service.malformed, service.errors) == (0, 0, 0)
+
+
+async def test_refused_statuses_are_counted_and_logged_for_each_agent(
+    nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "volta.actors.directory")
+    directory = Directory(30.0)
+    async with service_bus(nats_server.url) as bus, serving(bus, directory) as (service, events):
+        statuses = [
+            announce(agent_id, instance=instance)
+            for agent_id in ("alpha", "beta")
+            for instance in ("first", "second")
+        ]
+        await publish_then_marker(bus, directory, AGENT_ANNOUNCE, statuses)
+    assert service.clashes == 2
+    clashes = [e for e in events if isinstance(e, IdentityClash)]
+    assert [(c.agent, c.instance) for c in clashes] == [("alpha", "second"), ("beta", "second")]
+    # One throttle bucket per agent: beta's refusal is not hidden behind alpha's.
+    for agent_id in ("alpha", "beta"):
+        assert records(
+            caplog, logging.WARNING, f"status for agent {agent_id} (instance second) refused"
+        )
+    assert (service.malformed, service.errors) == (0, 0)
+
+
+async def test_malformed_statuses_are_counted_and_reported_with_their_subject(
+    nats_server: NatsServer,
+) -> None:
+    directory = Directory(30.0)
+    async with (
+        service_bus(nats_server.url) as bus,
+        bus.watch_events() as watched,
+        serving(bus, directory) as (service, _events),
+    ):
+        await publish_then_marker(bus, directory, AGENT_ANNOUNCE, [b'{"id": 5}', b"not json"])
+        assert service.malformed == 2
+        forged = announce("someone-else")
+        await publish_then_marker(bus, directory, agent_status("victim"), [forged])
+        assert service.malformed == 3
+        assert bus.statistics().malformed == 3
+        details = []
+        while True:
+            try:
+                event = watched.receive_nowait()
+            except trio.WouldBlock:
+                break
+            if event.kind is ConnectionEventKind.MALFORMED:
+                details.append(event.detail)
+    # The first of each subject at once; the rest of it go into a summary, later.
+    assert details == [
+        "agent.announce: id: expected a string, got int",
+        "agent.victim.status: a status for 'someone-else' on another agent's subject",
+    ]
+    assert directory.get("someone-else") is None
+    assert service.errors == 0
+
+
+class FailingDirectory(Directory):
+    """Fails on the agent ``boom`` and on listings of the capability ``boom``."""
+
+    def observe(self, status: AgentStatus, now: float, reason: str) -> Event | None:
+        if status.id == "boom":
+            raise RuntimeError("boom")
+        return super().observe(status, now, reason)
+
+    def encoded_agents(
+        self, *, capability: str | None = None, status: Presence | None = None
+    ) -> list[bytes]:
+        if capability == "boom":
+            raise RuntimeError("boom")
+        return super().encoded_agents(capability=capability, status=status)
+
+
+async def test_a_status_the_service_fails_on_is_counted_and_the_rest_go_on(
+    nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "volta.actors.directory")
+    directory = FailingDirectory(30.0)
+    async with service_bus(nats_server.url) as bus, serving(bus, directory) as (service, _events):
+        await publish_then_marker(bus, directory, AGENT_ANNOUNCE, [announce("boom")] * 2)
+        await publish_then_marker(bus, directory, agent_status("boom"), [announce("boom")])
+    assert service.errors == 3
+    assert records(caplog, logging.WARNING, "status on agent.announce could not be handled: ")
+    assert records(caplog, logging.WARNING, "RuntimeError('boom')")
+    assert (service.malformed, service.clashes) == (0, 0)
+
+
+async def test_a_listing_the_service_fails_on_is_answered_and_counted(
+    nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "volta.actors.directory")
+    directory = FailingDirectory(30.0)
+    async with service_bus(nats_server.url) as bus, serving(bus, directory) as (service, _events):
+        for expected_errors in (1, 2):
+            reply = await bus.request(MCP_LIST_AGENTS, b'{"capability": "boom"}', timeout=5)
+            assert json.loads(reply.data) == {
+                "agents": [],
+                "error": {"code": "agent_error", "message": "the directory failed: RuntimeError"},
+            }
+            assert service.errors == expected_errors
+        await bus.publish(AGENT_ANNOUNCE, announce("alpha"))
+        await wait_until(lambda: directory.get("alpha") is not None)
+        listed = await client_context(bus).list_agents()
+    assert [a.id for a in listed] == ["alpha"]
+    assert records(caplog, logging.WARNING, "mcp.list_agents failed: RuntimeError('boom')")
+
+
+async def test_a_listing_can_ask_for_one_state(nats_server: NatsServer) -> None:
+    directory = Directory(30.0)
+    async with service_bus(nats_server.url) as bus, serving(bus, directory):
+        for agent_id, state in [("a", "online"), ("b", "busy"), ("c", "offline")]:
+            await bus.publish(AGENT_ANNOUNCE, announce(agent_id, status=state))
+        await wait_until(lambda: len(directory) == 3)
+        context = client_context(bus)
+        by_state = {
+            state: [a.id for a in await context.list_agents(status=state)] for state in Presence
+        }
+        everyone = [a.id for a in await context.list_agents()]
+    assert by_state == {Presence.ONLINE: ["a"], Presence.BUSY: ["b"], Presence.OFFLINE: ["c"]}
+    assert everyone == ["a", "b", "c"]
+
+
+async def test_a_bad_listing_query_is_refused_with_its_reason(nats_server: NatsServer) -> None:
+    async with service_bus(nats_server.url) as bus, serving(bus):
+        reply = await bus.request(MCP_LIST_AGENTS, b'{"offset": -1}', timeout=5)
+        assert json.loads(reply.data) == {
+            "agents": [],
+            "error": {
+                "code": "bad_request",
+                "message": "offset: expected an integer >= 0, got -1",
+            },
+        }
+        assert await client_context(bus).list_agents() == ()  # and it still answers
+
+
+def entry_size(agent_id: str, name: str) -> int:
+    """The bytes the directory's listing entry for this agent takes."""
+    probe = Directory(30.0)
+    probe.observe(AgentStatus(id=agent_id, name=name, heartbeat_interval=30.0), 0.0, "x")
+    (encoded,) = probe.encoded_agents()
+    return len(encoded)
+
+
+@pytest.mark.parametrize("overshoot", [0, 1])
+async def test_a_page_fills_the_server_max_payload_less_256_bytes(
+    tmp_path: Path, overshoot: int
+) -> None:
+    """The page budget is max_payload - 256 (the envelope and NATS headers have room),
+    to the byte: an entry that ends exactly there is on the page, a byte more is not."""
+    config = tmp_path / "small.conf"
+    config.write_text("max_payload: 4096\n")
+    budget = 4096 - 256
+    # The page accounts 64 bytes for its envelope and len + 1 for each entry.
+    directory = Directory(30.0)
+    used = 64
+    edge_without_padding = entry_size("b-edge", "")
+    while budget - used - 1 - edge_without_padding > 200:
+        agent_id = f"a{len(directory):02d}"
+        directory.observe(AgentStatus(id=agent_id, name="n" * 50), trio.current_time(), "x")
+        used += entry_size(agent_id, "n" * 50) + 1
+    padding = budget - used - 1 - edge_without_padding + overshoot
+    assert 0 <= padding <= 200
+    edge = AgentStatus(id="b-edge", name="e" * padding)
+    assert used + entry_size("b-edge", edge.name) + 1 == budget + overshoot
+    directory.observe(edge, trio.current_time(), "x")
+    directory.observe(AgentStatus(id="c-next", name="c"), trio.current_time(), "x")
+    on_the_page = len(directory) - 1 - overshoot
+    async with (
+        run_nats_server(NatsServerConfig(extra_args=("-c", str(config)))) as server,
+        service_bus(server.url) as bus,
+        serving(bus, directory),
+    ):
+        assert bus.max_payload == 4096
+        reply = await bus.request(MCP_LIST_AGENTS, b"{}", timeout=5)
+    page = json.loads(reply.data)
+    assert (len(page["agents"]), page["next_offset"], page["total"]) == (
+        on_the_page,
+        on_the_page,
+        len(directory),
+    )
+    assert ("b-edge" in [a["id"] for a in page["agents"]]) is (overshoot == 0)
+    assert len(reply.data) <= budget

@@ -1,0 +1,249 @@
+"""The capability router's guarantees that a count shows: one reply per request,
+counters that match what it answered, and the limits it applies by default.
+
+A router alone (no node) reads its counters; a raw subscriber on
+``capability.invoke.<name>`` plays the agent where the test needs one that is
+silent, slow or odd. Real nats-server, real time, every wait bounded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from volta.actors import AgentStatus, CapabilityRouter, Directory
+from volta.bus import CAPABILITY_REQUEST, Bus, NatsServer, open_bus
+
+from .conftest import agent, node_spec, running_node, wait_until
+
+
+def body(capability: str, **fields: Any) -> bytes:
+    return json.dumps({"capability": capability, **fields}).encode()
+
+
+async def request(bus: Bus, payload: bytes) -> dict[str, Any]:
+    reply = await bus.request(CAPABILITY_REQUEST, payload, timeout=5)
+    document: dict[str, Any] = json.loads(reply.data)
+    return document
+
+
+def listing(provider: str, capabilities: Sequence[str]) -> Directory:
+    """A directory in which ``provider`` is online with ``capabilities``."""
+    directory = Directory()
+    status = AgentStatus(id=provider, name=provider, capabilities=tuple(capabilities))
+    directory.observe(status, 0.0, "test")
+    return directory
+
+
+@asynccontextmanager
+async def router_alone(
+    bus: Bus, directory: Directory, **options: Any
+) -> AsyncIterator[CapabilityRouter]:
+    router = CapabilityRouter(directory, bus, **options)
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(5):
+            await nursery.start(router.run)
+        yield router
+        nursery.cancel_scope.cancel()
+
+
+async def test_two_routers_answer_a_capability_request_once(nats_server: NatsServer) -> None:
+    """Routers share ``volta.router``: however many nodes run, one reply per request."""
+    async with (
+        running_node(node_spec(nats_server.url, [agent("alpha", ["echo"])], name="one")),
+        running_node(node_spec(nats_server.url, [agent("beta")], name="two")) as second,
+        open_bus(nats_server.url) as bus,
+        bus.subscribe("_INBOX.routed.*") as replies,
+    ):
+        await wait_until(lambda: second.directory.providers("echo") == ["alpha"])
+        # Many requests: in a shared queue group both routers get some; without one,
+        # each router would answer each of them.
+        count = 40
+        for n in range(count):
+            await bus.publish(CAPABILITY_REQUEST, body("echo", input=n), reply=f"_INBOX.routed.{n}")
+        seen: list[str] = []
+        with trio.fail_after(10):
+            while len(seen) < count:
+                reply = await replies.receive()
+                assert reply.subject not in seen, f"a second reply on {reply.subject}"
+                assert json.loads(reply.data)["ok"] is True
+                seen.append(reply.subject)
+        # As many again: a late second reply to one of the first would show up among
+        # the replies to these.
+        for n in range(count, 2 * count):
+            await bus.publish(CAPABILITY_REQUEST, body("echo", input=n), reply=f"_INBOX.routed.{n}")
+        with trio.fail_after(10):
+            while len(seen) < 2 * count:
+                reply = await replies.receive()
+                assert reply.subject not in seen, f"a second reply on {reply.subject}"
+                seen.append(reply.subject)
+        await bus.flush()
+        assert replies.statistics().pending == 0
+    assert sorted(seen) == sorted(f"_INBOX.routed.{n}" for n in range(2 * count))
+
+
+async def test_the_router_counts_what_it_answers_and_what_nobody_waits_for(
+    nats_server: NatsServer,
+) -> None:
+    async with (
+        open_bus(nats_server.url) as bus,
+        bus.subscribe("capability.invoke.echo", queue="capability.invoke.echo") as calls,
+        router_alone(bus, listing("alpha", ["echo"])) as router,
+        trio.open_nursery() as nursery,
+    ):
+
+        async def serve() -> None:
+            async for call in calls:
+                document = json.loads(call.data)
+                reply = {"ok": True, "result": document["input"], "agent": "alpha"}
+                await bus.respond(call, json.dumps(reply).encode())
+
+        nursery.start_soon(serve)
+        assert (router.routed, router.failed, router.errors, router.ignored) == (0, 0, 0, 0)
+        # Nobody waits for these two: not routed, only counted.
+        await bus.publish(CAPABILITY_REQUEST, body("echo", input="lost"))
+        await bus.publish(CAPABILITY_REQUEST, body("echo", input="lost"))
+        # The router reads its requests in order: the replies below come after it
+        # judged the two above.
+        assert (await request(bus, body("echo", input=1)))["result"] == 1
+        assert (await request(bus, body("fly")))["error"]["code"] == "no_capability"
+        assert (await request(bus, b"{broken"))["error"]["code"] == "bad_request"
+        assert (await request(bus, body("echo", input=2)))["result"] == 2
+        # The counters move just after the reply is handed to the bus.
+        await wait_until(lambda: router.routed >= 4)
+        counts = (router.routed, router.failed, router.errors, router.ignored)
+        assert calls.statistics().pending == 0
+        nursery.cancel_scope.cancel()
+    assert counts == (4, 2, 0, 2)
+
+
+class BrokenDirectory(Directory):
+    """A directory with a bug: asking it about ``broken`` raises."""
+
+    def providers(self, capability: str) -> list[str]:
+        if capability == "broken":
+            raise RuntimeError("a bug in the directory")
+        return super().providers(capability)
+
+
+async def test_a_failure_inside_the_router_is_agent_error_for_that_request_alone(
+    nats_server: NatsServer,
+) -> None:
+    directory = BrokenDirectory()
+    directory.observe(AgentStatus(id="alpha", name="alpha", capabilities=("echo",)), 0.0, "x")
+    async with (
+        open_bus(nats_server.url) as bus,
+        bus.subscribe("capability.invoke.echo", queue="capability.invoke.echo") as calls,
+        router_alone(bus, directory) as router,
+        trio.open_nursery() as nursery,
+    ):
+
+        async def serve() -> None:
+            async for call in calls:
+                await bus.respond(call, b'{"ok": true, "result": "fine", "agent": "alpha"}')
+
+        nursery.start_soon(serve)
+        broken = await request(bus, body("broken", input=1))
+        assert (await request(bus, body("echo", input=1)))["result"] == "fine"
+        broken_again = await request(bus, body("broken", input=2))
+        await wait_until(lambda: router.routed >= 3)
+        counts = (router.routed, router.failed, router.errors)
+        nursery.cancel_scope.cancel()
+    assert broken == {
+        "ok": False,
+        "error": {"code": "agent_error", "message": "the router failed: RuntimeError"},
+    }
+    assert broken_again == broken
+    assert counts == (3, 2, 2)
+
+
+async def test_an_agent_reply_too_large_once_re_encoded_is_payload_too_large(
+    nats_server: NatsServer,
+) -> None:
+    """The agent's reply fits, but the router re-encodes it (``1e5`` is ``100000.0``)."""
+    async with (
+        open_bus(nats_server.url) as bus,
+        bus.subscribe("capability.invoke.grow", queue="capability.invoke.grow") as calls,
+        router_alone(bus, listing("grower", ["grow"])) as router,
+        trio.open_nursery() as nursery,
+    ):
+        limit = bus.max_payload
+        items = (limit // 2) // len("1e5,")
+        compact = b'{"ok": true, "agent": "grower", "result": [' + b",".join([b"1e5"] * items)
+        compact += b"]}"
+        assert len(compact) < limit
+        re_encoded = len(json.dumps({"ok": True, "result": [100000.0] * items}))
+        assert re_encoded > limit
+
+        async def serve() -> None:
+            async for call in calls:
+                await bus.respond(call, compact)
+
+        nursery.start_soon(serve)
+        reply = await request(bus, body("grow"))
+        await wait_until(lambda: router.routed >= 1)
+        counts = (router.routed, router.failed, router.errors)
+        nursery.cancel_scope.cancel()
+    assert reply["ok"] is False
+    assert reply["agent"] == "grower"
+    assert reply["error"]["code"] == "payload_too_large"
+    assert reply["error"]["message"].startswith("the agent's reply, once re-encoded, is ")
+    assert reply["error"]["message"].endswith(f"above the server's max_payload of {limit} bytes")
+    assert counts == (1, 1, 0)
+
+
+async def test_by_default_an_agent_is_given_10_s_and_at_most_5_minutes(
+    nats_server: NatsServer,
+) -> None:
+    """What the router tells the agent, with its default limits, for no timeout and 1e9 s."""
+    async with (
+        open_bus(nats_server.url) as bus,
+        bus.subscribe("capability.invoke.slow", queue="capability.invoke.slow") as silent,
+        router_alone(bus, listing("stuck", ["slow"])),
+    ):
+        # Nobody waits for the replies (they come only when the router gives up).
+        await bus.publish(CAPABILITY_REQUEST, body("slow"), reply="_INBOX.limits.1")
+        await bus.publish(CAPABILITY_REQUEST, body("slow", timeout=1e9), reply="_INBOX.limits.2")
+        with trio.fail_after(5):
+            forwarded = [json.loads((await silent.receive()).data) for _ in range(2)]
+    assert sorted(request["timeout"] for request in forwarded) == [10.0, 300.0]
+
+
+async def test_past_64_calls_of_one_capability_or_256_in_all_the_next_is_busy_at_once(
+    nats_server: NatsServer,
+) -> None:
+    """The defaults ``max_per_capability`` and ``max_concurrency``, against a silent agent:
+    4 capabilities x 64 calls fill the router; calls beyond either limit are refused."""
+    capabilities = ["c0", "c1", "c2", "c3", "c4"]
+    async with (
+        open_bus(nats_server.url) as bus,
+        bus.subscribe("capability.invoke.*") as silent,
+        bus.subscribe("_INBOX.flight.*") as early,
+        router_alone(bus, listing("stuck", capabilities)) as router,
+    ):
+
+        async def fill(capability: str, numbers: range) -> None:
+            for n in numbers:
+                payload = body(capability, input=n, timeout=60)
+                await bus.publish(CAPABILITY_REQUEST, payload, reply=f"_INBOX.flight.{n}")
+            await wait_until(lambda: router.in_flight == numbers.stop, timeout=10)
+
+        await fill("c0", range(64))
+        one_too_many = await request(bus, body("c0", timeout=60))
+        for k, capability in enumerate(capabilities[1:4], start=1):
+            await fill(capability, range(64 * k, 64 * (k + 1)))
+        full = await request(bus, body("c4", timeout=60))
+        assert silent.statistics().pending == 256
+        assert early.statistics().pending == 0, "a request in flight was answered early"
+    assert one_too_many == {
+        "ok": False,
+        "error": {"code": "busy", "message": "64 calls of 'c0' are in flight"},
+    }
+    assert full == {
+        "ok": False,
+        "error": {"code": "busy", "message": "the router has 256 requests in flight"},
+    }
