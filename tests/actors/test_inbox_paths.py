@@ -281,12 +281,13 @@ async def test_a_payload_that_does_not_decode_is_refused_naming_field_and_reason
 async def test_refusals_stop_beyond_the_burst_and_come_back_as_the_bucket_refills(
     nats_server: NatsServer,
 ) -> None:
-    flood = 250  # ERROR_REPLY_BURST is 200, refilled at 100 per second
+    flood = 400  # ERROR_REPLY_BURST is 200, refilled at 100 per second
     spec = node_spec(nats_server.url, [agent("alpha")])
     async with (
         running_node(spec) as node,
         open_bus(nats_server.url) as bus,
         bus.subscribe("_INBOX.refused.*") as refusals,
+        bus.subscribe("_INBOX.later.*") as later,
     ):
         await bus.flush()
         start = trio.current_time()
@@ -306,12 +307,10 @@ async def test_refusals_stop_beyond_the_burst_and_come_back_as_the_bucket_refill
         with trio.fail_after(3):
             probes = 0
             while True:
-                await bus.publish(
-                    "agent.alpha.message", b"{broken", reply=f"_INBOX.refused.p{probes}"
-                )
+                await bus.publish("agent.alpha.message", b"{broken", reply=f"_INBOX.later.{probes}")
                 probes += 1
                 with trio.move_on_after(0.05):
-                    refusal = await refusals.receive()
+                    refusal = await later.receive()
                     break
         assert json.loads(refusal.data)["error"]["code"] == "bad_request"
         await wait_until(lambda: node.agents["alpha"].statistics().malformed == flood + probes)
