@@ -98,8 +98,9 @@ class AgentContext:
         self._bus = bus
         self._asks = asks
         self._request_timeout = request_timeout
-        # message id -> the NATS reply subject it came with, while it is handled
-        self._reply_subjects: dict[str, str] = {}
+        # The messages being handled that came with a NATS reply subject, keyed by the
+        # object itself (not its id: a message anyone sends may reuse an id in flight).
+        self._reply_subjects: dict[int, tuple[Message, str]] = {}
 
     @property
     def agent_id(self) -> str:
@@ -260,19 +261,24 @@ class AgentContext:
         await self._bus.publish(agent_message(to), message)
         return message
 
-    def route_replies(self, message_id: str, reply_subject: str | None) -> None:
-        """Send answers to ``message_id`` to ``reply_subject`` (the inbox calls this)."""
+    def route_replies(self, message: Message, reply_subject: str | None) -> None:
+        """Send answers to ``message`` to ``reply_subject`` while it is handled (the
+        inbox calls this). Only that very message is routed: another one with the same
+        id (a copy, or one sent to steal its answers) goes to its sender's subject."""
         if reply_subject:
-            self._reply_subjects[message_id] = reply_subject
+            self._reply_subjects[id(message)] = (message, reply_subject)
 
-    def forget_replies(self, message_id: str) -> None:
+    def forget_replies(self, message: Message) -> None:
         """The message is handled: answers go to the sender's subject again."""
-        self._reply_subjects.pop(message_id, None)
+        self._reply_subjects.pop(id(message), None)
 
     def reply_subject(self, question: Message) -> str:
         """Where an answer to ``question`` goes: the NATS reply subject it came with,
         if it is being handled now, else ``agent.<from>.message``."""
-        return self._reply_subjects.get(question.id) or agent_message(question.sender)
+        routed = self._reply_subjects.get(id(question))
+        if routed is not None and routed[0] is question:
+            return routed[1]
+        return agent_message(question.sender)
 
     async def reply(self, question: Message, text: str, **metadata: Any) -> Message:
         """Send a response to ``question`` (``in_reply_to`` is set).

@@ -213,11 +213,11 @@ class Inbox:
     ) -> None:
         state = self._state
         state.messages_in_flight += 1
-        self._context.route_replies(message.id, reply_to)
+        self._context.route_replies(message, reply_to)
         try:
             await self._run_unit(message, reply_to, broadcast)
         finally:
-            self._context.forget_replies(message.id)
+            self._context.forget_replies(message)
             state.messages_in_flight -= 1
             limiter.release_on_behalf_of(token)
 

@@ -386,6 +386,45 @@ async def test_replies_go_to_the_reply_subject_only_while_the_message_is_handled
     assert late.message == "late reply", "the reply subject is forgotten once handled"
 
 
+class GatedReplier(Gate):
+    """A :class:`Gate` that answers through ``context.reply``, naming the sender."""
+
+    async def on_message(self, message: Message, context: AgentContext) -> str | None:
+        self.seen.append(message)
+        await self._tickets.receive()
+        await context.reply(message, f"for {message.sender}")
+        return None
+
+
+async def test_a_second_message_with_the_same_id_cannot_take_the_first_ones_replies(
+    nats_server: NatsServer,
+) -> None:
+    """Reply routing belongs to the message being handled, not to its id: a message
+    sent with an id that is in flight (seen on the wire) neither steals the first
+    one's replies nor loses its own when the first one is done."""
+    gate = GatedReplier()
+    spec = node_spec(nats_server.url, [agent("alpha", handler=gate)])
+    first = to_alpha("question")
+    thief = to_alpha("question", sender="mallory", id=first.id)
+    async with running_node(spec), open_bus(nats_server.url) as bus:
+        answers: dict[str, Message] = {}
+
+        async def ask(message: Message) -> None:
+            reply = await bus.request("agent.alpha.message", message, timeout=2)
+            answers[message.sender] = reply.decode()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ask, first)
+            await wait_until(lambda: len(gate.seen) == 1)
+            nursery.start_soon(ask, thief)
+            await wait_until(lambda: len(gate.seen) == 2)
+            gate.tickets.send_nowait(None)  # the first one in answers first
+            await wait_until(lambda: "tester" in answers or "mallory" in answers)
+            gate.tickets.send_nowait(None)
+    assert answers["tester"].message == "for tester", "the first reply went to the thief"
+    assert answers["mallory"].message == "for mallory", "the second message lost its reply"
+
+
 class Script(EchoHandler):
     """Does what the message says: ``fail <n>`` raises with n characters of text,
     ``surrogate`` answers with a lone surrogate, ``int`` answers 42; else echoes."""
