@@ -654,12 +654,17 @@ class CapabilityReply:
     """The result (when ok)."""
     agent: str | None = None
     """The agent that ran it (when one did)."""
-    code: ErrorCode | None = None
-    """Why it failed (when not ok)."""
+    code: ErrorCode | None = attrs.field(default=None)
+    """Why it failed (when not ok: a failure always has a code)."""
     message: str = ""
     """Words about the failure."""
     tokens: int | None = None
     """Tokens the call spent (a brain-served capability says; None: it does not)."""
+
+    @code.validator
+    def _check_code(self, attribute: attrs.Attribute[ErrorCode | None], code: object) -> None:
+        if not self.ok and not isinstance(code, ErrorCode):
+            raise TypeError(f"a failed CapabilityReply needs an ErrorCode, got {code!r}")
 
     @classmethod
     def success(cls, result: Any, agent: str, tokens: int | None = None) -> CapabilityReply:
@@ -683,8 +688,8 @@ class CapabilityReply:
         if self.ok:
             document = {"ok": True, "result": self.result, "agent": self.agent}
         else:
-            code = (self.code or ErrorCode.AGENT_ERROR).value
-            document = {"ok": False, "error": {"code": code, "message": self.message}}
+            assert self.code is not None  # the validator's promise
+            document = {"ok": False, "error": {"code": self.code.value, "message": self.message}}
             if self.agent is not None:
                 document["agent"] = self.agent
         if self.tokens is not None:

@@ -9,7 +9,9 @@ one reply, or answers ``timeout``. A malformed request gets ``bad_request``.
 Requests are routed concurrently, each waiting for its agent at most
 ``max_timeout`` whatever its ``timeout`` says. No request ever waits behind
 others: with ``max_concurrency`` requests in flight, or ``max_per_capability``
-of one capability (a slow or silent agent), the next is answered ``busy`` at once.
+of one capability (a slow or silent agent), the next is answered ``busy`` at once;
+in a flood, with ``2 * max_concurrency`` requests taken and not answered yet, the
+next is answered ``busy`` as it comes in, without a task (counted in ``shed``).
 
 Every request with a reply subject gets exactly one reply, and each fails alone:
 a failure while routing one (a bug, an agent reply that cannot be re-sent) is
@@ -65,7 +67,11 @@ class CapabilityRouter:
         self._max_concurrency = max_concurrency
         self._max_per_capability = max_per_capability
         self._in_flight: dict[str, int] = {}
-        self._tasks = 0
+        self._max_pending = 2 * max_concurrency
+        self.pending = 0
+        """Requests taken and not answered yet (forwarded or not)."""
+        self.peak_pending = 0
+        """The most requests ever pending at once (at most ``2 * max_concurrency``)."""
         self._log = RateLimitedLog(log, bus.options.report_interval)
         self.routed = 0
         """Requests answered."""
@@ -75,6 +81,9 @@ class CapabilityRouter:
         """Of those, failed inside the router itself (answered ``agent_error``)."""
         self.ignored = 0
         """Requests without a reply subject (not routed)."""
+        self.shed = 0
+        """Requests answered ``busy`` as they came in, a flood beyond ``2 * max_concurrency``
+        pending (without a task: memory stays bounded). Counted in ``routed`` too."""
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Route requests until cancelled."""
@@ -88,8 +97,9 @@ class CapabilityRouter:
                 if not delivery.answerable:
                     self.ignored += 1
                     continue
-                if self._tasks >= 2 * self._max_concurrency:
+                if self.pending >= self._max_pending:
                     # A flood: answer here, without a task, so memory stays bounded.
+                    self.shed += 1
                     await self._answer(
                         delivery,
                         CapabilityReply.failure(
@@ -98,7 +108,8 @@ class CapabilityRouter:
                         ),
                     )
                     continue
-                self._tasks += 1
+                self.pending += 1
+                self.peak_pending = max(self.peak_pending, self.pending)
                 nursery.start_soon(self._route_and_answer, delivery)
 
     @property
@@ -120,7 +131,7 @@ class CapabilityRouter:
                 )
             await self._answer(delivery, reply)
         finally:
-            self._tasks -= 1
+            self.pending -= 1
 
     async def _answer(self, delivery: Delivery, reply: CapabilityReply) -> None:
         """Send the one reply (a small error one if it cannot be sent as it is), counted."""

@@ -9,14 +9,16 @@ silent, slow or odd. Real nats-server, real time, every wait bounded.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
 import trio
 
-from volta.actors import AgentStatus, CapabilityRouter, Directory
-from volta.bus import CAPABILITY_REQUEST, Bus, NatsServer, open_bus
+from volta.actors import AgentStatus, CapabilityReply, CapabilityRouter, Directory
+from volta.bus import CAPABILITY_REQUEST, Bus, Delivery, NatsServer, open_bus
 
 from .conftest import agent, node_spec, running_node, wait_until
 
@@ -247,3 +249,130 @@ async def test_past_64_calls_of_one_capability_or_256_in_all_the_next_is_busy_at
         "ok": False,
         "error": {"code": "busy", "message": "the router has 256 requests in flight"},
     }
+
+
+async def test_a_flood_is_answered_busy_as_it_comes_with_at_most_twice_max_concurrency_pending(
+    nats_server: NatsServer,
+) -> None:
+    """With ``max_concurrency=1`` and a silent agent: 200 requests at once, each gets one
+    reply; past 2 pending the router answers ``busy`` without a task (``shed``), and it
+    routes on afterwards with nothing left pending."""
+    count = 200
+    async with (
+        open_bus(nats_server.url) as bus,
+        bus.subscribe("capability.invoke.slow", queue="capability.invoke.slow") as silent,
+        bus.subscribe("_INBOX.flood.*") as replies,
+        router_alone(bus, listing("stuck", ["slow"]), max_concurrency=1) as router,
+    ):
+        assert (router.pending, router.peak_pending, router.shed) == (0, 0, 0)
+        for n in range(count):
+            await bus.publish(
+                CAPABILITY_REQUEST, body("slow", input=n, timeout=0.5), reply=f"_INBOX.flood.{n}"
+            )
+        await bus.flush()
+        answered: dict[str, dict[str, Any]] = {}
+        with trio.fail_after(10):
+            while len(answered) < count:
+                reply = await replies.receive()
+                assert reply.subject not in answered, f"two replies on {reply.subject}"
+                answered[reply.subject] = json.loads(reply.data)
+        await wait_until(lambda: router.pending == 0)
+        counts = (router.routed, router.failed, router.shed, router.peak_pending)
+        forwarded = silent.statistics().delivered + silent.statistics().pending
+        # The router still routes after the flood (a later request, its own reply).
+        later = await request(bus, body("nobody"))
+    codes = [document["error"]["code"] for document in answered.values()]
+    assert codes.count("timeout") == forwarded >= 1
+    assert codes.count("busy") == count - forwarded
+    busy = {d["error"]["message"] for d in answered.values() if d["error"]["code"] == "busy"}
+    assert busy == {"the router has 1 requests in flight"}
+    routed, failed, shed, peak = counts
+    assert (routed, failed) == (count, count)
+    assert shed >= 1, "a burst never found 2 requests pending (none shed)"
+    assert peak == 2, f"{peak} requests pending at once, the bound is 2 * max_concurrency"
+    assert later["error"]["code"] == "no_capability"
+
+
+async def test_each_call_leaves_nothing_in_flight_so_one_per_capability_is_enough(
+    nats_server: NatsServer,
+) -> None:
+    async with (
+        open_bus(nats_server.url) as bus,
+        bus.subscribe("capability.invoke.echo", queue="capability.invoke.echo") as calls,
+        router_alone(bus, listing("alpha", ["echo"]), max_per_capability=1) as router,
+        trio.open_nursery() as nursery,
+    ):
+
+        async def serve() -> None:
+            async for call in calls:
+                await bus.respond(call, b'{"ok": true, "result": "fine", "agent": "alpha"}')
+
+        nursery.start_soon(serve)
+        results = [(await request(bus, body("echo", input=n))).get("result") for n in range(3)]
+        await wait_until(lambda: router.pending == 0)
+        in_flight = router.in_flight
+        nursery.cancel_scope.cancel()
+    assert results == ["fine", "fine", "fine"], "a call that ended still counts as in flight"
+    assert in_flight == 0
+
+
+async def test_a_request_too_large_once_the_router_adds_its_timeout_is_payload_too_large(
+    nats_server: NatsServer,
+) -> None:
+    async with (
+        open_bus(nats_server.url) as bus,
+        bus.subscribe("capability.invoke.echo", queue="capability.invoke.echo") as calls,
+        router_alone(bus, listing("alpha", ["echo"])) as router,
+    ):
+        limit = bus.max_payload
+        payload = body("echo", input="x" * (limit - 40))
+        assert len(payload) < limit
+        reply = await request(bus, payload)
+        await wait_until(lambda: router.pending == 0)
+        forwarded = calls.statistics().delivered + calls.statistics().pending
+    assert reply["ok"] is False
+    assert reply["error"]["code"] == "payload_too_large"
+    message = reply["error"]["message"]
+    assert message.startswith("the request is ")
+    assert " bytes once re-encoded" in message
+    assert message.endswith(f"above the server's max_payload of {limit} bytes")
+    assert int(message.split()[3]) > limit
+    assert forwarded == 0
+
+
+async def test_failures_inside_the_router_are_logged_once_then_summarised(
+    nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first failure is a WARNING naming the error; the next ones within
+    ``report_interval`` are held back and summarised when the window has passed."""
+    directory = BrokenDirectory()
+    caplog.set_level(logging.WARNING, logger="volta.actors.router")
+    async with (
+        open_bus(nats_server.url, report_interval=1.0) as bus,
+        router_alone(bus, directory) as router,
+    ):
+        for _ in range(3):
+            assert (await request(bus, body("broken")))["error"]["code"] == "agent_error"
+        held_back = [record.getMessage() for record in caplog.records]
+        await trio.sleep(1.1)  # the window ends; the next failure brings its summary
+        await request(bus, body("broken"))
+        await wait_until(lambda: router.errors == 4)
+        lines = [record.getMessage() for record in caplog.records]
+    failure = "routing a capability request failed: RuntimeError('a bug in the directory')"
+    assert held_back == [failure]
+    assert lines == [failure, "2 more routing failures on route in the last 1 s", failure]
+
+
+async def test_an_answer_the_bus_cannot_send_is_logged_and_the_router_goes_on(
+    nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reply whose publish fails (the bus closed under it) is logged at INFO, counted
+    as routed, and raises nothing."""
+    caplog.set_level(logging.INFO, logger="volta.actors.router")
+    async with open_bus(nats_server.url) as bus:
+        router = CapabilityRouter(listing("alpha", ["echo"]), bus)
+    delivery = Delivery(subject=CAPABILITY_REQUEST, data=body("echo"), reply="_INBOX.gone.1")
+    await router._answer(delivery, CapabilityReply.success("fine", "alpha"))
+    assert router.routed == 1
+    [line] = [record.getMessage() for record in caplog.records]
+    assert line.startswith("could not answer a capability request: ")
