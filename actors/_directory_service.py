@@ -122,7 +122,7 @@ class DirectoryService:
                     task_status.started()
         finally:
             # What was held back is said before the service goes, not lost with it.
-            self._log.flush("directory lines", closing=True)
+            self._log.flush(closing=True)
 
     async def sync(self) -> None:
         """Learn what another directory already knows (if one runs).
@@ -156,8 +156,8 @@ class DirectoryService:
             except Exception as error:  # one status's failure, never the directory's
                 self.errors += 1
                 self._log.warning(
-                    "error",
-                    "failures",
+                    "status-error",
+                    "status failures",
                     "status on %s could not be handled: %r",
                     delivery.subject,
                     error,
@@ -195,7 +195,9 @@ class DirectoryService:
                 reply = self._listing(request.data)
             except Exception as error:  # one request's failure: answer it, go on
                 self.errors += 1
-                self._log.warning("error", "failures", "mcp.list_agents failed: %r", error)
+                self._log.warning(
+                    "list-error", "listing failures", "mcp.list_agents failed: %r", error
+                )
                 reply = encode_list_error(
                     "agent_error", f"the directory failed: {type(error).__name__}"
                 )
@@ -230,4 +232,4 @@ class DirectoryService:
                 await self._sooner.wait()
             self._sooner = trio.Event()
             self._report(self._directory.expire(trio.current_time()))
-            self._log.flush("directory lines")
+            self._log.flush()

@@ -63,6 +63,7 @@ def printable(text: object, limit: int = 200) -> str:
 @attrs.define
 class _Window:
     started: float
+    label: object = None
     suppressed: int = 0
 
 
@@ -76,6 +77,8 @@ class Summary:
     """Reports counted but not made."""
     seconds: float
     """How long the window lasted."""
+    label: object = None
+    """What the first report of the window was admitted with (see :meth:`Throttle.admit`)."""
 
     def describe(self, what: str) -> str:
         """``"1,204 more <what> on <key> in the last 10 s"``."""
@@ -115,14 +118,17 @@ class Throttle:
         """Seconds per window."""
         return self._period
 
-    def admit(self, key: str, now: float) -> Admission:
-        """Whether to make this report now, and the summary that comes first."""
+    def admit(self, key: str, now: float, label: object = None) -> Admission:
+        """Whether to make this report now, and the summary that comes first.
+
+        ``label`` is kept with a window that opens and handed back in its summary
+        (what the owner needs to word it)."""
         summary = None
         window = self._windows.get(key)
         if window is not None and now - window.started >= self._period:
             del self._windows[key]
             if window.suppressed:
-                summary = Summary(key, window.suppressed, now - window.started)
+                summary = Summary(key, window.suppressed, now - window.started, window.label)
             window = None
         if window is not None:
             window.suppressed += 1
@@ -134,7 +140,7 @@ class Throttle:
             other.suppressed += 1
             return Admission(False, summary)
         self._budget_used += 1
-        self._windows[key] = _Window(now)
+        self._windows[key] = _Window(now, label)
         return Admission(True, summary)
 
     def summaries(self, now: float, *, closing: bool = False) -> list[Summary]:
@@ -148,7 +154,7 @@ class Throttle:
             if not closing and now - window.started < self._period:
                 continue
             if window.suppressed:
-                done.append(Summary(key, window.suppressed, now - window.started))
+                done.append(Summary(key, window.suppressed, now - window.started, window.label))
             del self._windows[key]
         return done
 
@@ -173,7 +179,7 @@ class RateLimitedLog:
         Returns:
             Whether the line was logged.
         """
-        admission = self._throttle.admit(key, trio.current_time())
+        admission = self._throttle.admit(key, trio.current_time(), (level, what))
         if admission.summary is not None:
             self._logger.log(level, "%s", admission.summary.describe(what))
         if admission.report:
@@ -189,14 +195,16 @@ class RateLimitedLog:
         """:meth:`log` at INFO."""
         return self.log(logging.INFO, key, what, message, *args)
 
-    def flush(
-        self, what: str = "lines like it", level: int = logging.WARNING, *, closing: bool = False
-    ) -> None:
-        """Log the summaries of windows that ended quietly (for owners with a timer).
+    def flush(self, *, closing: bool = False) -> None:
+        """Log the summaries of windows that ended quietly (for owners with a timer),
+        each at the level and with the words of the lines it held back.
 
         With ``closing`` (the owner is stopping), of every window that held lines back.
         """
         for summary in self._throttle.summaries(trio.current_time(), closing=closing):
+            level, what = logging.WARNING, "lines of other kinds"  # the overflow window
+            if isinstance(summary.label, tuple):
+                level, what = summary.label
             self._logger.log(level, "%s", summary.describe(what))
 
 

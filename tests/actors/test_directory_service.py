@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -285,3 +286,55 @@ async def test_a_page_fills_the_server_max_payload_less_256_bytes(
     )
     assert ("b-edge" in [a["id"] for a in page["agents"]]) is (overshoot == 0)
     assert len(reply.data) <= budget
+
+
+log_name = "volta.actors.directory"
+
+
+def directory_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
+    return [(r.levelno, r.getMessage()) for r in caplog.records if r.name == log_name]
+
+
+async def test_status_and_listing_failures_are_throttled_apart_and_said_at_stop(
+    nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each kind of failure has its own window (a flood of one never hides the other),
+    and what a window held back is said, in its own words, when the service stops."""
+    caplog.set_level(logging.INFO, log_name)
+    directory = FailingDirectory(30.0)
+    async with service_bus(nats_server.url) as bus:
+        async with serving(bus, directory) as (service, _events):
+            await publish_then_marker(bus, directory, AGENT_ANNOUNCE, [announce("boom")] * 3)
+            for _ in range(2):
+                await bus.request(MCP_LIST_AGENTS, b'{"capability": "boom"}', timeout=5)
+            assert service.errors == 5
+            before_stop = directory_lines(caplog)
+        after_stop = directory_lines(caplog)[len(before_stop) :]
+    failures = [line for line in before_stop if "RuntimeError" in line[1]]
+    assert failures == [
+        (logging.WARNING, "status on agent.announce could not be handled: RuntimeError('boom')"),
+        (logging.WARNING, "mcp.list_agents failed: RuntimeError('boom')"),
+    ]
+    assert sorted(after_stop) == [
+        (logging.WARNING, "1 more listing failures on list-error in the last 0 s"),
+        (logging.WARNING, "2 more status failures on status-error in the last 0 s"),
+    ]
+
+
+async def test_the_sweeper_says_what_a_window_held_back_once_it_has_ended(
+    nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without any later failure to bring it: the summary comes from the sweeper,
+    within about one report interval of the window's end, at the lines' own level."""
+    caplog.set_level(logging.INFO, log_name)
+    directory = FailingDirectory(30.0)
+    options = BusOptions(servers=(nats_server.url,), report_interval=0.5)
+    async with open_bus(options) as bus, serving(bus, directory):
+        await publish_then_marker(bus, directory, AGENT_ANNOUNCE, [announce("boom")] * 4)
+        summary = re.compile(r"3 more status failures on status-error in the last \d s")
+
+        def summarised() -> bool:
+            lines = directory_lines(caplog)
+            return any(level == logging.WARNING and summary.fullmatch(m) for level, m in lines)
+
+        await wait_until(summarised, 3.0)

@@ -365,3 +365,29 @@ def test_a_closing_throttle_gives_the_summary_of_every_window() -> None:
         "1 more presence changes on presence:alpha:online in the last 2 s"
     )
     assert throttle.summaries(3.0, closing=True) == []  # said once
+
+
+def test_a_flushed_summary_keeps_the_level_and_words_of_the_lines_it_held_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """flush() once named every kind "directory lines" at WARNING, whatever it held."""
+    caplog.set_level(logging.DEBUG)
+    limited = RateLimitedLog(logging.getLogger("volta.test"), 10.0)
+
+    async def log_and_close() -> None:
+        for _ in range(2):
+            limited.info("presence", "presence changes", "agent came")
+            limited.warning("error", "status failures", "status failed")
+        for n in range(98):  # 100 lines a period in all, then "(other)" holds the rest
+            limited.log(logging.DEBUG, f"kind-{n}", "lines", "filler")
+        limited.warning("too-many", "lines", "a kind with no room: held back")
+        limited.flush(closing=True)
+
+    trio.run(log_and_close)
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records]
+    summaries = sorted(line for line in lines if " more " in line[1])
+    assert summaries == [
+        (logging.INFO, "1 more presence changes on presence in the last 0 s"),
+        (logging.WARNING, "1 more lines of other kinds on (other) in the last 0 s"),
+        (logging.WARNING, "1 more status failures on error in the last 0 s"),
+    ]
