@@ -368,8 +368,19 @@ async def test_an_agent_fault_answers_then_restarts_the_child(nats_server: NatsS
             await wait_until(lambda: node.agents["flaky"].state.messages_in_flight == 1)
             with pytest.raises(AskFailed, match=r"AgentFault\('state corrupted'\)"):
                 await context.ask("flaky", "crash")
+
+        def started_again() -> set[str]:
+            """The children started after their restart (ready: subscribed and flushed)."""
+            restarted = {e.child for e in events if e.kind is EventKind.RESTART}
+            return {
+                e.child
+                for i, e in enumerate(events)
+                if e.kind is EventKind.START
+                and any(r.kind is EventKind.RESTART and r.child == e.child for r in events[:i])
+            } & restarted
+
         with trio.fail_after(5):
-            while len([e for e in events if e.kind is EventKind.RESTART]) < 2:
+            while started_again() != {"capabilities", "inbox"}:
                 event = await stream.receive()
                 if isinstance(event, SupervisorEvent):
                     events.append(event)

@@ -8,6 +8,7 @@ announces made later are counted (as in ``test_faults.py``).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 from collections.abc import Iterator
@@ -126,3 +127,14 @@ async def test_a_restarted_inbox_is_ready_only_once_the_server_has_its_subscript
         # Ready means reachable: at once, from another connection.
         answer = await context.ask("flaky", "hello", timeout=5)
     assert answer.message == "re: hello"
+
+
+async def test_each_announce_is_logged_naming_the_agent(
+    nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "volta.actors.announcer")
+    spec = node_spec(nats_server.url, [agent("alpha"), agent("beta")])
+    async with running_node(spec):
+        pass
+    lines = sorted(r.getMessage() for r in caplog.records if r.name == "volta.actors.announcer")
+    assert lines == ["agent alpha announced", "agent beta announced"]
