@@ -34,6 +34,7 @@ from volta.bus import (
 
 from ._directory import Directory, IdentityClash, PresenceChange
 from ._protocol import (
+    MIN_PAGE_BYTES,
     AgentInfo,
     AgentStatus,
     ListQuery,
@@ -64,6 +65,8 @@ class DirectoryService:
         self._bus = bus
         self._on_change = on_change or (lambda _event: None)
         self._sync_timeout = sync_timeout
+        if max_page_bytes < MIN_PAGE_BYTES:
+            raise ValueError(f"max_page_bytes must be at least {MIN_PAGE_BYTES}")
         self._max_page_bytes = max_page_bytes
         self._report_every = bus.options.report_interval
         self._sooner = trio.Event()

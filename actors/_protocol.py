@@ -505,28 +505,49 @@ def encode_agent_info(info: AgentInfo) -> bytes:
     return dump_json(info.to_dict())
 
 
+MIN_PAGE_BYTES = 128
+"""The smallest page :func:`encode_agent_page` makes (the envelope and the skipped count fit)."""
+_ENVELOPE = 64  # {"agents":[],"total":N,"next_offset":N}
+_SKIPPED_FIELD = 32  # room for ,"skipped":N
+
+
 def encode_agent_page(agents: Sequence[bytes], query: ListQuery, max_bytes: int) -> bytes:
     """One page of the ``mcp.list_agents`` reply, never larger than ``max_bytes``.
 
     Args:
         agents: every matching entry, in order, each encoded by :func:`encode_agent_info`.
         query: the page asked for.
-        max_bytes: the size limit of the reply; a page holds at least one entry.
+        max_bytes: the size limit of the reply (at least :data:`MIN_PAGE_BYTES`).
 
     The page holds the matching agents from ``query.offset`` on, up to
     ``query.limit`` and as many as fit; ``next_offset`` says where the next page
-    starts (null on the last page) and ``total`` how many agents match.
+    starts (null on the last page) and ``total`` how many agents match. An entry
+    that could not fit even alone on a page (a server with a small ``max_payload``)
+    is left out and counted in ``skipped``, so the listing still goes on past it.
+
+    Raises:
+        ValueError: ``max_bytes`` is below :data:`MIN_PAGE_BYTES`.
     """
+    if max_bytes < MIN_PAGE_BYTES:
+        raise ValueError(f"a page may not be smaller than {MIN_PAGE_BYTES} bytes")
     entries: list[bytes] = []
-    size = 64  # the envelope: {"agents":[],"total":N,"next_offset":N}
+    size = _ENVELOPE
+    skipped = 0
     position = query.offset
     end = len(agents) if query.limit is None else min(len(agents), query.offset + query.limit)
     while position < end:
-        entry = agents[position]
-        if entries and size + len(entry) + 1 > max_bytes:
-            break
-        entries.append(entry)
-        size += len(entry) + 1
+        cost = len(agents[position]) + 1
+        if size + cost <= max_bytes:
+            entries.append(agents[position])
+            size += cost
+        elif _ENVELOPE + cost > max_bytes:  # too large for any page: left out, counted
+            if not skipped:
+                if size + _SKIPPED_FIELD > max_bytes:
+                    break  # no room to say so here: on the next page
+                size += _SKIPPED_FIELD
+            skipped += 1
+        else:
+            break  # for the next page
         position += 1
     # More to come if the size budget stopped the page early, or the limit did.
     next_offset: int | None = position if position < len(agents) else None
@@ -537,6 +558,7 @@ def encode_agent_page(agents: Sequence[bytes], query: ListQuery, max_bytes: int)
         + str(len(agents)).encode()
         + b',"next_offset":'
         + (b"null" if next_offset is None else str(next_offset).encode())
+        + (b',"skipped":' + str(skipped).encode() if skipped else b"")
         + b"}"
     )
 

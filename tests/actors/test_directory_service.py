@@ -338,3 +338,41 @@ async def test_the_sweeper_says_what_a_window_held_back_once_it_has_ended(
             return any(level == logging.WARNING and summary.fullmatch(m) for level, m in lines)
 
         await wait_until(summarised, 3.0)
+
+
+def huge_announce(agent_id: str, size: int) -> bytes:
+    """An announce of ``size`` bytes (a long name, capabilities of 64 characters)."""
+    capabilities: list[str] = []
+    while len(payload := announce(agent_id, name="n" * 256, capabilities=capabilities)) < size:
+        capabilities.append(f"c{len(capabilities):04d}".ljust(64, "x"))
+    capabilities[-1] = capabilities[-1][: 64 - (len(payload) - size)]
+    return announce(agent_id, name="n" * 256, capabilities=capabilities)
+
+
+async def test_an_entry_too_large_for_any_page_is_skipped_and_the_listing_goes_on(
+    tmp_path: Path,
+) -> None:
+    """On a server with a small max_payload, an announce that fits the server can make
+    a list entry that fits no page: every listing went unanswered from there on."""
+    config = tmp_path / "small.conf"
+    config.write_text("max_payload: 4096\n")
+    directory = Directory(30.0)
+    async with (
+        run_nats_server(NatsServerConfig(extra_args=("-c", str(config)))) as server,
+        service_bus(server.url) as bus,
+        serving(bus, directory),
+    ):
+        huge = huge_announce("b-huge", 4080)
+        assert len(huge) == 4080
+        for payload in (announce("a-small"), huge, announce("c-small")):
+            await bus.publish(AGENT_ANNOUNCE, payload)
+        await wait_until(lambda: len(directory) == 3)
+        largest = max(len(entry) for entry in directory.encoded_agents())
+        assert largest > bus.max_payload, "the entry fits a reply: no test"
+        page = json.loads((await bus.request(MCP_LIST_AGENTS, b"{}", timeout=2)).data)
+        alone = json.loads((await bus.request(MCP_LIST_AGENTS, b'{"offset": 1}', timeout=2)).data)
+        listed = await client_context(bus).list_agents()
+    assert [a["id"] for a in page["agents"]] == ["a-small", "c-small"]
+    assert (page["total"], page["next_offset"], page["skipped"]) == (3, None, 1)
+    assert ([a["id"] for a in alone["agents"]], alone["skipped"]) == (["c-small"], 1)
+    assert [a.id for a in listed] == ["a-small", "c-small"]

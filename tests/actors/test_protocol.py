@@ -6,7 +6,9 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 from volta.actors import (
     AgentInfo,
@@ -222,3 +224,35 @@ async def test_builtin_capabilities_check_their_input() -> None:
     with pytest.raises(CapabilityError) as missing:
         await handler.on_capability("fly", None, context)
     assert missing.value.code is ErrorCode.NO_CAPABILITY
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(
+    sizes=st.lists(st.integers(min_value=20, max_value=400), max_size=30),
+    max_bytes=st.integers(min_value=128, max_value=1000),
+    limit=st.one_of(st.none(), st.integers(min_value=1, max_value=8)),
+)
+def test_pages_never_exceed_their_size_and_walk_every_entry_once(
+    sizes: list[int], max_bytes: int, limit: int | None
+) -> None:
+    """Paging by next_offset: each page within max_bytes, each entry that fits a page
+    on exactly one page, in order; the ones that fit none counted in ``skipped``."""
+    entries = [b'{"id":"a%03d","pad":"%s"}' % (n, b"x" * size) for n, size in enumerate(sizes)]
+    seen: list[bytes] = []
+    skipped = 0
+    offset: int | None = 0
+    pages = 0
+    while offset is not None:
+        page = encode_agent_page(entries, ListQuery(offset=offset, limit=limit), max_bytes)
+        assert len(page) <= max_bytes
+        document = json.loads(page)
+        assert document["total"] == len(entries)
+        seen += [json.dumps(entry, separators=(",", ":")).encode() for entry in document["agents"]]
+        skipped += document.get("skipped", 0)
+        assert document["next_offset"] is None or document["next_offset"] > offset
+        offset = document["next_offset"]
+        pages += 1
+        assert pages <= len(entries) + 1
+    alone = [entry for entry in entries if 64 + len(entry) + 1 <= max_bytes]
+    assert seen == alone
+    assert skipped == len(entries) - len(alone)
