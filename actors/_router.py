@@ -104,7 +104,7 @@ class CapabilityRouter:
                         delivery,
                         CapabilityReply.failure(
                             ErrorCode.BUSY,
-                            f"the router has {self._max_concurrency} requests in flight",
+                            f"the router is flooded: {self._max_pending} requests pending",
                         ),
                     )
                     continue
