@@ -129,6 +129,20 @@ async def test_refused_statuses_are_counted_and_logged_for_each_agent(
     assert (service.malformed, service.errors) == (0, 0)
 
 
+async def test_refusals_held_back_are_summarised_as_refused_statuses_at_stop(
+    nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "volta.actors.directory")
+    directory = Directory(30.0)
+    async with service_bus(nats_server.url) as bus, serving(bus, directory) as (service, _):
+        statuses = [announce("alpha", instance=f"i{n}") for n in range(4)]
+        await publish_then_marker(bus, directory, AGENT_ANNOUNCE, statuses)
+        assert service.clashes == 3
+    assert records(caplog, logging.WARNING, "more") == [
+        "2 more refused statuses on clash:alpha in the last 0 s"
+    ]
+
+
 async def test_malformed_statuses_are_counted_and_reported_with_their_subject(
     nats_server: NatsServer,
 ) -> None:

@@ -259,3 +259,19 @@ async def test_a_node_knows_the_agents_of_a_node_that_runs_already_once_started(
         assert alpha is not None
         assert (alpha.status, alpha.capabilities) == (Presence.ONLINE, ("echo",))
         assert node.directory.providers("echo") == ["alpha"]
+
+
+async def test_by_default_a_silent_directory_is_waited_for_one_second(
+    nats_server: NatsServer,
+) -> None:
+    """The default ``sync_timeout`` (1 s): long enough for a peer on loopback, short
+    enough not to hold up a node's start."""
+    async with (
+        open_bus(nats_server.url) as bus,
+        fake_directory(nats_server.url, lambda _offset: None) as asked,
+    ):
+        started = trio.current_time()
+        assert await learn(bus, Directory(30.0)) == []
+        waited = trio.current_time() - started
+    assert asked == [0]
+    assert 0.9 <= waited < 1.8, f"waited {waited:.2f} s for a silent directory"
