@@ -390,3 +390,25 @@ async def test_an_entry_too_large_for_any_page_is_skipped_and_the_listing_goes_o
     assert (page["total"], page["next_offset"], page["skipped"]) == (3, None, 1)
     assert ([a["id"] for a in alone["agents"]], alone["skipped"]) == (["c-small"], 1)
     assert [a.id for a in listed] == ["a-small", "c-small"]
+
+
+class CountingDirectory(Directory):
+    """Counts the sweeps (calls of expire)."""
+
+    sweeps = 0
+
+    def expire(self, now: float) -> list[PresenceChange]:
+        self.sweeps += 1
+        return super().expire(now)
+
+
+async def test_an_idle_directory_sleeps_until_its_next_deadline(nats_server: NatsServer) -> None:
+    """The sweeper wakes for a deadline or a report interval, never in a loop: with one
+    agent that beats every 30 s and a report interval of an hour, 0.5 s are one sweep."""
+    directory = CountingDirectory(30.0)
+    async with service_bus(nats_server.url) as bus, serving(bus, directory):
+        await publish_then_marker(bus, directory, AGENT_ANNOUNCE, [announce("alpha")])
+        before = directory.sweeps
+        await trio.sleep(0.5)
+        during = directory.sweeps - before
+    assert during <= 1, f"{during} sweeps in 0.5 s of nothing to do"
