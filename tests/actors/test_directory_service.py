@@ -412,3 +412,34 @@ async def test_an_idle_directory_sleeps_until_its_next_deadline(nats_server: Nat
         await trio.sleep(0.5)
         during = directory.sweeps - before
     assert during <= 1, f"{during} sweeps in 0.5 s of nothing to do"
+
+
+async def test_an_answer_the_bus_cannot_send_is_logged_and_the_service_reads_on(
+    nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reply whose publish fails (here the service's bus has closed under it) is
+    logged at INFO once per window, the rest summarised; the service reads on."""
+    caplog.set_level(logging.INFO, log_name)
+    options = BusOptions(servers=(nats_server.url,), report_interval=0.3)
+    async with open_bus(options) as closing:
+        service = DirectoryService(Directory(30.0), closing)
+    async with (
+        open_bus(nats_server.url) as client,
+        client.subscribe("test.list") as requests,
+        trio.open_nursery() as nursery,
+    ):
+        await client.flush()
+        nursery.start_soon(service._answer, requests)
+        for n in range(3):
+            await client.publish("test.list", b"{}", reply=f"_INBOX.gone.{n}")
+        await wait_until(lambda: requests.statistics().delivered == 3)
+        await trio.sleep(0.35)  # the window ends: the next failure brings its summary
+        await client.publish("test.list", b"{}", reply="_INBOX.gone.last")
+        await wait_until(lambda: requests.statistics().delivered == 4)
+        await wait_until(lambda: len(directory_lines(caplog)) == 3)
+        nursery.cancel_scope.cancel()
+    lines = [message for level, message in directory_lines(caplog) if level == logging.INFO]
+    assert len(lines) == 3
+    assert lines[0] == "could not answer mcp.list_agents: the bus is closed: closed by its owner"
+    assert lines[1] == "2 more answers that could not be sent on answer in the last 0 s"
+    assert lines[2] == lines[0]
