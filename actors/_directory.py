@@ -51,7 +51,6 @@ MAX_HEARTBEAT = 3600.0
 MAX_INSTANCES = 64
 """Most instances one (replicated) agent may have in the table."""
 
-_MIN_SWEEP = 0.01
 _ANONYMOUS = ""  # the instance key of a peer that sends no instance id
 _ENTRY_OVERHEAD = 400  # bytes an entry costs beyond its strings (objects, dicts)
 _INSTANCE_OVERHEAD = 200
@@ -224,6 +223,12 @@ class Directory:
     def size(self) -> int:
         """About how many bytes the entries take."""
         return self._bytes
+
+    @property
+    def deadlines(self) -> int:
+        """Expiry deadlines held, stale ones included (each heartbeat adds one; the
+        heap is rebuilt once it holds more than ``4 * live instances + 64``)."""
+        return len(self._deadlines)
 
     def interval_of(self, status: AgentStatus) -> float:
         """The heartbeat interval the directory applies to an agent (clamped)."""
@@ -446,23 +451,6 @@ class Directory:
                 self._providers.setdefault(name, set()).add(entry.id)
 
     # --- reading -----------------------------------------------------------------------
-
-    def sweep_period(self, interval: float | None = None) -> float:
-        """Half the shortest heartbeat interval (or of ``interval``): how late, at most,
-        a sweeper that calls :meth:`expire` on a timer notices a silent agent.
-
-        (The directory service does better: it sleeps until :meth:`next_deadline`.)
-        """
-        if interval is None:
-            interval = min(
-                (
-                    instance.interval
-                    for entry in self._entries.values()
-                    for instance in entry.instances.values()
-                ),
-                default=self._default_interval,
-            )
-        return max(_MIN_SWEEP, interval / 2)
 
     def _matching(self, capability: str | None, status: Presence | None) -> list[_Entry]:
         ids = self._providers.get(capability, ()) if capability is not None else self._entries

@@ -38,13 +38,14 @@ def status(
 async def sweep_until_offline(directory: Directory, agent_id: str, within: float = 1000) -> float:
     """Run the sweep loop the way DirectoryService does; return the virtual time of offline.
 
-    Bounded on the virtual clock: a directory that never marks the agent offline
+    It sleeps until the directory's next deadline and sweeps. Bounded on the virtual
+    clock: a directory that never marks the agent offline
     fails here after ``within`` virtual seconds, at once in real time.
     """
     try:
         with trio.fail_after(within):
             while True:
-                await trio.sleep(directory.sweep_period())
+                await trio.sleep_until(directory.next_deadline())
                 for change in directory.expire(trio.current_time()):
                     if change.agent == agent_id:
                         return trio.current_time()
@@ -60,7 +61,7 @@ async def test_offline_after_the_configured_missed_heartbeats(
     assert isinstance(change, PresenceChange)
     assert (change.before, change.after, change.reason) == (None, Presence.ONLINE, "announce")
     offline_at = await sweep_until_offline(directory, "alpha")
-    # 3 x 30 s after it was last heard from, found by a sweep every 15 s.
+    # 3 x 30 s after it was last heard from, found by the sweep due then.
     assert offline_at == 90.0
     assert directory.get("alpha").status is Presence.OFFLINE  # type: ignore[union-attr]
 
@@ -71,7 +72,7 @@ async def test_each_agent_is_judged_by_its_own_interval(
     directory = Directory(default_interval=30.0, missed=2)
     directory.observe(status("fast", interval=1.0), 0.0, "heartbeat")
     directory.observe(status("slow"), 0.0, "heartbeat")
-    assert directory.sweep_period() == 0.5
+    assert directory.next_deadline() == 2.0
     assert await sweep_until_offline(directory, "fast") == 2.0
     assert directory.get("slow").status is Presence.ONLINE  # type: ignore[union-attr]
 
@@ -250,8 +251,8 @@ async def test_heartbeat_intervals_from_the_wire_are_clamped(
     directory = Directory(default_interval=30.0, missed=3)
     directory.observe(status("forever", interval=1e300), 0.0, "announce")
     directory.observe(status("frantic", interval=1e-9), 0.0, "announce")
-    assert directory.sweep_period() == 0.025  # half of the 0.05 s floor, not 5e-10
-    assert 0.15 <= await sweep_until_offline(directory, "frantic") <= 0.175
+    assert directory.next_deadline() == pytest.approx(0.15)  # 3 x the 0.05 s floor, not 3e-9
+    assert await sweep_until_offline(directory, "frantic") == pytest.approx(0.15)
     # An hour is the ceiling: 1e300 s would never expire.
     assert await sweep_until_offline(directory, "forever", within=20_000) == pytest.approx(
         3 * 3600.0, abs=1.0
