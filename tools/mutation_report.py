@@ -68,7 +68,8 @@ def _change(name: str, def_lines: dict[str, int], file: str) -> str:
             new.append(line[1:].strip())
         elif line.startswith(" "):
             relative += 1
-    where = def_lines[key] + (first or 1) - 1
+    start = def_lines.get(key)  # None: the function is gone from the file since the run
+    where = "?" if start is None else start + (first or 1) - 1
     return f"{file}:{where}: {' '.join(old) or '(nothing)'}  ->  {' '.join(new) or '(removed)'}"
 
 

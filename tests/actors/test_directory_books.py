@@ -101,11 +101,15 @@ def test_stale_deadlines_are_compacted_exactly_past_four_per_live_instance_and_6
 
 
 def test_compaction_counts_only_live_instances() -> None:
-    """Instances that expired, were forgotten or were hearsay count no more: after 50
-    agents have come and gone, one eager agent's heap is still bounded by 4 x 1 + 64."""
+    """Instances that expired, said offline, were forgotten or were hearsay count no
+    more: after 70 agents have come and gone, an eager agent's heap is still bounded by
+    4 x the live instances + 64."""
     directory = Directory(30.0, missed=1, forget_after=5.0)
     for n in range(50):
         directory.observe(beat(f"brief-{n}", interval=1.0), 0.0, "announce")
+    for n in range(20):
+        directory.observe(beat(f"polite-{n}"), 0.0, "announce")
+        directory.observe(beat(f"polite-{n}", presence=Presence.OFFLINE), 0.1, "heartbeat")
     directory.observe(beat("learned"), 0.0, "announce")
     heard = directory.get("learned")
     assert heard is not None
