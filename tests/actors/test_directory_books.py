@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
+import attrs
 import pytest
 
 from volta.actors import AgentInfo, AgentStatus, Directory, InstanceInfo, Presence
@@ -158,3 +159,25 @@ def test_after_a_compaction_an_agent_that_stops_beating_still_goes_offline_on_ti
     assert directory.expire(last + 89.9) == []
     [change] = directory.expire(last + 90.0)
     assert (change.agent, change.after) == ("eager", Presence.OFFLINE)
+
+
+@pytest.mark.parametrize(
+    ("field", "longer"),
+    [
+        ("id", {"id": "agent-" + "x" * 100}),
+        ("name", {"name": "N" * 101}),
+        ("capability", {"capabilities": ("work" + "x" * 100,)}),
+        ("node", {"node": "node-i" + "x" * 100}),
+    ],
+)
+def test_each_character_of_an_entry_counts_once_in_its_bytes(
+    field: str, longer: dict[str, object]
+) -> None:
+    """A longer id, name, capability or node name costs exactly its extra characters."""
+    base = attrs.evolve(beat("agent-", "i"), name="N")
+    sizes = []
+    for status in (base, attrs.evolve(base, **longer)):
+        directory = Directory(30.0)
+        directory.observe(status, 0.0, "announce")
+        sizes.append(directory.size)
+    assert sizes[1] - sizes[0] == 100, field
