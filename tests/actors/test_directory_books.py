@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
+from typing import Any
 
 import attrs
 import pytest
@@ -171,7 +172,7 @@ def test_after_a_compaction_an_agent_that_stops_beating_still_goes_offline_on_ti
     ],
 )
 def test_each_character_of_an_entry_counts_once_in_its_bytes(
-    field: str, longer: dict[str, object]
+    field: str, longer: dict[str, Any]
 ) -> None:
     """A longer id, name, capability or node name costs exactly its extra characters."""
     base = attrs.evolve(beat("agent-", "i"), name="N")
