@@ -443,3 +443,41 @@ async def test_an_answer_the_bus_cannot_send_is_logged_and_the_service_reads_on(
     assert lines[0] == "could not answer mcp.list_agents: the bus is closed: closed by its owner"
     assert lines[1] == "2 more answers that could not be sent on answer in the last 0 s"
     assert lines[2] == lines[0]
+
+
+async def test_presence_and_refusal_lines_say_who_what_and_why_word_for_word(
+    nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, log_name)
+    directory = Directory(30.0)
+    async with service_bus(nats_server.url) as bus, serving(bus, directory) as (_, events):
+
+        def presence() -> Presence | None:
+            listed = directory.get("alpha")
+            return None if listed is None else listed.status
+
+        for _ in range(3):  # online and offline three times: one line each, the rest held
+            await bus.publish(AGENT_ANNOUNCE, announce("alpha"))
+            await wait_until(lambda: presence() is Presence.ONLINE)
+            await bus.publish(agent_status("alpha"), announce("alpha", status="offline"))
+            await wait_until(lambda: presence() is Presence.OFFLINE)
+        for agent_id, instance in [("solo", "one"), ("solo", "two"), ("duo", "one"), ("duo", None)]:
+            await bus.publish(AGENT_ANNOUNCE, announce(agent_id, instance=instance))
+        await wait_until(lambda: len([e for e in events if isinstance(e, IdentityClash)]) == 2)
+    clashes = [e for e in events if isinstance(e, IdentityClash)]
+    lines = [message for _level, message in directory_lines(caplog) if "marker" not in message]
+    assert lines[:2] == [
+        "agent alpha: unknown -> online (announce)",
+        "agent alpha: online -> offline (said offline)",
+    ]
+    assert f"status for agent solo (instance two) refused: {clashes[0].reason}" in lines
+    assert f"status for agent duo (instance -) refused: {clashes[1].reason}" in lines
+    assert "2 more presence changes on presence:alpha:online in the last 0 s" in lines
+    assert "2 more presence changes on presence:alpha:offline in the last 0 s" in lines
+
+
+async def test_a_page_may_not_be_smaller_than_128_bytes(nats_server: NatsServer) -> None:
+    async with service_bus(nats_server.url) as bus:
+        DirectoryService(Directory(30.0), bus, max_page_bytes=128)
+        with pytest.raises(ValueError, match=r"^max_page_bytes must be at least 128$"):
+            DirectoryService(Directory(30.0), bus, max_page_bytes=127)
