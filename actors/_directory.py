@@ -438,13 +438,11 @@ class Directory:
                     del self._providers[name]
 
     def _settle(self, entry: _Entry, now: float) -> None:
-        was_offline = entry.id in self._offline
         self._bytes -= entry.cost
         entry.settle()
         self._bytes += entry.cost
         if entry.presence is Presence.OFFLINE:
-            if not was_offline:
-                self._offline[entry.id] = now
+            self._offline.setdefault(entry.id, now)  # offline since it first went
         else:
             self._offline.pop(entry.id, None)
             for name in entry.capabilities:

@@ -168,13 +168,15 @@ def test_after_a_compaction_an_agent_that_stops_beating_still_goes_offline_on_ti
         ("id", {"id": "agent-" + "x" * 100}),
         ("name", {"name": "N" * 101}),
         ("capability", {"capabilities": ("work" + "x" * 100,)}),
+        ("capabilities", {"capabilities": ("work", "w" * 92)}),  # 92 characters + 8
         ("node", {"node": "node-i" + "x" * 100}),
     ],
 )
 def test_each_character_of_an_entry_counts_once_in_its_bytes(
     field: str, longer: dict[str, Any]
 ) -> None:
-    """A longer id, name, capability or node name costs exactly its extra characters."""
+    """A longer id, name, capability or node name costs exactly its extra characters;
+    one more capability, its characters and 8 bytes."""
     base = attrs.evolve(beat("agent-", "i"), name="N")
     sizes = []
     for status in (base, attrs.evolve(base, **longer)):
@@ -182,3 +184,16 @@ def test_each_character_of_an_entry_counts_once_in_its_bytes(
         directory.observe(status, 0.0, "announce")
         sizes.append(directory.size)
     assert sizes[1] - sizes[0] == 100, field
+
+
+def test_by_default_three_missed_beats_of_30_s_and_an_hour_offline_are_forgotten() -> None:
+    directory = Directory()
+    directory.observe(attrs.evolve(beat("plain"), heartbeat_interval=None), 0.0, "announce")
+    assert directory.next_deadline() == 90.0
+    assert directory.expire(89.9) == []
+    [change] = directory.expire(90.0)
+    assert change.after is Presence.OFFLINE
+    directory.expire(90.0 + 3599.9)
+    assert directory.get("plain") is not None
+    directory.expire(90.0 + 3600.0)
+    assert directory.get("plain") is None
