@@ -10,6 +10,7 @@ offsets it was asked for, so "it asked no further" is checked by count, not by t
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -150,8 +151,9 @@ async def test_a_sync_takes_no_more_agents_than_the_table_holds(nats_server: Nat
 
 
 async def test_a_sync_stops_where_the_next_offset_does_not_advance(
-    nats_server: NatsServer,
+    nats_server: NatsServer, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG, "volta.actors.directory")
     async with (
         fake_directory(nats_server.url, stuck_at(2)) as asked,
         open_bus(nats_server.url) as bus,
@@ -159,6 +161,12 @@ async def test_a_sync_stops_where_the_next_offset_does_not_advance(
         second = Directory(30.0)
         await learn(bus, second, sync_timeout=5.0)
     assert asked == [0, 1, 2]
+    debug = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.DEBUG and r.name == "volta.actors.directory"
+    ]
+    assert debug == ["no directory to sync from: next_offset: does not advance past 2"]
     # What came before the lie is kept; the page that lied is not.
     assert ids(second) == [fake(0)["id"], fake(1)["id"]]
 
