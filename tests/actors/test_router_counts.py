@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -19,7 +19,7 @@ import pytest
 import trio
 
 from volta.actors import AgentStatus, CapabilityReply, CapabilityRouter, Directory
-from volta.bus import CAPABILITY_REQUEST, Bus, Delivery, NatsServer, open_bus
+from volta.bus import CAPABILITY_REQUEST, Bus, Delivery, NatsServer, Subscription, open_bus
 
 from .conftest import agent, node_spec, running_node, wait_until
 
@@ -52,6 +52,32 @@ async def router_alone(
             await nursery.start(router.run)
         yield router
         nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def agent_answering(
+    bus: Bus, capability: str, answer: Callable[[bytes], bytes]
+) -> AsyncIterator[Subscription]:
+    """A raw subscriber on ``capability.invoke.<capability>`` that answers each call
+    with ``answer(request payload)``; yields its subscription."""
+    subject = f"capability.invoke.{capability}"
+    async with bus.subscribe(subject, queue=subject) as calls, trio.open_nursery() as nursery:
+
+        async def serve() -> None:
+            async for call in calls:
+                await bus.respond(call, answer(call.data))
+
+        nursery.start_soon(serve)
+        await bus.flush()
+        yield calls
+        nursery.cancel_scope.cancel()
+
+
+FINE = b'{"ok": true, "result": "fine", "agent": "alpha"}'
+
+
+def echo_input(data: bytes) -> bytes:
+    return json.dumps({"ok": True, "result": json.loads(data)["input"], "agent": "alpha"}).encode()
 
 
 async def test_two_routers_answer_a_capability_request_once(nats_server: NatsServer) -> None:
@@ -94,18 +120,9 @@ async def test_the_router_counts_what_it_answers_and_what_nobody_waits_for(
 ) -> None:
     async with (
         open_bus(nats_server.url) as bus,
-        bus.subscribe("capability.invoke.echo", queue="capability.invoke.echo") as calls,
+        agent_answering(bus, "echo", echo_input) as calls,
         router_alone(bus, listing("alpha", ["echo"])) as router,
-        trio.open_nursery() as nursery,
     ):
-
-        async def serve() -> None:
-            async for call in calls:
-                document = json.loads(call.data)
-                reply = {"ok": True, "result": document["input"], "agent": "alpha"}
-                await bus.respond(call, json.dumps(reply).encode())
-
-        nursery.start_soon(serve)
         assert (router.routed, router.failed, router.errors, router.ignored) == (0, 0, 0, 0)
         # Nobody waits for these two: not routed, only counted.
         await bus.publish(CAPABILITY_REQUEST, body("echo", input="lost"))
@@ -120,7 +137,6 @@ async def test_the_router_counts_what_it_answers_and_what_nobody_waits_for(
         await wait_until(lambda: router.routed >= 4)
         counts = (router.routed, router.failed, router.errors, router.ignored)
         assert calls.statistics().pending == 0
-        nursery.cancel_scope.cancel()
     assert counts == (4, 2, 0, 2)
 
 
@@ -140,22 +156,14 @@ async def test_a_failure_inside_the_router_is_agent_error_for_that_request_alone
     directory.observe(AgentStatus(id="alpha", name="alpha", capabilities=("echo",)), 0.0, "x")
     async with (
         open_bus(nats_server.url) as bus,
-        bus.subscribe("capability.invoke.echo", queue="capability.invoke.echo") as calls,
+        agent_answering(bus, "echo", lambda _: FINE),
         router_alone(bus, directory) as router,
-        trio.open_nursery() as nursery,
     ):
-
-        async def serve() -> None:
-            async for call in calls:
-                await bus.respond(call, b'{"ok": true, "result": "fine", "agent": "alpha"}')
-
-        nursery.start_soon(serve)
         broken = await request(bus, body("broken", input=1))
         assert (await request(bus, body("echo", input=1)))["result"] == "fine"
         broken_again = await request(bus, body("broken", input=2))
         await wait_until(lambda: router.routed >= 3)
         counts = (router.routed, router.failed, router.errors)
-        nursery.cancel_scope.cancel()
     assert broken == {
         "ok": False,
         "error": {"code": "agent_error", "message": "the router failed: RuntimeError"},
@@ -303,20 +311,12 @@ async def test_each_call_leaves_nothing_in_flight_so_one_per_capability_is_enoug
 ) -> None:
     async with (
         open_bus(nats_server.url) as bus,
-        bus.subscribe("capability.invoke.echo", queue="capability.invoke.echo") as calls,
+        agent_answering(bus, "echo", lambda _: FINE),
         router_alone(bus, listing("alpha", ["echo"]), max_per_capability=1) as router,
-        trio.open_nursery() as nursery,
     ):
-
-        async def serve() -> None:
-            async for call in calls:
-                await bus.respond(call, b'{"ok": true, "result": "fine", "agent": "alpha"}')
-
-        nursery.start_soon(serve)
         results = [(await request(bus, body("echo", input=n))).get("result") for n in range(3)]
         await wait_until(lambda: router.pending == 0)
         in_flight = router.in_flight
-        nursery.cancel_scope.cancel()
     assert results == ["fine", "fine", "fine"], "a call that ended still counts as in flight"
     assert in_flight == 0
 
