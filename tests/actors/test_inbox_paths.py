@@ -20,6 +20,7 @@ worker: messages are handled, and answered, in arrival order).
 from __future__ import annotations
 
 import json
+import logging
 import math
 from typing import Any
 
@@ -27,9 +28,14 @@ import pytest
 import trio
 
 from volta.actors import AgentContext, AskFailed, EchoHandler, ErrorCode, HandlerError
+from volta.actors._agent import AgentState
+from volta.actors._inbox import Inbox
 from volta.bus import (
     AGENT_BROADCAST,
+    BusOptions,
+    Delivery,
     Message,
+    MessageDecodeError,
     MessageType,
     NatsServer,
     Subscription,
@@ -526,3 +532,45 @@ async def test_answers_that_are_not_a_sendable_str_fail_that_message_alone(
     ), "an answer that is not a str is an agent_error naming its type"
     # The unencodable answer was handled (it failed to be sent); the int was a handler error.
     assert (stats.handled, stats.handler_errors, stats.restarts) == (2, 1, 0)
+
+
+# -- a bus that refuses the publish ----------------------------------------------------
+
+
+async def test_answers_errors_and_refusals_the_bus_cannot_send_are_logged_never_raised(
+    nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The inbox's replies on a bus that has closed under it: each kind is logged at
+    INFO, once a window and then summarised, naming the agent or sender and the error."""
+    caplog.set_level(logging.INFO, "volta.actors.inbox")
+    options = BusOptions(servers=(nats_server.url,), report_interval=0.3)
+    async with open_bus(options) as closing:
+        state = AgentState(agent("alpha"))
+        inbox = Inbox(state, closing, client_context(closing, "alpha"))
+    question = to_alpha("hello")
+    delivery = Delivery(subject="agent.alpha.message", data=b"{broken", reply="_INBOX.gone.1")
+    refusal = MessageDecodeError("$", "not valid UTF-8 JSON")
+    for _ in range(2):  # the second of each kind is held back
+        await inbox._answer(question, "_INBOX.gone.2", "re: hello", None)
+        await inbox._fail(question, "_INBOX.gone.3", ErrorCode.AGENT_ERROR, "it broke")
+        await inbox._refuse(delivery, ("tester", question.id), refusal)
+    await trio.sleep(0.35)  # the windows end: the next line of each kind brings its summary
+    await inbox._answer(question, None, "re: hello", None)
+    await inbox._fail(question, None, ErrorCode.AGENT_ERROR, "it broke")
+    await inbox._refuse(delivery, None, refusal)
+    lines = [r.getMessage() for r in caplog.records if r.name == "volta.actors.inbox"]
+    closed = "the bus is closed: closed by its owner"
+    answered = f"agent alpha could not answer {question.id}: {closed}"
+    failed = f"could not report the failure to tester: {closed}"
+    refused = f"agent alpha could not refuse a malformed message: {closed}"
+    assert lines == [
+        answered,
+        failed,
+        refused,
+        "1 more answers that could not be sent on answer in the last 0 s",
+        answered,
+        "1 more error answers that could not be sent on fail in the last 0 s",
+        failed,
+        "1 more refusals that could not be sent on refuse in the last 0 s",
+        refused,
+    ]
