@@ -85,12 +85,17 @@ async def publish_then_marker(
     await wait_until(lambda: directory.get(marker) is not None)
 
 
+log_name = "volta.actors.directory"
+
+
+def directory_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
+    """The directory's log lines, (level, message), in order."""
+    return [(r.levelno, r.getMessage()) for r in caplog.records if r.name == log_name]
+
+
 def records(caplog: pytest.LogCaptureFixture, level: int, text: str) -> list[str]:
-    return [
-        r.getMessage()
-        for r in caplog.records
-        if r.name == "volta.actors.directory" and r.levelno == level and text in r.getMessage()
-    ]
+    """The directory's lines at ``level`` that contain ``text``."""
+    return [line for at, line in directory_lines(caplog) if at == level and text in line]
 
 
 async def test_a_presence_change_names_what_brought_it(nats_server: NatsServer) -> None:
@@ -300,13 +305,6 @@ async def test_a_page_fills_the_server_max_payload_less_256_bytes(
     )
     assert ("b-edge" in [a["id"] for a in page["agents"]]) is (overshoot == 0)
     assert len(reply.data) <= budget
-
-
-log_name = "volta.actors.directory"
-
-
-def directory_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
-    return [(r.levelno, r.getMessage()) for r in caplog.records if r.name == log_name]
 
 
 async def test_status_and_listing_failures_are_throttled_apart_and_said_at_stop(
