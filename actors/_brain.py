@@ -37,8 +37,8 @@ from typing import Any
 
 import attrs
 
-from volta._nursery import open_nursery
 from volta.bus import BROADCAST, Message, MessageType
+from volta.core import open_nursery
 
 from ._context import AgentContext
 from ._handler import CapabilityError, HandlerError

@@ -20,8 +20,8 @@ from contextlib import contextmanager
 import attrs
 import trio
 
-from volta._throttle import RateLimitedLog
 from volta.bus import Bus, Subscription
+from volta.core import RateLimitedLog
 
 from ._protocol import ProtocolError, dump_json, load_json_object
 from ._task import TASK_CANCEL, TaskContext

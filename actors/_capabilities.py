@@ -23,8 +23,6 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
-from volta._nursery import open_nursery
-from volta._throttle import RateLimitedLog
 from volta.bus import (
     BusError,
     Delivery,
@@ -32,6 +30,7 @@ from volta.bus import (
     Subscription,
     capability_endpoint,
 )
+from volta.core import RateLimitedLog, open_nursery
 from volta.supervisor import shutdown_scope
 
 from ._handler import AgentFault, HandlerError

@@ -19,8 +19,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-from volta._nursery import open_nursery
 from volta.bus import Bus, BusOptions, Message, Subscription, agent_message, open_bus
+from volta.core import open_nursery
 
 from ._calls import PendingAsks
 from ._context import DEADLINE_GRACE, AgentContext

@@ -18,7 +18,6 @@ from typing import Any
 
 import trio
 
-from volta._nursery import open_nursery
 from volta.bus import (
     AGENT_BROADCAST,
     BROADCAST,
@@ -35,6 +34,7 @@ from volta.bus import (
     decode_message,
     validate_own_agent_id,
 )
+from volta.core import open_nursery
 from volta.supervisor import shutdown_scope
 
 from ._calls import AskFailed, AskTimeout, CapabilityFailed, PendingAsks

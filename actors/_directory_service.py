@@ -18,8 +18,6 @@ from collections.abc import Callable, Iterable
 
 import trio
 
-from volta._nursery import open_nursery
-from volta._throttle import RateLimitedLog
 from volta.bus import (
     AGENT_ANNOUNCE,
     AGENT_STATUS_ALL,
@@ -31,6 +29,7 @@ from volta.bus import (
     Subscription,
     agent_id_from_subject,
 )
+from volta.core import RateLimitedLog, open_nursery
 
 from ._directory import Directory, IdentityClash, PresenceChange
 from ._protocol import (

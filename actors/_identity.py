@@ -33,8 +33,8 @@ from typing import Any
 import attrs
 import trio
 
-from volta._throttle import RateLimitedLog, printable
 from volta.bus import AGENT_CLAIM, Bus, BusError, Delivery, Subscription, validate_own_agent_id
+from volta.core import RateLimitedLog, printable
 
 from ._directory import IdentityClash
 from ._protocol import ProtocolError, dump_json, load_json_object

@@ -37,8 +37,6 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from volta._nursery import open_nursery
-from volta._throttle import RateLimitedLog, TokenBucket
 from volta.bus import (
     AGENT_BROADCAST,
     BROADCAST,
@@ -57,6 +55,7 @@ from volta.bus import (
     message_attribution,
     message_from_dict,
 )
+from volta.core import RateLimitedLog, TokenBucket, open_nursery
 from volta.supervisor import shutdown_scope
 
 from ._handler import AgentFault, HandlerError

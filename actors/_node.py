@@ -28,9 +28,8 @@ from typing import TypeAlias
 import attrs
 import trio
 
-from volta._fanout import Fanout
-from volta._nursery import open_nursery
 from volta.bus import Bus, BusClosed, BusOptions, ConnectionEvent, ConnectionEventKind, open_bus
+from volta.core import Fanout, open_nursery
 from volta.supervisor import (
     ChildSpec,
     Intensity,

@@ -27,8 +27,6 @@ import logging
 import attrs
 import trio
 
-from volta._nursery import open_nursery
-from volta._throttle import RateLimitedLog
 from volta.bus import (
     CAPABILITY_REQUEST,
     ROUTER_QUEUE,
@@ -39,6 +37,7 @@ from volta.bus import (
     RequestTimeout,
     capability_endpoint,
 )
+from volta.core import RateLimitedLog, open_nursery
 
 from ._capabilities import send_capability_reply
 from ._directory import Directory

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from volta._nursery import open_nursery
 from volta.bus import Bus, BusError, Delivery, Subscription, capability_endpoint
+from volta.core import open_nursery
 
 from ._protocol import dump_json
 

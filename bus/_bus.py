@@ -20,9 +20,7 @@ import trio_asyncio
 from nats import errors as nats_errors
 from nats.aio.client import Client
 
-from volta._fanout import Fanout
-from volta._nursery import open_nursery
-from volta._throttle import Throttle, printable
+from volta.core import Fanout, Throttle, open_nursery, printable
 
 from ._connect import ConnectionMonitor
 from ._errors import (

@@ -19,7 +19,7 @@ import trio_asyncio
 from nats import errors as nats_errors
 from nats.aio.client import Client, Server
 
-from volta._fanout import Fanout
+from volta.core import Fanout
 
 from ._errors import ConnectFailed
 from ._events import ConnectionEvent, ConnectionEventKind

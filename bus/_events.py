@@ -2,7 +2,7 @@
 
 The bus emits one :class:`ConnectionEvent` per change (connected, disconnected,
 reconnected, error, slow consumer, malformed, closed) through a
-:class:`volta._fanout.Fanout`, so a stuck watcher can never stall the connection.
+:class:`volta.core.Fanout`, so a stuck watcher can never stall the connection.
 """
 
 from __future__ import annotations

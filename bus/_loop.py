@@ -41,7 +41,7 @@ import trio
 import trio_asyncio
 from sniffio import thread_local as sniffio_library
 
-from volta._nursery import unwrap_lone_exception
+from volta.core import unwrap_lone_exception
 
 try:
     from trio_asyncio._handles import AsyncHandle  # type: ignore[import-untyped]

@@ -31,7 +31,7 @@ from pathlib import Path
 import attrs
 import trio
 
-from volta._nursery import open_nursery
+from volta.core import open_nursery
 
 from . import _watchdog
 

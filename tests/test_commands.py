@@ -24,8 +24,8 @@ from volta._commands import (
     capability_input,
     json_line,
 )
-from volta._throttle import printable
 from volta.actors import OfflineModel, ProgressEvent, ProgressKind
+from volta.core import printable
 
 
 def test_the_progress_tree_indents_by_parent_and_keeps_one_line_an_event() -> None:

@@ -14,6 +14,7 @@ import pytest
 
 import volta.actors
 import volta.bus
+import volta.core
 
 BUS = {
     "AGENT_ANNOUNCE",
@@ -80,6 +81,17 @@ BUS = {
     "validate_subject",
 }
 
+CORE = {
+    "Fanout",
+    "RateLimitedLog",
+    "Summary",
+    "Throttle",
+    "TokenBucket",
+    "open_nursery",
+    "printable",
+    "unwrap_lone_exception",
+}
+
 ACTORS = {
     "PROGRESS_ALL",
     "TASK_CANCEL",
@@ -143,7 +155,9 @@ ACTORS = {
 }
 
 
-@pytest.mark.parametrize(("module", "expected"), [(volta.bus, BUS), (volta.actors, ACTORS)])
+@pytest.mark.parametrize(
+    ("module", "expected"), [(volta.core, CORE), (volta.bus, BUS), (volta.actors, ACTORS)]
+)
 def test_public_names(module: object, expected: set[str]) -> None:
     exported = set(module.__all__)  # type: ignore[attr-defined]
     assert exported == expected

@@ -18,7 +18,7 @@ the NATS URL, and INPUT (JSON Volta can carry, or else text).
 
 Peers are not trusted with the terminal. Every line made of text from the wire
 (agent ids, error codes and messages, progress details, names in the listing)
-goes through :func:`~volta._throttle.printable`: one line, with control, bidi
+goes through :func:`~volta.core.printable`: one line, with control, bidi
 and zero-width characters shown escaped. The answer of ``volta ask`` is the
 product and is printed as it is, except on a terminal (see :func:`answer_text`).
 
@@ -46,8 +46,6 @@ from typing import Any, TextIO
 import attrs
 import trio
 
-from volta._nursery import open_nursery
-from volta._throttle import printable
 from volta.actors import (
     MAX_BUDGET,
     MAX_THREAD_ID,
@@ -74,6 +72,7 @@ from volta.bus import (
     validate_agent_id,
     validate_capability,
 )
+from volta.core import open_nursery, printable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 DEFAULT_URL = "nats://127.0.0.1:4222"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from volta._throttle import printable
+from volta.core import printable
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 

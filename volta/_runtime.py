@@ -12,7 +12,6 @@ from collections.abc import Mapping
 import trio
 
 from volta._brains import build_brain
-from volta._nursery import open_nursery
 from volta.actors import (
     BUILTIN_CAPABILITIES,
     BUILTIN_HANDLERS,
@@ -34,6 +33,7 @@ from volta.config import (
     SupervisionConfig,
     VoltaConfig,
 )
+from volta.core import open_nursery
 from volta.supervisor import Backoff, Intensity, Strategy, stop_on_signals
 
 log = logging.getLogger("volta")

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 import trio
 
-from volta._nursery import open_nursery
 from volta.actors import (
     AgentContext,
     AgentFault,
@@ -31,6 +30,7 @@ from volta.bus import (
     open_bus,
     run_nats_server,
 )
+from volta.core import open_nursery
 from volta.supervisor import EventKind, Intensity, SupervisorEvent
 
 from .conftest import (

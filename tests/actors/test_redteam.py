@@ -19,7 +19,6 @@ import trio.testing
 
 import volta.actors._directory as directory_module
 from volta._logging import PrintableMessages
-from volta._throttle import RateLimitedLog, Throttle
 from volta.actors import AgentStatus, Directory, ErrorCode, IdentityClash, ProtocolError
 from volta.actors._protocol import AgentInfo, decode_agent_page, encode_agent_info
 from volta.bus import (
@@ -31,6 +30,7 @@ from volta.bus import (
     NatsServer,
     open_bus,
 )
+from volta.core import RateLimitedLog, Throttle
 
 from .conftest import (
     FAST_RECONNECT,
