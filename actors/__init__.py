@@ -44,44 +44,18 @@ from ._node import Node as Node
 from ._node import NodeEvent as NodeEvent
 from ._node import NodeSpec as NodeSpec
 from ._offline import OfflineModel as OfflineModel
-from ._protocol import AgentInfo as AgentInfo
-from ._protocol import AgentStatus as AgentStatus
-from ._protocol import CapabilityReply as CapabilityReply
-from ._protocol import CapabilityRequest as CapabilityRequest
-from ._protocol import ErrorCode as ErrorCode
-from ._protocol import InstanceInfo as InstanceInfo
-from ._protocol import Presence as Presence
-from ._protocol import ProtocolError as ProtocolError
 from ._router import CapabilityRouter as CapabilityRouter
-from ._task import DEFAULT_MAX_DEPTH as DEFAULT_MAX_DEPTH
-from ._task import MAX_BUDGET as MAX_BUDGET
-from ._task import MAX_THREAD_ID as MAX_THREAD_ID
-from ._task import PROGRESS_ALL as PROGRESS_ALL
-from ._task import TASK_CANCEL as TASK_CANCEL
-from ._task import ProgressEvent as ProgressEvent
-from ._task import ProgressKind as ProgressKind
-from ._task import TaskContext as TaskContext
-from ._task import TaskRefusal as TaskRefusal
-from ._task import TaskRefused as TaskRefused
 from ._task import TaskScope as TaskScope
-from ._task import progress_subject as progress_subject
 
 __all__ = [
-    "PROGRESS_ALL",
-    "TASK_CANCEL",
     "BUILTIN_CAPABILITIES",
     "BUILTIN_HANDLERS",
-    "DEFAULT_MAX_DEPTH",
     "DEFAULT_MODEL",
-    "MAX_BUDGET",
-    "MAX_THREAD_ID",
     "Agent",
     "AgentContext",
     "AgentFault",
-    "AgentInfo",
     "AgentSpec",
     "AgentStatistics",
-    "AgentStatus",
     "AskFailed",
     "AskTimeout",
     "Brain",
@@ -89,8 +63,6 @@ __all__ = [
     "BrainSpec",
     "CapabilityError",
     "CapabilityFailed",
-    "CapabilityReply",
-    "CapabilityRequest",
     "CapabilityRouter",
     "ClaudeModel",
     "Client",
@@ -98,32 +70,22 @@ __all__ = [
     "DirectoryService",
     "EchoHandler",
     "FunctionCapabilities",
-    "ErrorCode",
     "Handler",
     "HandlerError",
     "HandlerFactory",
     "IdentityClash",
     "IdentityConflict",
-    "InstanceInfo",
     "Model",
     "ModelReply",
     "Node",
     "NodeEvent",
     "NodeSpec",
     "OfflineModel",
-    "Presence",
     "PresenceChange",
-    "ProgressEvent",
-    "ProgressKind",
-    "ProtocolError",
     "SupervisionPolicy",
-    "TaskContext",
-    "TaskRefusal",
-    "TaskRefused",
     "TaskScope",
     "handler_serves",
     "open_client",
-    "progress_subject",
     "resolve_function",
     "resolve_handler",
 ]

@@ -15,14 +15,8 @@ from datetime import UTC, datetime
 import attrs
 import trio
 
-from volta.bus import (
-    Bus,
-    BusOptions,
-    Subscription,
-    open_bus,
-    validate_capability,
-    validate_own_agent_id,
-)
+from volta.bus import Bus, BusOptions, Subscription, open_bus
+from volta.protocol import AgentStatus, Presence, validate_capability, validate_own_agent_id
 from volta.supervisor import (
     Backoff,
     ChildSpec,
@@ -41,7 +35,6 @@ from ._context import AgentContext
 from ._handler import Handler
 from ._heartbeat import Heartbeat
 from ._inbox import Inbox
-from ._protocol import AgentStatus, Presence
 
 log = logging.getLogger("volta.actors")
 

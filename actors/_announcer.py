@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from volta.bus import AGENT_ANNOUNCE, ConnectionEventKind
+from volta.bus import ConnectionEventKind
+from volta.protocol import AGENT_ANNOUNCE, STATUS_CODEC
 
 if TYPE_CHECKING:
     from volta.bus import Bus
@@ -31,7 +32,7 @@ class Announcer:
         self._bus = bus
 
     async def _announce(self) -> None:
-        await self._bus.publish(AGENT_ANNOUNCE, self._state.status().to_json())
+        await self._bus.publish(AGENT_ANNOUNCE, STATUS_CODEC.encode(self._state.status()))
         log.info("agent %s announced", self._state.spec.id)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

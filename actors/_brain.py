@@ -37,15 +37,22 @@ from typing import Any
 
 import attrs
 
-from volta.bus import BROADCAST, Message, MessageType
 from volta.core import open_nursery
+from volta.protocol import (
+    BROADCAST,
+    MAX_THREAD_ID,
+    ErrorCode,
+    Message,
+    MessageType,
+    ProgressKind,
+    TaskRefused,
+)
 
 from ._context import AgentContext
 from ._handler import CapabilityError, HandlerError
 from ._memory import Memory, estimate_tokens
 from ._models import DEFAULT_MODEL, BrainFailure, Model, ModelReply
-from ._protocol import ErrorCode
-from ._task import MAX_THREAD_ID, ProgressKind, TaskRefusal, TaskRefused, TaskScope
+from ._task import TaskScope
 from ._tools import DELEGATING, TOOLS, ToolBox, ToolCall, ToolResult
 
 log = logging.getLogger("volta.actors.brain")
@@ -210,7 +217,7 @@ class Brain:
         if scope is not None and scope.ledger.allowance == 0:
             if message.type is MessageType.QUERY:  # someone waits: tell them why not
                 raise TaskRefused(
-                    TaskRefusal.BUDGET_EXCEEDED, "the task has no budget left for this agent"
+                    ErrorCode.BUDGET_EXCEEDED, "the task has no budget left for this agent"
                 )
             return None  # a notification without budget: nothing to do
         key = thread_of(message)
@@ -292,7 +299,7 @@ class Brain:
             room = available - needed
             if room < MIN_OUTPUT_TOKENS:
                 raise TaskRefused(
-                    TaskRefusal.BUDGET_EXCEEDED,
+                    ErrorCode.BUDGET_EXCEEDED,
                     f"{available} tokens left; the next model call needs about "
                     f"{needed + MIN_OUTPUT_TOKENS}",
                 )

@@ -1,43 +1,58 @@
-"""What calls to other agents end with when they do not succeed, and the asks in flight."""
+"""What calls to other agents end with when they do not succeed, and the asks in flight.
+
+Each is a :class:`~volta.protocol.VoltaError`: its ``code`` is an
+:class:`~volta.protocol.ErrorCode` and its ``message`` the words, whatever the call.
+"""
 
 from __future__ import annotations
 
 import trio
 
-from volta.bus import Message
-
-from ._protocol import ErrorCode
+from volta.protocol import ErrorCode, Message, VoltaError
 
 
-class AskTimeout(TimeoutError):
-    """No response to an ``ask`` arrived in time."""
+class AskTimeout(VoltaError, TimeoutError):
+    """No response to an ``ask`` arrived in time (code ``timeout``).
+
+    Attributes:
+        agent: the agent asked.
+        timeout: the seconds waited.
+    """
 
     def __init__(self, agent: str, timeout: float) -> None:
-        super().__init__(f"agent {agent!r} did not respond within {timeout:g} s")
+        words = f"agent {agent!r} did not respond within {timeout:g} s"
+        super().__init__(ErrorCode.TIMEOUT, words, words)
         self.agent = agent
         self.timeout = timeout
 
 
-class AskFailed(RuntimeError):
+class AskFailed(VoltaError, RuntimeError):
     """An ``ask`` got an error instead of an answer.
 
     Attributes:
         agent: the agent asked.
         code: the error code (``agent_error``, ``bad_request``, ``no_agent``,
-            ``loop_detected``, ...; codes from the answering agent are passed through).
+            ``loop_detected``, ...); a code this version does not know is
+            ``agent_error``, its words starting with the code the peer gave.
         message: words about it.
         spent: tokens the failed unit says it spent (0 if it does not say).
     """
 
-    def __init__(self, agent: str, code: str, message: str, spent: int = 0) -> None:
-        super().__init__(f"agent {agent!r} failed: {code}: {message}")
+    def __init__(self, agent: str, code: ErrorCode, message: str, spent: int = 0) -> None:
+        super().__init__(code, message, f"agent {agent!r} failed: {code.value}: {message}")
         self.agent = agent
-        self.code = code
-        self.message = message
         self.spent = spent
 
+    @classmethod
+    def from_wire(cls, agent: str, code: str, message: str, spent: int = 0) -> AskFailed:
+        """The failure an error answer reports (its ``error.code`` as the peer wrote it)."""
+        known = ErrorCode.from_wire(code)
+        if known.value != code:  # a newer peer's code: say it, as agent_error
+            message = f"{code[:64]}: {message}"
+        return cls(agent, known, message, spent)
 
-class CapabilityFailed(RuntimeError):
+
+class CapabilityFailed(VoltaError, RuntimeError):
     """A capability request got an error reply.
 
     Attributes:
@@ -51,10 +66,9 @@ class CapabilityFailed(RuntimeError):
         self, capability: str, code: ErrorCode, message: str, agent: str | None = None
     ) -> None:
         where = f" (agent {agent!r})" if agent else ""
-        super().__init__(f"capability {capability!r} failed{where}: {code.value}: {message}")
+        text = f"capability {capability!r} failed{where}: {code.value}: {message}"
+        super().__init__(code, message, text)
         self.capability = capability
-        self.code = code
-        self.message = message
         self.agent = agent
 
 

@@ -20,15 +20,11 @@ from contextlib import contextmanager
 import attrs
 import trio
 
-from volta.bus import Bus, Subscription
+from volta.bus import Bus, Delivery, Subscription
 from volta.core import RateLimitedLog
-
-from ._protocol import ProtocolError, dump_json, load_json_object
-from ._task import TASK_CANCEL, TaskContext
+from volta.protocol import CANCEL_CODEC, TASK_CANCEL, CancelRequest, ProtocolError, TaskContext
 
 log = logging.getLogger("volta.actors.cancel")
-
-_MAX_REASON = 500
 
 
 @attrs.define(eq=False)
@@ -39,38 +35,6 @@ class RunningUnit:
     scope: trio.CancelScope
     reason: str | None = None
     """Why it was cancelled (None: it was not)."""
-
-
-@attrs.frozen
-class CancelRequest:
-    """What travels on ``task.cancel``."""
-
-    task: str
-    """The task id."""
-    span: str
-    """Cancel the units whose spans include this one."""
-    reason: str = ""
-    """Words about why (for the cancelled units' answers and logs)."""
-
-    def to_json(self) -> bytes:
-        """The wire form."""
-        return dump_json({"task": self.task, "span": self.span, "reason": self.reason})
-
-    @classmethod
-    def from_json(cls, data: bytes) -> CancelRequest:
-        """Decode.
-
-        Raises:
-            ProtocolError: it is malformed.
-        """
-        document = load_json_object(data)
-        task, span, reason = document.get("task"), document.get("span"), document.get("reason", "")
-        for field, value in (("task", task), ("span", span)):
-            if not isinstance(value, str) or not 0 < len(value) <= 64:
-                raise ProtocolError(field, "expected a string of 1-64 characters")
-        if not isinstance(reason, str):
-            raise ProtocolError("reason", "expected a string")
-        return cls(str(task), str(span), reason[:_MAX_REASON])
 
 
 class TaskRegistry:
@@ -125,14 +89,11 @@ class CancelListener:
             task_status.started()
             await self._listen(requests)
 
+    async def _malformed(self, _delivery: Delivery, _error: ProtocolError) -> None:
+        self.malformed += 1
+
     async def _listen(self, requests: Subscription) -> None:
-        async for delivery in requests:
-            try:
-                request = CancelRequest.from_json(delivery.data)
-            except ProtocolError as error:
-                self.malformed += 1
-                self._bus.report_malformed(delivery.subject, error)
-                continue
+        async for _delivery, request in requests.decoded(_decode, on_malformed=self._malformed):
             count = self._registry.cancel(request)
             if count:
                 self._log.info(
@@ -143,3 +104,7 @@ class CancelListener:
                     count,
                     request.reason,
                 )
+
+
+def _decode(delivery: Delivery) -> CancelRequest:
+    return CANCEL_CODEC.decode(delivery.data)

@@ -23,19 +23,23 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
-from volta.bus import (
-    BusError,
-    Delivery,
-    PayloadEncodeError,
-    Subscription,
-    capability_endpoint,
-)
+from volta.bus import BusError, Delivery, Subscription
 from volta.core import RateLimitedLog, open_nursery
+from volta.protocol import (
+    CAPABILITY_REQUEST_CODEC,
+    CapabilityReply,
+    CapabilityRequest,
+    ErrorCode,
+    PayloadEncodeError,
+    ProtocolError,
+    TaskRefused,
+    anonymous_caller,
+    capability_endpoint,
+    encode_capability_reply,
+)
 from volta.supervisor import shutdown_scope
 
 from ._handler import AgentFault, HandlerError
-from ._protocol import CapabilityReply, CapabilityRequest, ErrorCode, ProtocolError
-from ._task import TaskRefused, anonymous_caller
 from ._unit import running_unit, unit_context
 
 if TYPE_CHECKING:
@@ -93,7 +97,7 @@ class CapabilityResponder:
         started = time.perf_counter_ns()
         try:
             try:
-                request = CapabilityRequest.from_json(delivery.data)
+                request = CAPABILITY_REQUEST_CODEC.decode(delivery.data)
             except ProtocolError as error:
                 await self._answer(
                     delivery, CapabilityReply.failure(ErrorCode.BAD_REQUEST, str(error), spec.id)
@@ -158,9 +162,7 @@ class CapabilityResponder:
             return CapabilityReply.failure(ErrorCode.BAD_REQUEST, str(error), spec.id), None
         refusal = task.refusal(spec.id) if from_wire else None
         if refusal is not None:
-            return CapabilityReply.failure(
-                ErrorCode(refusal.code.value), refusal.message, spec.id
-            ), None
+            return CapabilityReply.failure(refusal.code, refusal.message, spec.id), None
         with running_unit(task, spec.id, self._state.tasks, traced=from_wire) as unit:
             reply, crash = await self._bounded_call(request)
         tokens = unit.scope.ledger.spent if from_wire else None
@@ -181,9 +183,7 @@ class CapabilityResponder:
             except HandlerError as error:
                 return CapabilityReply.failure(error.code, error.message, spec.id), None
             except TaskRefused as error:
-                return CapabilityReply.failure(
-                    ErrorCode(error.code.value), error.message, spec.id
-                ), None
+                return CapabilityReply.failure(error.code, error.message, spec.id), None
             except Exception as error:
                 self._state.handler_errors += 1
                 self._log.warning(
@@ -228,12 +228,12 @@ async def send_capability_reply(
     if not delivery.answerable:
         return reply
     try:
-        payload = reply.to_json()
+        payload = encode_capability_reply(reply)
     except PayloadEncodeError as error:
         reply = CapabilityReply.failure(
             ErrorCode.UNENCODABLE, f"{what} cannot be sent as JSON: {error}", agent
         )
-        payload = reply.to_json()
+        payload = encode_capability_reply(reply)
     if len(payload) > bus.max_payload:
         reply = CapabilityReply.failure(
             ErrorCode.PAYLOAD_TOO_LARGE,
@@ -241,7 +241,7 @@ async def send_capability_reply(
             f"{bus.max_payload} bytes",
             agent,
         )
-        payload = reply.to_json()
+        payload = encode_capability_reply(reply)
     with shutdown_scope():
         try:
             await bus.respond(delivery, payload)

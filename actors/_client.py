@@ -19,24 +19,27 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-from volta.bus import Bus, BusOptions, Message, Subscription, agent_message, open_bus
+from volta.bus import Bus, BusOptions, Delivery, Subscription, open_bus
 from volta.core import open_nursery
-
-from ._calls import PendingAsks
-from ._context import DEADLINE_GRACE, AgentContext
-from ._protocol import AgentInfo, Presence, ProtocolError
-from ._task import (
-    CURRENT_TASK,
+from volta.protocol import (
     DEFAULT_MAX_DEPTH,
     MAX_BUDGET,
     MAX_CHAIN,
     MAX_THREAD_ID,
-    Ledger,
+    PROGRESS_CODEC,
+    AgentInfo,
+    Message,
+    Presence,
     ProgressEvent,
     TaskContext,
-    TaskScope,
+    agent_message,
+    decode_message,
     progress_subject,
 )
+
+from ._calls import PendingAsks
+from ._context import DEADLINE_GRACE, AgentContext
+from ._task import CURRENT_TASK, Ledger, TaskScope
 
 ProgressCallback = Callable[[ProgressEvent], Any]
 """Receives each progress event of an ask's task (sync; keep it quick)."""
@@ -153,11 +156,7 @@ class Client:
 
     async def _route_responses(self, inbox: Subscription) -> None:
         # Answers from peers that ignore reply subjects come to agent.<client id>.message.
-        async for delivery in inbox:
-            try:
-                message = delivery.decode()
-            except ValueError:
-                continue
+        async for _delivery, message in inbox.decoded(_message):
             self._asks.resolve(message)
 
 
@@ -172,12 +171,16 @@ def _check_ask(budget: int | None, thread: str | None, max_depth: int | None) ->
         raise ValueError(f"max_depth must be from 1 to {MAX_CHAIN}")
 
 
+def _message(delivery: Delivery) -> Message:
+    return decode_message(delivery.data)
+
+
+def _progress(delivery: Delivery) -> ProgressEvent:
+    return PROGRESS_CODEC.decode(delivery.data)
+
+
 async def _forward_progress(events: Subscription, on_progress: ProgressCallback) -> None:
-    async for delivery in events:
-        try:
-            event = ProgressEvent.from_json(delivery.data)
-        except ProtocolError:
-            continue
+    async for _delivery, event in events.decoded(_progress):
         on_progress(event)
 
 

@@ -18,50 +18,47 @@ from typing import Any
 
 import trio
 
-from volta.bus import (
+from volta.bus import Bus, BusError, NoResponders, RequestTimeout
+from volta.core import open_nursery
+from volta.protocol import (
     AGENT_BROADCAST,
     BROADCAST,
+    CANCEL_CODEC,
     CAPABILITY_REQUEST,
+    CAPABILITY_REQUEST_CODEC,
     MCP_LIST_AGENTS,
-    Bus,
-    BusError,
-    Message,
-    MessageDecodeError,
-    MessageType,
-    NoResponders,
-    RequestTimeout,
-    agent_message,
-    decode_message,
-    validate_own_agent_id,
-)
-from volta.core import open_nursery
-from volta.supervisor import shutdown_scope
-
-from ._calls import AskFailed, AskTimeout, CapabilityFailed, PendingAsks
-from ._cancel import CancelRequest
-from ._protocol import (
+    PROGRESS_CODEC,
+    TASK_CANCEL,
+    TASK_CODEC,
     AgentInfo,
     AgentPage,
+    CancelRequest,
     CapabilityReply,
     CapabilityRequest,
     ErrorCode,
     ListQuery,
+    Message,
+    MessageType,
+    PayloadEncodeError,
     Presence,
-    ProtocolError,
-    decode_agent_page,
-)
-from ._task import (
-    CURRENT_TASK,
-    TASK_CANCEL,
     ProgressEvent,
     ProgressKind,
+    ProtocolError,
     TaskContext,
-    TaskRefusal,
     TaskRefused,
-    TaskScope,
+    agent_message,
+    decode_agent_page,
+    decode_capability_reply,
+    decode_message,
+    encode_list_query,
     progress_subject,
     spent_from,
+    validate_own_agent_id,
 )
+from volta.supervisor import shutdown_scope
+
+from ._calls import AskFailed, AskTimeout, CapabilityFailed, PendingAsks
+from ._task import CURRENT_TASK, TaskScope
 
 __all__ = ["AgentContext", "AskFailed", "AskTimeout", "CapabilityFailed", "PendingAsks"]
 
@@ -125,21 +122,9 @@ class AgentContext:
     # --- the task of outgoing calls --------------------------------------------------
 
     def _check_call(self, scope: TaskScope, to: str) -> None:
-        context = scope.context
-        chain = scope.chain
-        if to in chain:
-            raise TaskRefused(
-                TaskRefusal.LOOP_DETECTED,
-                f"{to!r} is already working on this task ({' -> '.join((*chain, to))})",
-            )
-        if len(chain) >= context.max_depth:
-            raise TaskRefused(
-                TaskRefusal.TOO_DEEP,
-                f"the task has passed through {len(chain)} agents (max_depth {context.max_depth})",
-            )
-        remaining = context.remaining()
-        if remaining is not None and remaining <= 0:
-            raise TaskRefused(TaskRefusal.DEADLINE_EXCEEDED, "the task's deadline has passed")
+        refusal = scope.context.call_refusal(scope.chain, to)
+        if refusal is not None:
+            raise refusal
 
     def _delegate(
         self, to: str | None, budget: int | None, share: float
@@ -168,7 +153,7 @@ class AgentContext:
             reserved = ledger.reserve(share)
         if ledger.allowance is not None and not reserved:
             raise TaskRefused(
-                TaskRefusal.BUDGET_EXCEEDED,
+                ErrorCode.BUDGET_EXCEEDED,
                 f"the task's budget is spent ({ledger.spent} of {ledger.allowance} tokens)",
             )
         return scope.context.delegate(self._agent_id, reserved), reserved
@@ -193,8 +178,8 @@ class AgentContext:
         """
         request = CancelRequest(task.id, task.span, reason)
         # If it cannot be sent, the work still stops at its deadline.
-        with shutdown_scope(), contextlib.suppress(BusError):
-            await self._bus.publish(TASK_CANCEL, request.to_json())
+        with shutdown_scope(), contextlib.suppress(BusError, PayloadEncodeError):
+            await self._bus.publish(TASK_CANCEL, CANCEL_CODEC.encode(request))
 
     async def progress(
         self, kind: ProgressKind, detail: str = "", *, scope: TaskScope | None = None
@@ -215,8 +200,8 @@ class AgentContext:
             tokens=scope.ledger.spent,
         )
         # Progress is for watchers: losing one never fails the work.
-        with contextlib.suppress(BusError):
-            await self._bus.publish(progress_subject(context.id), event.to_json())
+        with contextlib.suppress(BusError, PayloadEncodeError):
+            await self._bus.publish(progress_subject(context.id), PROGRESS_CODEC.encode(event))
 
     # --- messages ---------------------------------------------------------------------
 
@@ -225,7 +210,7 @@ class AgentContext:
     ) -> dict[str, Any]:
         stamped = dict(metadata or {})
         if task is not None:
-            stamped["task"] = task.to_metadata()
+            stamped["task"] = TASK_CODEC.to_dict(task)
         return stamped
 
     async def send(
@@ -377,22 +362,20 @@ class AgentContext:
             try:
                 delivery = await self._bus.request(subject, question, timeout=timeout + _ASK_MARGIN)
             except NoResponders:
-                raise AskFailed(
-                    to, ErrorCode.NO_AGENT.value, f"no agent {to!r} is online"
-                ) from None
+                raise AskFailed(to, ErrorCode.NO_AGENT, f"no agent {to!r} is online") from None
             except RequestTimeout:
                 return  # the ask's own deadline ends it
             try:
                 response = decode_message(delivery.data)
-            except MessageDecodeError as error:
+            except ProtocolError as error:
                 raise AskFailed(
-                    to, ErrorCode.AGENT_ERROR.value, f"the answer is not a message: {error}"
+                    to, ErrorCode.AGENT_ERROR, f"the answer is not a message: {error}"
                 ) from None
             if response.type is not MessageType.RESPONSE or response.in_reply_to != question.id:
                 # (PROTOCOL.md 7: an answer is a response naming the question.)
                 raise AskFailed(
                     to,
-                    ErrorCode.AGENT_ERROR.value,
+                    ErrorCode.AGENT_ERROR,
                     f"the answer is not a response to the question (a {response.type.value} "
                     "message, in_reply_to "
                     f"{response.in_reply_to[:64] if response.in_reply_to else 'missing'})",
@@ -413,7 +396,7 @@ class AgentContext:
         response = responses[0]
         error = response.metadata.get("error")
         if isinstance(error, Mapping):
-            raise AskFailed(
+            raise AskFailed.from_wire(
                 to,
                 str(error.get("code") or "agent_error"),
                 str(error.get("message") or ""),
@@ -454,11 +437,14 @@ class AgentContext:
         with trio.move_on_after(timeout + _ROUTER_MARGIN) as scope:
             while offset is not None:
                 query = ListQuery(offset=offset, capability=capability, status=status)
-                reply = await self._bus.request(MCP_LIST_AGENTS, query.to_json(), timeout=timeout)
-                page, next_offset, _total = decode_agent_page(reply.data)
+                reply = await self._bus.request(
+                    MCP_LIST_AGENTS, encode_list_query(query), timeout=timeout
+                )
+                page = decode_agent_page(reply.data)
+                next_offset = page.next_offset
                 if next_offset is not None and next_offset <= offset:
                     raise ProtocolError("next_offset", f"does not advance past {offset}")
-                agents += page
+                agents += page.agents
                 if len(agents) > MAX_LISTING:
                     raise ProtocolError("agents", f"more than {MAX_LISTING:,} agents listed")
                 offset = next_offset
@@ -483,11 +469,11 @@ class AgentContext:
         """
         timeout = self._bounded(self._request_timeout if timeout is None else timeout)
         query = ListQuery(offset=offset, limit=limit, capability=capability, status=status)
-        reply = await self._bus.request(MCP_LIST_AGENTS, query.to_json(), timeout=timeout)
-        agents, next_offset, total = decode_agent_page(reply.data)
-        if len(agents) > limit:  # a directory that ignores the limit: keep to it here
-            agents, next_offset = agents[:limit], offset + limit
-        return AgentPage(tuple(agents), next_offset, total)
+        reply = await self._bus.request(MCP_LIST_AGENTS, encode_list_query(query), timeout=timeout)
+        page = decode_agent_page(reply.data)
+        if len(page.agents) > limit:  # a directory that ignores the limit: keep to it here
+            return AgentPage(page.agents[:limit], offset + limit, page.total)
+        return page
 
     async def request_capability(
         self,
@@ -517,12 +503,12 @@ class AgentContext:
         timeout = self._bounded(timeout)
         if not math.isfinite(timeout) or timeout <= 0:
             self._settle(reserved, 0)
-            raise TaskRefused(TaskRefusal.DEADLINE_EXCEEDED, "the task's deadline has passed")
+            raise TaskRefused(ErrorCode.DEADLINE_EXCEEDED, "the task's deadline has passed")
         request = CapabilityRequest(
             capability=capability,
             input=input,
             timeout=timeout,
-            task=task.to_metadata() if task is not None else None,
+            task=TASK_CODEC.to_dict(task) if task is not None else None,
         )
         try:
             answer = await self._request_capability(request, timeout)
@@ -544,7 +530,9 @@ class AgentContext:
         capability = request.capability
         try:
             reply = await self._bus.request(
-                CAPABILITY_REQUEST, request.to_json(), timeout=timeout + _ROUTER_MARGIN
+                CAPABILITY_REQUEST,
+                CAPABILITY_REQUEST_CODEC.encode(request),
+                timeout=timeout + _ROUTER_MARGIN,
             )
         except NoResponders:
             raise CapabilityFailed(
@@ -555,6 +543,6 @@ class AgentContext:
                 capability, ErrorCode.TIMEOUT, f"no reply within {timeout:g} s"
             ) from None
         try:
-            return CapabilityReply.from_json(reply.data)
+            return decode_capability_reply(reply.data)
         except ProtocolError as error:
             return CapabilityReply.failure(ErrorCode.AGENT_ERROR, f"malformed reply: {error}")

@@ -42,7 +42,7 @@ from datetime import UTC, datetime
 
 import attrs
 
-from ._protocol import AgentInfo, AgentStatus, InstanceInfo, Presence, encode_agent_info
+from volta.protocol import AgentInfo, AgentStatus, InstanceInfo, Presence, encode_agent_info
 
 MIN_HEARTBEAT = 0.05
 """Shortest heartbeat interval the directory believes (a faster claim is clamped)."""

@@ -18,30 +18,28 @@ from collections.abc import Callable, Iterable
 
 import trio
 
-from volta.bus import (
+from volta.bus import Bus, BusError, Delivery, Subscription
+from volta.core import RateLimitedLog, open_nursery
+from volta.protocol import (
     AGENT_ANNOUNCE,
     AGENT_STATUS_ALL,
     DIRECTORY_QUEUE,
     MCP_LIST_AGENTS,
-    Bus,
-    BusError,
-    Delivery,
-    Subscription,
-    agent_id_from_subject,
-)
-from volta.core import RateLimitedLog, open_nursery
-
-from ._directory import Directory, IdentityClash, PresenceChange
-from ._protocol import (
     MIN_PAGE_BYTES,
+    STATUS_CODEC,
     AgentInfo,
     AgentStatus,
     ListQuery,
     ProtocolError,
+    agent_id_from_subject,
     decode_agent_page,
+    decode_list_query,
     encode_agent_page,
     encode_list_error,
+    encode_list_query,
 )
+
+from ._directory import Directory, IdentityClash, PresenceChange
 
 log = logging.getLogger("volta.actors.directory")
 
@@ -138,23 +136,28 @@ class DirectoryService:
         with trio.move_on_after(self._sync_timeout):
             try:
                 while offset is not None and len(agents) < limit:
-                    query = ListQuery(offset=offset).to_json()
+                    query = encode_list_query(ListQuery(offset=offset))
                     reply = await self._bus.request(
                         MCP_LIST_AGENTS, query, timeout=self._sync_timeout
                     )
-                    page, next_offset, _total = decode_agent_page(reply.data)
+                    page = decode_agent_page(reply.data)
+                    next_offset = page.next_offset
                     if next_offset is not None and next_offset <= offset:
                         raise ProtocolError("next_offset", f"does not advance past {offset}")
-                    agents += page[: limit - len(agents)]
+                    agents += page.agents[: limit - len(agents)]
                     offset = next_offset
             except (BusError, ProtocolError) as error:
                 log.debug("no directory to sync from: %s", error)
         self._report(self._directory.merge(agents, trio.current_time()))
 
+    async def _malformed(self, _delivery: Delivery, _error: ProtocolError) -> None:
+        self.malformed += 1
+
     async def _observe(self, subscription: Subscription, reason: str) -> None:
-        async for delivery in subscription:
+        statuses = subscription.decoded(_status, on_malformed=self._malformed)
+        async for delivery, status in statuses:
             try:
-                self._observe_one(delivery, reason)
+                self._observe_one(subscription, delivery, status, reason)
             except Exception as error:  # one status's failure, never the directory's
                 self.errors += 1
                 self._log.warning(
@@ -165,21 +168,17 @@ class DirectoryService:
                     error,
                 )
 
-    def _observe_one(self, delivery: Delivery, reason: str) -> None:
-        try:
-            status = AgentStatus.from_json(delivery.data)
-        except ProtocolError as error:
-            self.malformed += 1
-            self._bus.report_malformed(delivery.subject, error)
-            return
+    def _observe_one(
+        self, subscription: Subscription, delivery: Delivery, status: AgentStatus, reason: str
+    ) -> None:
         if (
             delivery.subject != AGENT_ANNOUNCE
             and agent_id_from_subject(delivery.subject) != status.id
         ):
             # A status may only speak for the agent its subject names.
             self.malformed += 1
-            self._bus.report_malformed(
-                delivery.subject, f"a status for {status.id!r} on another agent's subject"
+            subscription.malformed(
+                delivery, f"a status for {status.id!r} on another agent's subject"
             )
             return
         soonest = self._directory.next_deadline()
@@ -215,7 +214,7 @@ class DirectoryService:
 
     def _listing(self, data: bytes) -> bytes:
         try:
-            query = ListQuery.from_json(data)
+            query = decode_list_query(data)
         except ProtocolError as error:
             return encode_list_error("bad_request", str(error))
         matching = self._directory.encoded_agents(capability=query.capability, status=query.status)
@@ -235,3 +234,7 @@ class DirectoryService:
             self._sooner = trio.Event()
             self._report(self._directory.expire(trio.current_time()))
             self._log.flush()
+
+
+def _status(delivery: Delivery) -> AgentStatus:
+    return STATUS_CODEC.decode(delivery.data)

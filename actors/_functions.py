@@ -15,6 +15,8 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from volta.protocol import ErrorCode
+
 from ._handler import (
     BUILTIN_CAPABILITIES,
     CapabilityError,
@@ -22,10 +24,9 @@ from ._handler import (
     handler_serves,
     import_reference,
 )
-from ._protocol import ErrorCode
 
 if TYPE_CHECKING:
-    from volta.bus import Message
+    from volta.protocol import Message
 
     from ._context import AgentContext
 

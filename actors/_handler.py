@@ -11,10 +11,10 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from ._protocol import ErrorCode
+from volta.protocol import ErrorCode, VoltaError
 
 if TYPE_CHECKING:
-    from volta.bus import Message
+    from volta.protocol import Message
 
     from ._context import AgentContext
 
@@ -30,17 +30,12 @@ class AgentFault(Exception):
     """
 
 
-class HandlerError(Exception):
+class HandlerError(VoltaError):
     """Raised by a handler to fail one message or capability call with a protocol code.
 
     The sender gets that code (``rate_limited``, ``bad_request``, ...) and the words;
     it is counted and logged like any failure, and the agent goes on.
     """
-
-    def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(f"{code.value}: {message}")
-        self.code = code
-        self.message = message
 
 
 class CapabilityError(HandlerError):

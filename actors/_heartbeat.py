@@ -13,10 +13,9 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from volta.bus import BusError, agent_status
+from volta.bus import BusError
+from volta.protocol import STATUS_CODEC, PayloadEncodeError, Presence, agent_status
 from volta.supervisor import shutdown_scope
-
-from ._protocol import Presence
 
 if TYPE_CHECKING:
     from volta.bus import Bus
@@ -40,13 +39,14 @@ class Heartbeat:
         task_status.started()
         try:
             while True:
-                await self._bus.publish(subject, self._state.status().to_json())
+                await self._bus.publish(subject, STATUS_CODEC.encode(self._state.status()))
                 await trio.sleep(interval)
         except trio.Cancelled:
             with shutdown_scope():
                 try:
                     # No flush: closing the bus flushes what is queued, once for all agents.
-                    await self._bus.publish(subject, self._state.status(Presence.OFFLINE).to_json())
-                except BusError as error:
+                    offline = STATUS_CODEC.encode(self._state.status(Presence.OFFLINE))
+                    await self._bus.publish(subject, offline)
+                except (BusError, PayloadEncodeError) as error:
                     log.info("agent %s could not say offline: %s", self._state.spec.id, error)
             raise

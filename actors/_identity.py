@@ -24,81 +24,33 @@ instances name no node).
 
 from __future__ import annotations
 
-import enum
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import attrs
 import trio
 
-from volta.bus import AGENT_CLAIM, Bus, BusError, Delivery, Subscription, validate_own_agent_id
-from volta.core import RateLimitedLog, printable
+from volta.bus import Bus, BusError, Delivery, Subscription
+from volta.core import RateLimitedLog
+from volta.protocol import (
+    AGENT_CLAIM,
+    AGENT_CLAIM_CODEC,
+    CLAIM_ANSWER_CODEC,
+    CLAIM_CODEC,
+    AgentClaim,
+    Claim,
+    ClaimAnswer,
+    ClaimState,
+    Conflict,
+    ProtocolError,
+)
 
 from ._directory import IdentityClash
-from ._protocol import ProtocolError, dump_json, load_json_object
 
 log = logging.getLogger("volta.actors.identity")
 
 _ENVELOPE = 512  # room for the claim's node and token around its agents
-
-
-class ClaimState(enum.Enum):
-    """Where a node is with an id."""
-
-    CLAIMING = "claiming"
-    OWNER = "owner"
-
-
-@attrs.frozen
-class AgentClaim:
-    """One id a node claims (or holds)."""
-
-    id: str
-    """The agent id."""
-    instance: str
-    """The instance that would run it."""
-    replicated: bool = False
-    """Whether other instances may run it too."""
-
-    def conflicts_with(self, other: AgentClaim) -> bool:
-        """Whether the two cannot both run."""
-        return (
-            self.id == other.id
-            and self.instance != other.instance
-            and not (self.replicated and other.replicated)
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON-ready form."""
-        return {"id": self.id, "instance": self.instance, "replicated": self.replicated}
-
-    @classmethod
-    def from_dict(cls, document: object, field: str) -> AgentClaim:
-        """Decode one claimed agent.
-
-        Raises:
-            ProtocolError: it is malformed.
-        """
-        if not isinstance(document, dict):
-            raise ProtocolError(field, "expected a JSON object")
-        agent_id, instance, replicated = (
-            document.get("id"),
-            document.get("instance"),
-            document.get("replicated", False),
-        )
-        if not isinstance(agent_id, str):
-            raise ProtocolError(f"{field}.id", "expected a string")
-        try:
-            validate_own_agent_id(agent_id)
-        except ValueError as error:
-            raise ProtocolError(f"{field}.id", str(error)) from None
-        if not isinstance(instance, str) or not 0 < len(instance) <= 64:
-            raise ProtocolError(f"{field}.instance", "expected a string of 1-64 characters")
-        if not isinstance(replicated, bool):
-            raise ProtocolError(f"{field}.replicated", "expected true or false")
-        return cls(agent_id, instance, replicated)
 
 
 @attrs.frozen
@@ -161,12 +113,13 @@ class Identity:
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Answer other nodes' claims until cancelled (start it before :meth:`claim`)."""
-        async with self._bus.subscribe(AGENT_CLAIM) as claims:
+        async with self._bus.subscribe(AGENT_CLAIM) as subscription:
             await self._bus.flush()
             task_status.started()
-            async for delivery in claims:
+            claims = subscription.decoded(_claim, on_malformed=self._malformed)
+            async for delivery, claim in claims:
                 try:
-                    await self._answer(delivery)
+                    await self._answer(delivery, claim)
                 except Exception as error:  # one claim's failure, never the node's
                     self._log.warning(
                         "error",
@@ -176,26 +129,24 @@ class Identity:
                         error,
                     )
 
-    async def _answer(self, delivery: Delivery) -> None:
-        try:
-            node, token, claims = _decode_claim(delivery.data)
-        except ProtocolError as error:
-            self.malformed += 1
-            self._bus.report_malformed(delivery.subject, error)
-            return
-        if token == self._token:
+    async def _malformed(self, _delivery: Delivery, _error: ProtocolError) -> None:
+        self.malformed += 1
+
+    async def _answer(self, delivery: Delivery, claim: Claim) -> None:
+        if claim.token == self._token:
             return  # our own
+        node = claim.node
         conflicts = []
-        for theirs in claims:
+        for theirs in claim.agents:
             held = self._held.get(theirs.id)
             if held is None or not held.claim.conflicts_with(theirs):
                 continue
-            conflicts.append({**held.claim.to_dict(), "state": held.state.value})
+            conflicts.append(Conflict(held.claim, held.state))
             rival = Rival(theirs, node, ClaimState.CLAIMING)
             if held.state is ClaimState.CLAIMING and rival.beats(held.claim):
                 held.beaten_by = rival
         if conflicts and delivery.answerable:
-            reply = dump_json({"node": self._node, "conflicts": conflicts})
+            reply = CLAIM_ANSWER_CODEC.encode(ClaimAnswer(self._node, tuple(conflicts)))
             try:
                 await self._bus.respond(delivery, reply)
             except BusError as error:
@@ -221,7 +172,7 @@ class Identity:
         inbox = f"_INBOX.volta-claim.{uuid.uuid4().hex}"
         async with self._bus.subscribe(inbox) as replies:
             for chunk in self._chunks(wanted):
-                payload = dump_json({"node": self._node, "token": self._token, "agents": chunk})
+                payload = CLAIM_CODEC.encode(Claim(self._node, self._token, chunk))
                 await self._bus.publish(AGENT_CLAIM, payload, reply=inbox)
             with trio.move_on_after(window):
                 await self._collect(replies)
@@ -249,71 +200,37 @@ class Identity:
             )
         return kept, lost
 
-    def _chunks(self, claims: list[AgentClaim]) -> Iterable[list[dict[str, Any]]]:
+    def _chunks(self, claims: list[AgentClaim]) -> Iterable[tuple[AgentClaim, ...]]:
         """The claims, in as few messages as fit the server's ``max_payload``."""
         budget = max(_ENVELOPE, self._bus.max_payload - _ENVELOPE)
-        chunk: list[dict[str, Any]] = []
+        chunk: list[AgentClaim] = []
         size = 0
         for claim in claims:
-            document = claim.to_dict()
-            cost = len(dump_json(document)) + 1
+            cost = len(AGENT_CLAIM_CODEC.encode(claim)) + 1
             if chunk and size + cost > budget:
-                yield chunk
+                yield tuple(chunk)
                 chunk, size = [], 0
-            chunk.append(document)
+            chunk.append(claim)
             size += cost
         if chunk:
-            yield chunk
+            yield tuple(chunk)
 
     async def _collect(self, replies: Subscription) -> None:
-        async for delivery in replies:
-            try:
-                node, conflicts = _decode_conflicts(delivery.data)
-            except ProtocolError as error:
-                self.malformed += 1
-                self._bus.report_malformed(delivery.subject, error)
-                continue
-            for rival in conflicts:
-                held = self._held.get(rival.claim.id)
+        answers = replies.decoded(_claim_answer, on_malformed=self._malformed)
+        async for _delivery, answer in answers:
+            for conflict in answer.conflicts:
+                held = self._held.get(conflict.claim.id)
                 if held is None or held.state is not ClaimState.CLAIMING:
                     continue
-                if held.claim.conflicts_with(rival.claim) and held.beaten_by is None:
-                    full = Rival(rival.claim, node, rival.state)
-                    if full.beats(held.claim):
-                        held.beaten_by = full
+                if held.claim.conflicts_with(conflict.claim) and held.beaten_by is None:
+                    rival = Rival(conflict.claim, answer.node, conflict.state)
+                    if rival.beats(held.claim):
+                        held.beaten_by = rival
 
 
-def _node_field(document: dict[str, Any]) -> str:
-    node = document.get("node")
-    if not isinstance(node, str) or not 0 < len(node) <= 256 or printable(node, 256) != node:
-        raise ProtocolError("node", "expected 1-256 printable characters")
-    return node
+def _claim(delivery: Delivery) -> Claim:
+    return CLAIM_CODEC.decode(delivery.data)
 
 
-def _decode_claim(data: bytes) -> tuple[str, str, list[AgentClaim]]:
-    document = load_json_object(data)
-    node = _node_field(document)
-    token = document.get("token")
-    if not isinstance(token, str):
-        raise ProtocolError("token", "expected a string")
-    agents = document.get("agents")
-    if not isinstance(agents, list):
-        raise ProtocolError("agents", "expected a list")
-    return node, token, [AgentClaim.from_dict(a, f"agents[{i}]") for i, a in enumerate(agents)]
-
-
-def _decode_conflicts(data: bytes) -> tuple[str, list[Rival]]:
-    document = load_json_object(data)
-    node = _node_field(document)
-    conflicts = document.get("conflicts")
-    if not isinstance(conflicts, list):
-        raise ProtocolError("conflicts", "expected a list")
-    rivals = []
-    for index, entry in enumerate(conflicts):
-        claim = AgentClaim.from_dict(entry, f"conflicts[{index}]")
-        try:
-            state = ClaimState(entry.get("state"))
-        except ValueError:
-            raise ProtocolError(f"conflicts[{index}].state", "expected owner or claiming") from None
-        rivals.append(Rival(claim, node, state))
-    return node, rivals
+def _claim_answer(delivery: Delivery) -> ClaimAnswer:
+    return CLAIM_ANSWER_CODEC.decode(delivery.data)

@@ -37,30 +37,30 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from volta.bus import (
+from volta.bus import BusError, Delivery, PayloadTooLarge, Subscription
+from volta.core import RateLimitedLog, TokenBucket, open_nursery
+from volta.protocol import (
     AGENT_BROADCAST,
     BROADCAST,
-    BusError,
-    Delivery,
+    ErrorCode,
     Message,
-    MessageDecodeError,
     MessageType,
-    PayloadDecodeError,
     PayloadEncodeError,
-    PayloadTooLarge,
-    Subscription,
+    ProgressKind,
+    ProtocolError,
+    TaskRefused,
     agent_message,
     decode_json,
+    decode_message,
     encode_json,
+    inbox_queue,
     message_attribution,
-    message_from_dict,
+    usage_metadata,
 )
-from volta.core import RateLimitedLog, TokenBucket, open_nursery
 from volta.supervisor import shutdown_scope
 
 from ._handler import AgentFault, HandlerError
-from ._protocol import ErrorCode, ProtocolError
-from ._task import Ledger, ProgressKind, TaskRefused, TaskScope, usage_metadata
+from ._task import Ledger, TaskScope
 from ._unit import describe_protocol_error, running_unit, task_of, unit_context
 
 if TYPE_CHECKING:
@@ -77,11 +77,6 @@ ERROR_REPLIES_PER_SECOND = 100.0
 ERROR_REPLY_BURST = 200.0
 """... and in one burst. Beyond that, malformed messages are only counted: a flood of
 forged ``from`` fields must not turn the agent into a reflector."""
-
-
-def inbox_queue(agent_id: str) -> str:
-    """The queue group of an agent's inbox subscriptions: ``agent.<id>``."""
-    return f"agent.{agent_id}"
 
 
 class Inbox:
@@ -130,15 +125,15 @@ class Inbox:
         own_id = self._state.spec.id
         asks = self._state.asks
         broadcast = subscription.subject == AGENT_BROADCAST
-        async for delivery in subscription:
-            message = await self._decode(delivery)
-            if message is None:
-                continue
+        async for delivery, message in subscription.decoded(_message, on_malformed=self._malformed):
             if broadcast and message.sender == own_id:
                 continue  # our own broadcast
             if broadcast and message.to != BROADCAST:
                 # (A broadcast in disguise would be taken for a message to this agent.)
-                wrong = MessageDecodeError("to", "a message on agent.broadcast is to 'broadcast'")
+                wrong = ProtocolError(
+                    "to", "a message on agent.broadcast is to 'broadcast'", what="message"
+                )
+                subscription.malformed(delivery, wrong)
                 await self._refuse(delivery, (message.sender, message.id), wrong)
                 continue
             if message.type is MessageType.RESPONSE and asks.resolve(message):
@@ -148,26 +143,21 @@ class Inbox:
             reply_to = delivery.reply if delivery.answerable else None
             nursery.start_soon(self._handle, message, reply_to, broadcast, limiter, token)
 
-    async def _decode(self, delivery: Delivery) -> Message | None:
-        """The message, or None after dealing with a payload that is not one."""
+    async def _malformed(self, delivery: Delivery, error: ProtocolError) -> None:
+        """A payload that is not a message: refused to whoever it names, if anyone."""
         try:
             document = decode_json(delivery.data)
-        except PayloadDecodeError as error:
-            await self._refuse(delivery, None, MessageDecodeError(error.field, error.reason))
-            return None
-        try:
-            return message_from_dict(document)
-        except MessageDecodeError as error:
-            await self._refuse(delivery, message_attribution(document), error)
-            return None
+        except ProtocolError:
+            document = None
+        await self._refuse(delivery, message_attribution(document), error)
 
     async def _refuse(
-        self, delivery: Delivery, sender: tuple[str, str] | None, error: MessageDecodeError
+        self, delivery: Delivery, sender: tuple[str, str] | None, error: ProtocolError
     ) -> None:
-        """Count a malformed message and, within limits, tell whoever can be told."""
+        """Count a malformed message and, within limits, tell whoever can be told (the
+        subscription has counted and reported it already)."""
         state = self._state
         state.malformed += 1
-        self._bus.report_malformed(delivery.subject, error)
         reply_to = delivery.reply if delivery.answerable else None
         if (sender is None and reply_to is None) or not self._error_replies.take(
             trio.current_time()
@@ -193,7 +183,7 @@ class Inbox:
             subject = reply_to
         try:
             await self._bus.publish(subject, payload)
-        except BusError as failure:  # a bad reply subject, say: the refusal goes unsaid
+        except (BusError, PayloadEncodeError) as failure:  # the refusal goes unsaid
             self._log.info(
                 "refuse",
                 "refusals that could not be sent",
@@ -246,7 +236,7 @@ class Inbox:
             if self._error_replies.take(trio.current_time()):
                 scope = TaskScope(task, spec.id, Ledger(task.budget))
                 await self._context.progress(ProgressKind.REFUSED, refusal.message, scope=scope)
-                await self._fail(message, reply_to, ErrorCode(refusal.code.value), refusal.message)
+                await self._fail(message, reply_to, refusal.code, refusal.message)
             return
         traced = from_wire or spec.trace
         answer: str | None = None
@@ -259,7 +249,7 @@ class Inbox:
                 if answer is not None and not isinstance(answer, str):
                     raise TypeError(f"on_message returned {type(answer).__name__}, not str or None")
             except TaskRefused as error:
-                failure = (ErrorCode(error.code.value), error.message)
+                failure = (error.code, error.message)
             except HandlerError as error:
                 state.handler_errors += 1
                 failure = (error.code, error.message)
@@ -352,7 +342,7 @@ class Inbox:
         with shutdown_scope():
             try:
                 await self._bus.publish(reply_to or agent_message(message.sender), response)
-            except BusError as error:
+            except (BusError, PayloadEncodeError) as error:
                 self._log.info(
                     "fail",
                     "error answers that could not be sent",
@@ -360,3 +350,7 @@ class Inbox:
                     message.sender,
                     error,
                 )
+
+
+def _message(delivery: Delivery) -> Message:
+    return decode_message(delivery.data)

@@ -28,9 +28,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
+from volta.protocol import ErrorCode
+
 from ._handler import HandlerError
 from ._memory import estimate_tokens
-from ._protocol import ErrorCode
 
 if TYPE_CHECKING:
     import anthropic

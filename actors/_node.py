@@ -30,6 +30,7 @@ import trio
 
 from volta.bus import Bus, BusClosed, BusOptions, ConnectionEvent, ConnectionEventKind, open_bus
 from volta.core import Fanout, open_nursery
+from volta.protocol import AgentClaim, Presence
 from volta.supervisor import (
     ChildSpec,
     Intensity,
@@ -42,8 +43,7 @@ from ._agent import Agent, AgentSpec
 from ._cancel import CancelListener, TaskRegistry
 from ._directory import Directory, IdentityClash, PresenceChange
 from ._directory_service import DirectoryService
-from ._identity import AgentClaim, Identity, IdentityConflict
-from ._protocol import Presence
+from ._identity import Identity, IdentityConflict
 from ._router import CapabilityRouter
 from ._service import ServiceResponder
 

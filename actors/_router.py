@@ -27,21 +27,22 @@ import logging
 import attrs
 import trio
 
-from volta.bus import (
-    CAPABILITY_REQUEST,
-    ROUTER_QUEUE,
-    Bus,
-    Delivery,
-    NoResponders,
-    PayloadTooLarge,
-    RequestTimeout,
-    capability_endpoint,
-)
+from volta.bus import Bus, Delivery, NoResponders, PayloadTooLarge, RequestTimeout
 from volta.core import RateLimitedLog, open_nursery
+from volta.protocol import (
+    CAPABILITY_REQUEST,
+    CAPABILITY_REQUEST_CODEC,
+    ROUTER_QUEUE,
+    CapabilityReply,
+    CapabilityRequest,
+    ErrorCode,
+    ProtocolError,
+    capability_endpoint,
+    decode_capability_reply,
+)
 
 from ._capabilities import send_capability_reply
 from ._directory import Directory
-from ._protocol import CapabilityReply, CapabilityRequest, ErrorCode, ProtocolError
 
 log = logging.getLogger("volta.actors.router")
 
@@ -149,7 +150,7 @@ class CapabilityRouter:
     async def route(self, payload: bytes) -> CapabilityReply:
         """The one reply for a capability request payload."""
         try:
-            request = CapabilityRequest.from_json(payload)
+            request = CAPABILITY_REQUEST_CODEC.decode(payload)
         except ProtocolError as error:
             return CapabilityReply.failure(ErrorCode.BAD_REQUEST, str(error))
         name = request.capability
@@ -179,7 +180,9 @@ class CapabilityRouter:
         try:
             forwarded = attrs.evolve(request, timeout=timeout)
             answer = await self._bus.request(
-                capability_endpoint(name), forwarded.to_json(), timeout=timeout
+                capability_endpoint(name),
+                CAPABILITY_REQUEST_CODEC.encode(forwarded),
+                timeout=timeout,
             )
         except NoResponders:
             return CapabilityReply.failure(
@@ -196,6 +199,6 @@ class CapabilityRouter:
                 ErrorCode.TIMEOUT, f"no agent answered {name!r} within {timeout:g} s"
             )
         try:
-            return CapabilityReply.from_json(answer.data)
+            return decode_capability_reply(answer.data)
         except ProtocolError as error:
             return CapabilityReply.failure(ErrorCode.AGENT_ERROR, f"malformed agent reply: {error}")

@@ -24,10 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from volta.bus import Bus, BusError, Delivery, Subscription, capability_endpoint
+from volta.bus import Bus, BusError, Delivery, Subscription
 from volta.core import open_nursery
-
-from ._protocol import dump_json
+from volta.protocol import capability_endpoint, encode_json
 
 if TYPE_CHECKING:
     from ._agent import Agent
@@ -144,7 +143,7 @@ class ServiceResponder:
             if wanted is not None and agent.spec.id != wanted:
                 continue
             try:
-                await self._bus.respond(request, dump_json(describe(agent, verb, self._version)))
+                await self._bus.respond(request, encode_json(describe(agent, verb, self._version)))
             except BusError as error:
                 log.info("could not answer %s: %s", request.subject, error)
                 return

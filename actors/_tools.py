@@ -13,28 +13,28 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import attrs
 
-from volta.bus import (
-    BusError,
+from volta.bus import BusError, RequestTimeout
+from volta.protocol import (
+    ID_PATTERN,
     InvalidSubject,
     PayloadEncodeError,
-    RequestTimeout,
+    Presence,
+    ProtocolError,
+    VoltaError,
     validate_own_agent_id,
 )
 
-from ._calls import AskFailed, AskTimeout, CapabilityFailed
 from ._context import AgentContext
-from ._protocol import Presence, ProtocolError
-from ._task import TaskRefused
 
 MAX_TOOL_TIMEOUT = 600.0
 """Longest wait a tool call may ask for, in seconds (a larger one is cut to it)."""
 
-_ID = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
+_ID = {"type": "string", "pattern": f"^{ID_PATTERN}$"}
 _TIMEOUT = {
     "type": "number",
     "exclusiveMinimum": 0,
@@ -114,7 +114,6 @@ TOOLS: tuple[dict[str, Any], ...] = (
 )
 """Every tool's definition, as the Messages API takes them (without cache_control)."""
 
-TOOL_NAMES = frozenset(tool["name"] for tool in TOOLS)
 DELEGATING = frozenset({"ask_agent", "send_message", "request_capability"})
 """Tools that hand part of the task's budget to someone else."""
 
@@ -201,17 +200,9 @@ def _presence(arguments: Mapping[str, Any]) -> Presence | None:
 
 def _error_text(error: BaseException) -> str:
     """What the model reads when a tool fails: a code it can act on, and words."""
-    if isinstance(error, TaskRefused):
-        return f"{error.code.value}: {error.message}"
-    if isinstance(error, AskFailed):
-        return f"{error.code}: {error.message}"
-    if isinstance(error, AskTimeout):
-        return f"timeout: {error}"
-    if isinstance(error, CapabilityFailed):
-        return f"{error.code.value}: {error.message}"
-    if isinstance(error, ToolInputError):
-        return f"bad_input: {error}"
-    if isinstance(error, InvalidSubject):
+    if isinstance(error, VoltaError):  # refusals, failed asks and capability calls, timeouts
+        return error.describe()
+    if isinstance(error, ToolInputError | InvalidSubject):
         return f"bad_input: {error}"
     if isinstance(error, RequestTimeout):
         return f"timeout: {error}"
@@ -236,20 +227,26 @@ class ToolBox:
     def __init__(self, *, max_chars: int = 8000, roster_page: int = 50) -> None:
         self._max_chars = max_chars
         self._roster_page = roster_page
+        self._tools: dict[str, Callable[[ToolCall, AgentContext], Awaitable[str]]] = {
+            "ask_agent": self._ask_agent,
+            "send_message": self._send_message,
+            "broadcast": self._broadcast,
+            "list_agents": self._list_agents,
+            "request_capability": self._request_capability,
+        }
+        """Each tool of :data:`TOOLS`, by name, and what runs it."""
 
     async def run(self, call: ToolCall, context: AgentContext) -> ToolResult:
         """Run one call; never raises (but for cancellation)."""
         try:
-            if call.name not in TOOL_NAMES:
+            tool = self._tools.get(call.name)
+            if tool is None:
                 raise ToolInputError(f"there is no tool {call.name!r}")
             if not isinstance(call.input, Mapping):
                 raise ToolInputError("the input must be a JSON object")
-            text = await getattr(self, f"_{call.name}")(call, context)
+            text = await tool(call, context)
         except (
-            TaskRefused,
-            AskFailed,
-            AskTimeout,
-            CapabilityFailed,
+            VoltaError,
             ToolInputError,
             BusError,
             ProtocolError,

@@ -26,9 +26,10 @@ from typing import Any
 import attrs
 import trio
 
+from volta.protocol import TASK_CODEC, ErrorCode, ProtocolError, TaskContext
+
 from ._cancel import RunningUnit, TaskRegistry
-from ._protocol import ErrorCode, ProtocolError
-from ._task import CURRENT_TASK, Ledger, TaskContext, TaskScope
+from ._task import CURRENT_TASK, Ledger, TaskScope
 
 
 def unit_context(
@@ -60,7 +61,7 @@ def unit_context(
         budget = 0
     if task is None:
         return TaskContext.root(sender, timeout=timeout, budget=budget), False
-    context = TaskContext.from_metadata(task)
+    context = TASK_CODEC.from_dict(task, "task")
     if budget is not None and (context.budget is None or context.budget > budget):
         context = attrs.evolve(context, budget=budget)
     if timeout is not None:
@@ -99,8 +100,9 @@ def running_unit(
     traced: bool,
 ) -> Iterator[Unit]:
     """Run the block as a unit of ``context`` (see the module docstring)."""
-    deadline = context.trio_deadline()
-    cancel_scope = trio.CancelScope(deadline=deadline if math.isfinite(deadline) else math.inf)
+    remaining = context.remaining()
+    deadline = math.inf if remaining is None else trio.current_time() + remaining
+    cancel_scope = trio.CancelScope(deadline=deadline)
     scope = TaskScope(context, agent_id, Ledger(context.budget), traced=traced)
     registered = registry.running(context, cancel_scope) if registry is not None else nullcontext()
     with registered as running:

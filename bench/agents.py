@@ -54,26 +54,24 @@ from volta.actors import (
     AgentFault,
     AgentSpec,
     CapabilityError,
-    CapabilityRequest,
     Directory,
     EchoHandler,
-    ErrorCode,
     Node,
     NodeSpec,
-    Presence,
     SupervisionPolicy,
 )
 from volta.actors._context import PendingAsks  # what tests' client_context uses too
-from volta.bus import (
+from volta.bus import Bus, BusOptions, open_bus, run_nats_server
+from volta.protocol import (
+    CAPABILITY_REQUEST_CODEC,
     MCP_LIST_AGENTS,
-    Bus,
-    BusOptions,
+    CapabilityRequest,
+    ErrorCode,
     Message,
     MessageType,
+    Presence,
     agent_message,
     capability_endpoint,
-    open_bus,
-    run_nats_server,
 )
 from volta.supervisor import EventKind, Intensity, SupervisorEvent
 
@@ -523,7 +521,9 @@ async def profile_worker(url: str, size: int, what: str) -> dict[str, Any]:
 
 async def latency_worker(url: str, count: int, listed: int) -> dict[str, Any]:
     warmup = max(20, count // 10)
-    request = CapabilityRequest(capability="word_count", input=TEXT, timeout=10.0).to_json()
+    request = CAPABILITY_REQUEST_CODEC.encode(
+        CapabilityRequest(capability="word_count", input=TEXT, timeout=10.0)
+    )
     results: dict[str, Any] = {"requests": count}
     gc_clock = GcClock()
     async with (

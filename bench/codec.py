@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from volta.bus import (
+from volta.protocol import (
     Message,
     decode_json,
     decode_message,

@@ -21,23 +21,20 @@ from nats import errors as nats_errors
 from nats.aio.client import Client
 
 from volta.core import Fanout, Throttle, open_nursery, printable
+from volta.protocol import InvalidSubject, Message, encode_message, validate_subject
 
 from ._connect import ConnectionMonitor
 from ._errors import (
     BusClosed,
-    InvalidSubject,
-    MessageDecodeError,
     NoResponders,
     PayloadTooLarge,
     RequestTimeout,
 )
 from ._events import ConnectionEvent, ConnectionEventKind
 from ._loop import asyncio_loop
-from ._message import Message, encode_message
 from ._options import BusOptions, redact_url
 from ._outbox import Command, Completion, Outbox
 from ._requests import RequestMux, is_no_responders, wait_reply
-from ._subjects import validate_subject
 from ._subscription import (
     Delivery,
     MessageSubscription,
@@ -209,7 +206,9 @@ class Bus:
         waits, not on every call: that is the price of a cheap bridge.
 
         Raises:
-            InvalidSubject: the subject (or reply subject) is malformed.
+            InvalidSubject: the subject (or reply subject) is malformed (a protocol
+                error: nothing was sent).
+            PayloadEncodeError: the message holds something Volta JSON cannot carry.
             PayloadTooLarge: the payload exceeds the server's max_payload.
             BusClosed: the bus is closed.
         """
@@ -242,7 +241,7 @@ class Bus:
         Raises:
             ValueError: the delivery has no reply subject.
             InvalidSubject: its reply subject is one Volta never answers to (one of its
-                own subjects, ``volta.bus.is_answerable``): a reflection attempt.
+                own subjects, ``volta.protocol.is_answerable``): a reflection attempt.
         """
         if not request.reply:
             raise ValueError(f"the delivery on {request.subject!r} has no reply subject")
@@ -310,7 +309,7 @@ class Bus:
             BusClosed: the bus is closed.
         """
         async with self._subscription(subject, queue, max_messages, max_bytes, overflow) as buffer:
-            yield Subscription(buffer)
+            yield Subscription(buffer, self.report_malformed)
 
     @asynccontextmanager
     async def subscribe_messages(
@@ -324,7 +323,7 @@ class Bus:
     ) -> AsyncIterator[MessageSubscription]:
         """Like :meth:`subscribe`, but yields decoded messages and skips malformed ones."""
         async with self._subscription(subject, queue, max_messages, max_bytes, overflow) as buffer:
-            yield MessageSubscription(buffer, self._on_malformed)
+            yield MessageSubscription(buffer, self.report_malformed)
 
     def report_malformed(self, subject: str, error: Exception | str) -> None:
         """Count, log and report a payload on ``subject`` that could not be used.
@@ -344,9 +343,6 @@ class Bus:
             shown = printable(subject)
             log.warning("malformed message on %s skipped: %s", shown, printable(error, 500))
             self._monitor.emit(ConnectionEventKind.MALFORMED, f"{shown}: {printable(error, 500)}")
-
-    def _on_malformed(self, subject: str, error: MessageDecodeError) -> None:
-        self.report_malformed(subject, error)
 
     def _on_overflow(self, subject: str) -> None:
         if self._overflow_reports.admit(subject, trio.current_time()).report:

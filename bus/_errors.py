@@ -1,7 +1,10 @@
 """The errors the bus raises.
 
-Every error is a ``BusError`` so callers can catch the family at once. Errors
-never carry credentials: URLs inside them are redacted before they are built.
+Every error of the transport is a ``BusError`` so callers can catch the family at
+once. What the bus is given that cannot go on the wire at all (a malformed subject,
+a value JSON cannot carry) is the protocol's error (``volta.protocol.InvalidSubject``,
+``PayloadEncodeError``), raised before anything is sent. Errors never carry
+credentials: URLs inside them are redacted before they are built.
 """
 
 from __future__ import annotations
@@ -9,47 +12,6 @@ from __future__ import annotations
 
 class BusError(Exception):
     """Base class of every error raised by ``volta.bus``."""
-
-
-class InvalidSubject(BusError, ValueError):
-    """A subject or agent id is not acceptable (empty, wildcard, bad token)."""
-
-
-class PayloadDecodeError(BusError, ValueError):
-    """A payload is not Volta JSON (see ``volta.bus.decode_json``).
-
-    Attributes:
-        field: the JSON field at fault (``"$"`` for the document as a whole,
-            ``"$.metadata.x"`` for a value inside it).
-        reason: what is wrong with it, in words.
-    """
-
-    _what = "invalid payload"
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{self._what}: {field}: {reason}")
-        self.field = field
-        self.reason = reason
-
-
-class MessageDecodeError(PayloadDecodeError):
-    """A payload is not a valid Volta message."""
-
-    _what = "invalid message"
-
-
-class PayloadEncodeError(BusError, ValueError):
-    """A value cannot be sent as Volta JSON (a non-JSON type, NaN, a lone surrogate, ...).
-
-    Attributes:
-        field: where in the value (``"$"`` for the value itself).
-        reason: what is wrong with it, in words.
-    """
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"cannot encode as JSON: {field}: {reason}")
-        self.field = field
-        self.reason = reason
 
 
 class PayloadTooLarge(BusError, ValueError):

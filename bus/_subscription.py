@@ -33,15 +33,13 @@ import asyncio
 import enum
 import logging
 from collections import deque
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import attrs
 import trio
 
-from ._errors import MessageDecodeError
-from ._message import Message, decode_message
-from ._subjects import is_answerable
+from volta.protocol import Message, ProtocolError, decode_message, is_answerable
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -51,6 +49,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("volta.bus")
 
 _YIELD_EVERY = 256
+
+T = TypeVar("T")
+
+MalformedReport = Callable[[str, "Exception | str"], None]
+"""How a subscription reports a payload it skipped (the bus's ``report_malformed``)."""
+MalformedHook = Callable[["Delivery", ProtocolError], Awaitable[None]]
+"""What the owner of a decoded subscription does with a payload that did not decode
+(count it, refuse it to its sender), besides the bus's count and report."""
 
 
 class Overflow(enum.Enum):
@@ -75,14 +81,14 @@ class Delivery:
 
     @property
     def answerable(self) -> bool:
-        """Whether its reply subject may receive an answer (``volta.bus.is_answerable``)."""
+        """Whether its reply subject may receive an answer (``volta.protocol.is_answerable``)."""
         return is_answerable(self.reply)
 
     def decode(self) -> Message:
         """The payload as a Volta message.
 
         Raises:
-            MessageDecodeError: the payload is not a valid message.
+            ProtocolError: the payload is not a valid message.
         """
         return decode_message(self.data)
 
@@ -314,8 +320,9 @@ class Subscription:
     Iteration ends with ``BusClosed`` if the connection is closed for good.
     """
 
-    def __init__(self, buffer: SubscriptionBuffer) -> None:
+    def __init__(self, buffer: SubscriptionBuffer, report: MalformedReport) -> None:
         self._buffer = buffer
+        self._report = report
 
     @property
     def subject(self) -> str:
@@ -337,20 +344,68 @@ class Subscription:
         """The counters of this subscription."""
         return self._buffer.statistics()
 
+    def malformed(self, delivery: Delivery, error: Exception | str) -> None:
+        """A payload that could not be used: counted (``statistics().malformed``, and
+        the bus's), reported (the first of a subject at once, the rest in a summary per
+        report interval) and skipped. For rules a decoder cannot see (a status on
+        another agent's subject)."""
+        self._buffer.malformed += 1
+        self._report(delivery.subject, error)
 
-class MessageSubscription:
-    """An async iterator of decoded :class:`Message` objects.
+    def decoded(
+        self, decode: Callable[[Delivery], T], *, on_malformed: MalformedHook | None = None
+    ) -> DecodedSubscription[T]:
+        """The deliveries whose payload decodes, each with its value: ``async for
+        delivery, value in subscription.decoded(decode)``.
 
-    A payload that is not a valid message is skipped: it is counted in
-    ``statistics().malformed``, logged, and reported to ``on_malformed``; it
-    never raises into the consumer.
-    """
+        Args:
+            decode: a total decoder: the value, or :class:`~volta.protocol.ProtocolError`.
+            on_malformed: also told of each payload that did not decode (after it is
+                counted and reported), for owners that count or answer it.
+        """
+        return DecodedSubscription(self, decode, on_malformed)
+
+
+class DecodedSubscription(Generic[T]):
+    """Deliveries and their decoded values; what does not decode is malformed: counted,
+    reported, handed to the owner's hook, and skipped. Never raises a decode error
+    into the consumer."""
 
     def __init__(
-        self, buffer: SubscriptionBuffer, on_malformed: Callable[[str, MessageDecodeError], Any]
+        self,
+        subscription: Subscription,
+        decode: Callable[[Delivery], T],
+        on_malformed: MalformedHook | None,
     ) -> None:
-        self._buffer = buffer
+        self._subscription = subscription
+        self._decode = decode
         self._on_malformed = on_malformed
+
+    def __aiter__(self) -> DecodedSubscription[T]:
+        return self
+
+    async def __anext__(self) -> tuple[Delivery, T]:
+        while True:
+            delivery = await self._subscription.__anext__()
+            try:
+                return delivery, self._decode(delivery)
+            except ProtocolError as error:
+                self._subscription.malformed(delivery, error)
+                if self._on_malformed is not None:
+                    await self._on_malformed(delivery, error)
+
+
+class MessageSubscription:
+    """An async iterator of decoded :class:`~volta.protocol.Message` objects.
+
+    A payload that is not a valid message is skipped: it is counted in
+    ``statistics().malformed``, logged, and reported; it never raises into the
+    consumer.
+    """
+
+    def __init__(self, buffer: SubscriptionBuffer, report: MalformedReport) -> None:
+        self._buffer = buffer
+        self._report = report
 
     @property
     def subject(self) -> str:
@@ -366,9 +421,9 @@ class MessageSubscription:
             msg = buffer.take_nowait() or await buffer.get()
             try:
                 return decode_message(msg.data)
-            except MessageDecodeError as error:
+            except ProtocolError as error:
                 buffer.malformed += 1
-                self._on_malformed(msg.subject, error)
+                self._report(msg.subject, error)
 
     def statistics(self) -> SubscriptionStatistics:
         """The counters of this subscription."""

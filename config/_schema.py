@@ -22,7 +22,8 @@ from typing import Any, TypeGuard
 
 import attrs
 
-from volta.bus import BROADCAST, BusOptions, ReconnectPolicy, validate_agent_id
+from volta.bus import BusOptions, ReconnectPolicy
+from volta.protocol import BROADCAST, validate_agent_id
 
 from ._errors import ConfigError, ConfigProblem, describe
 

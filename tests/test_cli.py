@@ -15,9 +15,9 @@ from pathlib import Path
 import trio
 
 from volta._commands import MAX_INDENT
-from volta.actors import progress_subject
-from volta.bus import MCP_LIST_AGENTS, Bus, NatsServer, agent_message, open_bus
+from volta.bus import Bus, NatsServer, open_bus
 from volta.config import shipped_config
+from volta.protocol import MCP_LIST_AGENTS, agent_message, progress_subject
 
 from .actors.conftest import client_context
 from .fake_anthropic import Recorded, Reply, fake_messages_api, text, tool_use
@@ -437,8 +437,9 @@ async def test_a_hostile_agent_cannot_write_to_the_terminal(nats_server: NatsSer
     assert lines[0] == ("  victim thinking: \\x1b]0;PWNED\\x07\\x1b[2Jfine volta: answer: 42")
     assert lines[1] == "  victim thinking: invoice\\u202efdp.exe\\u200b"
     assert max(len(line) - len(line.lstrip(" ")) for line in lines) == 2 * MAX_INDENT
+    # (A code this version does not know is agent_error, the peer's code kept in the words.)
     assert lines[-1] == (
-        "volta: agent 'victim' failed: agent_error\\x1b[8m: "
+        "volta: agent 'victim' failed: agent_error: agent_error\\x1b[8m: "
         "\\x1b]0;PWNED\\x07\\x1b[2Jfine\\x0avolta: answer: 42"
     )
 

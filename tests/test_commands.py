@@ -24,8 +24,9 @@ from volta._commands import (
     capability_input,
     json_line,
 )
-from volta.actors import OfflineModel, ProgressEvent, ProgressKind
+from volta.actors import OfflineModel
 from volta.core import printable
+from volta.protocol import ProgressEvent, ProgressKind
 
 
 def test_the_progress_tree_indents_by_parent_and_keeps_one_line_an_event() -> None:

@@ -18,10 +18,11 @@ ROOT = Path(volta.__file__).parent
 
 BELOW: dict[str, set[str]] = {
     "core": set(),
-    "bus": {"core"},
+    "protocol": {"core"},
+    "bus": {"core", "protocol"},
     "supervisor": {"core"},
-    "actors": {"core", "bus", "supervisor"},
-    "config": {"core", "bus", "supervisor"},
+    "actors": {"core", "protocol", "bus", "supervisor"},
+    "config": {"core", "protocol", "bus", "supervisor"},
 }
 """What each package may import (besides itself)."""
 

@@ -46,33 +46,24 @@ from typing import Any, TextIO
 import attrs
 import trio
 
-from volta.actors import (
+from volta.actors import AskFailed, AskTimeout, CapabilityFailed, Client, open_client
+from volta.bus import BusError, BusOptions, ConnectFailed, NoResponders, PayloadTooLarge
+from volta.core import open_nursery, printable
+from volta.protocol import (
+    AGENT_INFO_CODEC,
     MAX_BUDGET,
+    MAX_JSON_DEPTH,
     MAX_THREAD_ID,
     AgentInfo,
-    AskFailed,
-    AskTimeout,
-    CapabilityFailed,
-    Client,
+    InvalidSubject,
+    PayloadEncodeError,
     ProgressEvent,
     ProtocolError,
     TaskRefused,
-    open_client,
-)
-from volta.bus import (
-    MAX_JSON_DEPTH,
-    BusError,
-    BusOptions,
-    ConnectFailed,
-    InvalidSubject,
-    NoResponders,
-    PayloadEncodeError,
-    PayloadTooLarge,
     check_json,
     validate_agent_id,
     validate_capability,
 )
-from volta.core import open_nursery, printable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 DEFAULT_URL = "nats://127.0.0.1:4222"
@@ -393,7 +384,7 @@ async def _agents(client: Client, args: argparse.Namespace) -> int:
     agents = await client.agents(capability=args.capability)
     if args.json:
         for info in agents:
-            print(json_line(info.to_dict()))
+            print(json_line(AGENT_INFO_CODEC.to_dict(info)))
     else:
         print(_table(agents) if agents else "no agents")
     return EXIT_OK

@@ -24,7 +24,8 @@ from volta.actors import (
     SupervisionPolicy,
 )
 from volta.actors._context import PendingAsks
-from volta.bus import Bus, BusOptions, Message, ReconnectPolicy
+from volta.bus import Bus, BusOptions, ReconnectPolicy
+from volta.protocol import Message
 from volta.supervisor import Intensity
 
 FAST_RECONNECT = ReconnectPolicy(initial_delay=0.05, max_delay=0.2, jitter=0.1)

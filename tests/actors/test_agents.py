@@ -9,28 +9,19 @@ from typing import Any
 import pytest
 import trio
 
-from volta.actors import (
-    AgentContext,
-    AgentFault,
-    AskFailed,
-    AskTimeout,
-    CapabilityFailed,
-    ErrorCode,
-    Presence,
-)
-from volta.bus import (
+from volta.actors import AgentContext, AgentFault, AskFailed, AskTimeout, CapabilityFailed
+from volta.bus import NatsServer, NatsServerConfig, open_bus, run_nats_server
+from volta.core import open_nursery
+from volta.protocol import (
     AGENT_ANNOUNCE,
     CAPABILITY_REQUEST,
+    ErrorCode,
     InvalidSubject,
     Message,
     MessageType,
-    NatsServer,
-    NatsServerConfig,
+    Presence,
     agent_status,
-    open_bus,
-    run_nats_server,
 )
-from volta.core import open_nursery
 from volta.supervisor import EventKind, Intensity, SupervisorEvent
 
 from .conftest import (

@@ -18,13 +18,8 @@ import pytest
 import trio
 
 from volta.actors import AskFailed, SupervisionPolicy
-from volta.bus import (
-    AGENT_ANNOUNCE,
-    ConnectionEvent,
-    ConnectionEventKind,
-    NatsServer,
-    open_bus,
-)
+from volta.bus import ConnectionEvent, ConnectionEventKind, NatsServer, open_bus
+from volta.protocol import AGENT_ANNOUNCE
 from volta.supervisor import Backoff, EventKind, Intensity, SupervisorEvent
 
 from .conftest import (

@@ -17,22 +17,29 @@ import pytest
 import trio
 
 from volta.actors import (
-    PROGRESS_ALL,
     AgentSpec,
     AskFailed,
     Brain,
     BrainSpec,
     CapabilityFailed,
     ClaudeModel,
-    ErrorCode,
     FunctionCapabilities,
+    open_client,
+)
+from volta.bus import NatsServer, open_bus
+from volta.protocol import (
+    PROGRESS_ALL,
+    PROGRESS_CODEC,
+    TASK_CODEC,
+    ErrorCode,
+    Message,
+    MessageType,
     ProgressEvent,
     ProgressKind,
     TaskContext,
     TaskRefused,
-    open_client,
+    agent_status,
 )
-from volta.bus import Message, MessageType, NatsServer, agent_status, open_bus
 
 from ..fake_anthropic import (
     FakeMessagesAPI,
@@ -318,7 +325,7 @@ async def test_cancelling_the_asker_cancels_the_work_on_b_and_c(nats_server: Nat
                 await wait_until(lambda: node.tasks.cancelled == 3 and len(node.tasks) == 0)
                 with trio.fail_after(5):
                     while {"a", "b", "c"} - {e.agent for e in events if e.kind is CANCELLED}:
-                        events.append(ProgressEvent.from_json((await progress.receive()).data))
+                        events.append(PROGRESS_CODEC.decode((await progress.receive()).data))
         finally:
             release.set()
     # a's unit and both delegates' units were cancelled, by span, on their agents, and
@@ -486,7 +493,7 @@ async def test_a_question_with_no_budget_left_is_refused_not_ignored(
                 to="a",
                 message="think for free",
                 type=MessageType.QUERY,
-                metadata={"task": task.to_metadata()},
+                metadata={"task": TASK_CODEC.to_dict(task)},
             )
             reply = (await bus.request("agent.a.message", question, timeout=5)).decode()
     assert reply.metadata["error"]["code"] == "budget_exceeded"

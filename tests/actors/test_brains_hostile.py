@@ -16,19 +16,20 @@ import attrs
 import pytest
 import trio
 
-from volta.actors import AgentContext, AgentStatus, AskFailed, ProgressEvent, open_client
+from volta.actors import AgentContext, AskFailed, open_client
 from volta.actors._models import redact_url, scrub_secret
-from volta.actors._task import TaskContext
-from volta.bus import (
+from volta.bus import NatsServer, open_bus
+from volta.protocol import (
     AGENT_ANNOUNCE,
     AGENT_BROADCAST,
+    PROGRESS_CODEC,
+    STATUS_CODEC,
     InvalidSubject,
     Message,
     MessageType,
-    NatsServer,
+    TaskContext,
     agent_message,
     agent_status,
-    open_bus,
 )
 
 from ..fake_anthropic import Recorded, Reply, error, fake_messages_api, text, tool_use
@@ -74,7 +75,7 @@ async def test_a_token_count_from_the_api_cannot_poison_the_heartbeat(
             async with open_bus(nats_server.url) as bus, bus.subscribe(agent_status("a")) as beats:
                 with trio.fail_after(5):
                     for _ in range(3):  # three beats after the call, each one readable
-                        status = AgentStatus.from_json((await anext(beats)).data)
+                        status = STATUS_CODEC.decode((await anext(beats)).data)
             assert node.agents["a"].statistics().restarts == 0
             listed = {info.id: info.status.value for info in await client.agents()}
     assert answer.message == "ok"
@@ -539,10 +540,10 @@ def test_a_progress_event_from_the_wire_is_made_harmless() -> None:
         "detail": "x" * 100_000,
         "tokens": -(10**18),
     }
-    event = ProgressEvent.from_json(json.dumps(forged).encode())
+    event = PROGRESS_CODEC.decode(json.dumps(forged).encode())
     assert len(event.detail) == 500
     assert event.tokens == 0
-    event = ProgressEvent.from_json(json.dumps({**forged, "tokens": 10**18}).encode())
+    event = PROGRESS_CODEC.decode(json.dumps({**forged, "tokens": 10**18}).encode())
     assert event.tokens == 10**12
 
 

@@ -10,14 +10,8 @@ import pytest
 import trio
 import trio.testing
 
-from volta.actors import (
-    AgentInfo,
-    AgentStatus,
-    Directory,
-    IdentityClash,
-    Presence,
-    PresenceChange,
-)
+from volta.actors import Directory, IdentityClash, PresenceChange
+from volta.protocol import AgentInfo, AgentStatus, Presence
 
 
 def status(

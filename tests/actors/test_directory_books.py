@@ -15,7 +15,8 @@ from typing import Any
 import attrs
 import pytest
 
-from volta.actors import AgentInfo, AgentStatus, Directory, InstanceInfo, Presence
+from volta.actors import Directory
+from volta.protocol import AgentInfo, AgentStatus, InstanceInfo, Presence
 
 
 def beat(

@@ -10,8 +10,9 @@ import re
 
 import pytest
 
-from volta.actors import AgentStatus, Directory, IdentityClash, Presence
+from volta.actors import Directory, IdentityClash
 from volta.actors._directory import MAX_INSTANCES
+from volta.protocol import AgentStatus, Presence
 
 OUT_OF_RANGE = re.escape(
     "default_interval and forget_after must be > 0, missed and max_agents >= 1"

@@ -12,7 +12,8 @@ import json
 import trio
 import trio.testing
 
-from volta.actors import AgentStatus, Directory, Presence, PresenceChange
+from volta.actors import Directory, PresenceChange
+from volta.protocol import AgentStatus, Presence
 
 
 def status(

@@ -19,26 +19,17 @@ from typing import Any
 import pytest
 import trio
 
-from volta.actors import (
-    AgentStatus,
-    Directory,
-    DirectoryService,
-    IdentityClash,
-    Presence,
-    PresenceChange,
-)
+from volta.actors import Directory, DirectoryService, IdentityClash, PresenceChange
 from volta.bus import (
-    AGENT_ANNOUNCE,
-    MCP_LIST_AGENTS,
     Bus,
     BusOptions,
     ConnectionEventKind,
     NatsServer,
     NatsServerConfig,
-    agent_status,
     open_bus,
     run_nats_server,
 )
+from volta.protocol import AGENT_ANNOUNCE, MCP_LIST_AGENTS, AgentStatus, Presence, agent_status
 
 from .conftest import client_context, wait_until
 

@@ -18,15 +18,9 @@ from typing import Any
 import pytest
 import trio
 
-from volta.actors import (
-    AgentStatus,
-    Directory,
-    DirectoryService,
-    IdentityClash,
-    Presence,
-    PresenceChange,
-)
-from volta.bus import MCP_LIST_AGENTS, Bus, NatsServer, open_bus
+from volta.actors import Directory, DirectoryService, IdentityClash, PresenceChange
+from volta.bus import Bus, NatsServer, open_bus
+from volta.protocol import MCP_LIST_AGENTS, AgentStatus, Presence
 
 from .conftest import agent, node_spec, running_node
 

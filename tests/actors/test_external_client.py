@@ -20,22 +20,17 @@ from typing import Any
 import pytest
 import trio
 
-from volta.actors import (
-    AgentContext,
-    CapabilityFailed,
+from volta.actors import AgentContext, CapabilityFailed, Node
+from volta.bus import ConnectionEvent, ConnectionEventKind, NatsServer, open_bus
+from volta.protocol import (
+    CAPABILITY_REQUEST,
+    CAPABILITY_REQUEST_CODEC,
     CapabilityReply,
     CapabilityRequest,
     ErrorCode,
-    Node,
-    Presence,
-)
-from volta.bus import (
-    CAPABILITY_REQUEST,
-    ConnectionEvent,
-    ConnectionEventKind,
     Message,
-    NatsServer,
-    open_bus,
+    Presence,
+    decode_capability_reply,
 )
 
 from .conftest import agent, client_context, node_spec, running_node, seed_agents, wait_until
@@ -155,10 +150,12 @@ async def test_external_agent_is_listed_and_exchanges_messages(nats_server: Nats
         with trio.fail_after(10):
             assert await context.request_capability("reverse", "volta") == "atlov"
             request = CapabilityRequest(capability="reverse", input="abc", timeout=5)
-            raw = await bus.request(CAPABILITY_REQUEST, request.to_json(), timeout=6)
+            raw = await bus.request(
+                CAPABILITY_REQUEST, CAPABILITY_REQUEST_CODEC.encode(request), timeout=6
+            )
             with pytest.raises(CapabilityFailed) as caught:
                 await context.request_capability("reverse", 42)
-        assert CapabilityReply.from_json(raw.data) == CapabilityReply.success("cba", EXTERNAL)
+        assert decode_capability_reply(raw.data) == CapabilityReply.success("cba", EXTERNAL)
         assert caught.value.code is ErrorCode.BAD_REQUEST
         assert caught.value.agent == EXTERNAL
 

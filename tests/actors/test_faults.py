@@ -9,16 +9,9 @@ import attrs
 import pytest
 import trio
 
-from volta.actors import AskFailed, Node, Presence
-from volta.bus import (
-    AGENT_ANNOUNCE,
-    BusClosed,
-    BusOptions,
-    ConnectionEventKind,
-    NatsServer,
-    agent_status,
-    open_bus,
-)
+from volta.actors import AskFailed, Node
+from volta.bus import BusClosed, BusOptions, ConnectionEventKind, NatsServer, open_bus
+from volta.protocol import AGENT_ANNOUNCE, Presence, agent_status
 from volta.supervisor import EventKind, SupervisorEvent
 
 from .conftest import (

@@ -27,28 +27,23 @@ from volta.actors import (
     AskFailed,
     CapabilityFailed,
     EchoHandler,
-    ErrorCode,
     Node,
-    Presence,
     SupervisionPolicy,
 )
-from volta.bus import (
+from volta.bus import Bus, ConnectionEvent, ConnectionEventKind, NatsServer, Subscription, open_bus
+from volta.protocol import (
     AGENT_ANNOUNCE,
     AGENT_BROADCAST,
     AGENT_CLAIM,
     CAPABILITY_REQUEST,
     MCP_LIST_AGENTS,
-    Bus,
-    ConnectionEvent,
-    ConnectionEventKind,
+    ErrorCode,
     Message,
-    NatsServer,
-    PayloadDecodeError,
-    Subscription,
+    Presence,
+    ProtocolError,
     agent_status,
     decode_json,
     encode_message,
-    open_bus,
 )
 from volta.supervisor import Intensity
 
@@ -184,7 +179,7 @@ class Watch:
             while True:
                 try:
                     beat = decode_json((await self.beats.receive()).data)
-                except PayloadDecodeError:
+                except ProtocolError:
                     continue
                 if isinstance(beat, dict) and beat.get("instance") == instance:
                     return

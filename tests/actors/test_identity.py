@@ -11,14 +11,9 @@ from typing import Any
 import pytest
 import trio
 
-from volta.actors import (
-    AgentContext,
-    IdentityClash,
-    IdentityConflict,
-    Node,
-    Presence,
-)
-from volta.bus import AGENT_ANNOUNCE, Message, NatsServer, agent_status, open_bus
+from volta.actors import AgentContext, IdentityClash, IdentityConflict, Node
+from volta.bus import NatsServer, open_bus
+from volta.protocol import AGENT_ANNOUNCE, Message, Presence, agent_status
 
 from .conftest import Recorder, agent, client_context, node_spec, running_node, wait_until
 

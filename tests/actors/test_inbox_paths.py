@@ -27,20 +27,17 @@ from typing import Any
 import pytest
 import trio
 
-from volta.actors import AgentContext, AskFailed, EchoHandler, ErrorCode, HandlerError
+from volta.actors import AgentContext, AskFailed, EchoHandler, HandlerError
 from volta.actors._agent import AgentState
 from volta.actors._inbox import Inbox
-from volta.bus import (
+from volta.bus import BusOptions, Delivery, NatsServer, Subscription, open_bus
+from volta.protocol import (
     AGENT_BROADCAST,
-    BusOptions,
-    Delivery,
+    ErrorCode,
     Message,
-    MessageDecodeError,
     MessageType,
-    NatsServer,
-    Subscription,
+    ProtocolError,
     encode_message,
-    open_bus,
 )
 
 from .conftest import Recorder, agent, client_context, node_spec, running_node, wait_until
@@ -549,7 +546,7 @@ async def test_answers_errors_and_refusals_the_bus_cannot_send_are_logged_never_
         inbox = Inbox(state, closing, client_context(closing, "alpha"))
     question = to_alpha("hello")
     delivery = Delivery(subject="agent.alpha.message", data=b"{broken", reply="_INBOX.gone.1")
-    refusal = MessageDecodeError("$", "not valid UTF-8 JSON")
+    refusal = ProtocolError("$", "not valid UTF-8 JSON")
     for _ in range(2):  # the second of each kind is held back
         await inbox._answer(question, "_INBOX.gone.2", "re: hello", None)
         await inbox._fail(question, "_INBOX.gone.3", ErrorCode.AGENT_ERROR, "it broke")

@@ -19,18 +19,23 @@ import trio.testing
 
 import volta.actors._directory as directory_module
 from volta._logging import PrintableMessages
-from volta.actors import AgentStatus, Directory, ErrorCode, IdentityClash, ProtocolError
-from volta.actors._protocol import AgentInfo, decode_agent_page, encode_agent_info
-from volta.bus import (
+from volta.actors import Directory, IdentityClash
+from volta.bus import BusOptions, NatsServer, open_bus
+from volta.core import RateLimitedLog, Throttle
+from volta.protocol import (
     AGENT_ANNOUNCE,
     AGENT_BROADCAST,
+    AGENT_INFO_CODEC,
     CAPABILITY_REQUEST,
     MCP_LIST_AGENTS,
-    BusOptions,
-    NatsServer,
-    open_bus,
+    STATUS_CODEC,
+    AgentInfo,
+    AgentStatus,
+    ErrorCode,
+    ProtocolError,
+    decode_agent_page,
+    encode_agent_info,
 )
-from volta.core import RateLimitedLog, Throttle
 
 from .conftest import (
     FAST_RECONNECT,
@@ -43,7 +48,7 @@ from .conftest import (
 
 
 def status(**fields: object) -> AgentStatus:
-    return AgentStatus.from_json(json.dumps(fields).encode())
+    return STATUS_CODEC.decode(json.dumps(fields).encode())
 
 
 async def raw_publish(server: NatsServer, items: list[tuple[str, str, bytes]]) -> None:
@@ -147,9 +152,9 @@ async def test_an_endless_fake_directory_does_not_keep_a_node_from_starting(
 
 
 def test_a_listing_entry_volta_accepts_is_one_volta_can_send_back() -> None:
-    info = AgentInfo.from_dict({"id": "ancient", "last_seen": "0999-01-01T00:00:00Z"})
+    info = AGENT_INFO_CODEC.from_dict({"id": "ancient", "last_seen": "0999-01-01T00:00:00Z"})
     page = b'{"agents":[' + encode_agent_info(info) + b'],"total":1,"next_offset":null}'
-    agents, _next, _total = decode_agent_page(page)
+    agents = decode_agent_page(page).agents
     assert agents[0].last_seen == datetime(999, 1, 1, tzinfo=UTC)
 
 

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 import trio
 
-from volta.actors import AgentStatus, CapabilityFailed, CapabilityRouter, Directory, ErrorCode
-from volta.bus import AGENT_ANNOUNCE, CAPABILITY_REQUEST, Bus, NatsServer, open_bus
+from volta.actors import CapabilityFailed, CapabilityRouter, Directory
+from volta.bus import Bus, NatsServer, open_bus
+from volta.protocol import AGENT_ANNOUNCE, CAPABILITY_REQUEST, AgentStatus, ErrorCode
 
 from .conftest import agent, client_context, node_spec, running_node, wait_until
 from .test_agents import Hangs

@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 import trio
 
-from volta.actors import AgentStatus, CapabilityReply, CapabilityRouter, Directory
-from volta.bus import CAPABILITY_REQUEST, Bus, Delivery, NatsServer, Subscription, open_bus
+from volta.actors import CapabilityRouter, Directory
+from volta.bus import Bus, Delivery, NatsServer, Subscription, open_bus
+from volta.protocol import CAPABILITY_REQUEST, AgentStatus, CapabilityReply
 
 from .conftest import agent, node_spec, running_node, wait_until
 

@@ -14,18 +14,18 @@ import attrs
 import pytest
 import trio
 
-from volta.actors import (
-    AgentContext,
-    AskFailed,
+from volta.actors import AgentContext, AskFailed, open_client
+from volta.actors._task import Ledger
+from volta.bus import NatsServer, open_bus
+from volta.protocol import (
+    TASK_CODEC,
+    ErrorCode,
+    Message,
     ProgressEvent,
     ProgressKind,
     TaskContext,
-    TaskRefusal,
     TaskRefused,
-    open_client,
 )
-from volta.actors._task import Ledger
-from volta.bus import Message, NatsServer, open_bus
 
 from .conftest import agent, node_spec, running_node, wait_until
 
@@ -47,9 +47,7 @@ class Relay:
             # What a brain does before it calls its model: check, then spend.
             available = scope.ledger.available()
             if available is not None and available < self.spend:
-                raise TaskRefused(
-                    TaskRefusal.BUDGET_EXCEEDED, f"{context.agent_id} has {available}"
-                )
+                raise TaskRefused(ErrorCode.BUDGET_EXCEEDED, f"{context.agent_id} has {available}")
             scope.ledger.charge(self.spend)
         nxt = self.route.get(context.agent_id)
         finished = False
@@ -64,7 +62,7 @@ class Relay:
         except AskFailed as failure:
             finished = True
             # Pass refusals up as they are (a brain would tell its model instead).
-            raise TaskRefused(TaskRefusal(failure.code), failure.message) from None
+            raise TaskRefused(ErrorCode(failure.code), failure.message) from None
         finally:
             if not finished:  # cancelled (trio may group it: a finally sees it either way)
                 self.cancelled.append(context.agent_id)
@@ -93,7 +91,10 @@ async def test_an_agent_refuses_a_task_that_passed_through_it(nats_server: NatsS
     async with running_node(spec), open_bus(nats_server.url) as bus:
         task = TaskContext.root("mallory").delegate("alpha", None)  # chain: mallory, alpha
         question = Message(
-            sender="mallory", to="alpha", message="again?", metadata={"task": task.to_metadata()}
+            sender="mallory",
+            to="alpha",
+            message="again?",
+            metadata={"task": TASK_CODEC.to_dict(task)},
         )
         reply = (await bus.request("agent.alpha.message", question, timeout=5)).decode()
     assert reply.metadata["error"]["code"] == "loop_detected"
@@ -132,7 +133,10 @@ async def test_work_past_its_deadline_is_not_started(nats_server: NatsServer) ->
         late = TaskContext.root("mallory", timeout=0.0)
         await trio.sleep(0.01)
         question = Message(
-            sender="mallory", to="a", message="too late", metadata={"task": late.to_metadata()}
+            sender="mallory",
+            to="a",
+            message="too late",
+            metadata={"task": TASK_CODEC.to_dict(late)},
         )
         reply = (await bus.request("agent.a.message", question, timeout=5)).decode()
     assert reply.metadata["error"]["code"] == "deadline_exceeded"

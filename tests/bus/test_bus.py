@@ -23,9 +23,6 @@ from volta.bus import (
     ConnectFailed,
     ConnectionEventKind,
     Delivery,
-    InvalidSubject,
-    Message,
-    MessageType,
     NatsServer,
     NatsServerConfig,
     NoResponders,
@@ -35,6 +32,7 @@ from volta.bus import (
     run_nats_server,
 )
 from volta.bus._outbox import _has_backlog, _supports_direct_writes
+from volta.protocol import InvalidSubject, Message, MessageType
 
 
 async def serve_echo(

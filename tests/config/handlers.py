@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from volta.actors import AgentContext
-from volta.bus import Message
+from volta.protocol import Message
 
 
 class Translator:

@@ -3,7 +3,7 @@
 Every payload Volta reads from the wire goes through :func:`decode_json`, and
 every document it writes through :func:`encode_json`. Both are *total*: for any
 input at all they return a value or raise their one typed error
-(:class:`PayloadDecodeError`, :class:`PayloadEncodeError`); nothing else escapes
+(:class:`ProtocolError`, :class:`PayloadEncodeError`); nothing else escapes
 them. Python's ``json`` alone is not: a document nested a thousand deep raises
 ``RecursionError``, an integer of 5,000 digits ``ValueError``, a lone surrogate
 (``"\\ud800"``, valid JSON) decodes fine and then breaks the first encoder that
@@ -32,7 +32,7 @@ import math
 import re
 from typing import Any
 
-from ._errors import PayloadDecodeError, PayloadEncodeError
+from ._errors import PayloadEncodeError, ProtocolError
 
 MAX_DEPTH = 64
 """Deepest nesting of arrays and objects accepted (the document itself is depth 1)."""
@@ -53,22 +53,22 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 def _parse_int(text: str) -> int:
     if len(text.lstrip("-")) > _MAX_INT_DIGITS:
-        raise PayloadDecodeError("$", f"integer of {len(text)} digits is out of range")
+        raise ProtocolError("$", f"integer of {len(text)} digits is out of range")
     value = int(text)
     if not MIN_INT <= value <= MAX_INT:
-        raise PayloadDecodeError("$", f"integer {text} is out of range (int64)")
+        raise ProtocolError("$", f"integer {text} is out of range (int64)")
     return value
 
 
 def _parse_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
-        raise PayloadDecodeError("$", f"number {text[:40]} is out of range")
+        raise ProtocolError("$", f"number {text[:40]} is out of range")
     return value
 
 
 def _parse_constant(text: str) -> Any:
-    raise PayloadDecodeError("$", f"{text} is not a JSON number")
+    raise ProtocolError("$", f"{text} is not a JSON number")
 
 
 _decoder = json.JSONDecoder(
@@ -94,9 +94,9 @@ def _walk(document: object, *, strings: bool, decoding: bool) -> None:
     the types and numbers that :func:`decode_json` would refuse.
 
     Raises:
-        PayloadDecodeError | PayloadEncodeError: the first problem, with its path.
+        ProtocolError | PayloadEncodeError: the first problem, with its path.
     """
-    error = PayloadDecodeError if decoding else PayloadEncodeError
+    error = ProtocolError if decoding else PayloadEncodeError
     if isinstance(document, str):
         if strings and not document.isascii() and _SURROGATE.search(document):
             raise error("$", "string holds a lone surrogate (not valid Unicode)")
@@ -159,11 +159,11 @@ def decode_json(
         max_bytes: refuse longer payloads without parsing them.
 
     Raises:
-        PayloadDecodeError: for any input that is not Volta JSON; ``field`` is
+        ProtocolError: for any input that is not Volta JSON; ``field`` is
             ``"$"`` or the path of the offending value (``$.metadata.x[2]``).
     """
     if len(data) > max_bytes:
-        raise PayloadDecodeError("$", f"payload of {len(data)} bytes exceeds {max_bytes}")
+        raise ProtocolError("$", f"payload of {len(data)} bytes exceeds {max_bytes}")
     if isinstance(data, str):
         text = data
         escapes = "\\" in text or not text.isascii()
@@ -172,21 +172,21 @@ def decode_json(
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
-            raise PayloadDecodeError(
+            raise ProtocolError(
                 "$", f"not valid UTF-8 JSON (bad UTF-8 byte at {error.start})"
             ) from None
         # A one-byte search first (memchr): most payloads hold no backslash at all.
         escapes = b"\\" in raw and _SURROGATE_ESCAPE.search(raw) is not None
     try:
         document = _decoder.decode(text)
-    except PayloadDecodeError:
+    except ProtocolError:
         raise
     except json.JSONDecodeError as error:
-        raise PayloadDecodeError("$", f"not valid UTF-8 JSON ({error})") from None
+        raise ProtocolError("$", f"not valid UTF-8 JSON ({error})") from None
     except RecursionError:
-        raise PayloadDecodeError("$", f"nested deeper than {MAX_DEPTH} levels") from None
+        raise ProtocolError("$", f"nested deeper than {MAX_DEPTH} levels") from None
     except (ValueError, OverflowError) as error:  # the parser's own number limits
-        raise PayloadDecodeError("$", f"not valid UTF-8 JSON ({error})") from None
+        raise ProtocolError("$", f"not valid UTF-8 JSON ({error})") from None
     if escapes or isinstance(document, dict | list):
         _walk(document, strings=bool(escapes), decoding=True)
     return document

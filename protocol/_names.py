@@ -1,9 +1,10 @@
-"""Every subject Volta uses, and the checks that keep ids from reshaping them.
+"""Every subject Volta uses and every rule for a name, each written once.
 
 An agent id becomes one token of a subject (``agent.<id>.message``). A dot, a
 wildcard (``*``, ``>``) or white space inside an id would add tokens or turn a
 publish into a wildcard subscription, so ids are checked before any subject is
-built from them.
+built from them. Ids, capability names, task ids, span ids and instance ids all
+follow one rule, :data:`ID_PATTERN`: 1-64 characters from ``A-Z a-z 0-9 _ -``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,17 @@ from __future__ import annotations
 import re
 
 from ._errors import InvalidSubject
+
+ID_PATTERN = "[A-Za-z0-9_-]{1,64}"
+"""The one rule for an id (agent, capability, task, span, instance), as a regex."""
+ID_RULE = "1-64 characters from A-Z a-z 0-9 _ -"
+"""The same rule in words (error messages say it)."""
+_ID = re.compile(ID_PATTERN)
+
+BROADCAST = "broadcast"
+"""The ``to`` of a message for every agent; reserved: no agent may have this id."""
+
+# --- subjects ---------------------------------------------------------------------------
 
 AGENT_BROADCAST = "agent.broadcast"
 """Messages for every agent."""
@@ -30,41 +42,84 @@ MCP_LIST_AGENTS = "mcp.list_agents"
 CAPABILITY_REQUEST = "capability.request"
 """Request-reply: run a capability on some agent that has it."""
 
+TASK_CANCEL = "task.cancel"
+"""Where cancellations go: ``{"task": id, "span": s, "reason": ...}`` (every node listens)."""
+
+PROGRESS_ALL = "task.*.progress"
+"""Every task's progress (for dashboards)."""
+
 DIRECTORY_QUEUE = "volta.directory"
 """Queue group of the directories answering ``mcp.list_agents`` (one answer each)."""
 
 ROUTER_QUEUE = "volta.router"
 """Queue group of the routers answering ``capability.request`` (one answer each)."""
 
-_AGENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+VOLTA_NAMESPACES = (
+    "agent.",
+    "capability.",
+    "mcp.",
+    "task.",
+    "volta.",
+    "$SRV.",
+    "$SYS.",
+    "$JS.API.",
+)
+"""Subjects Volta never publishes an answer to: its own protocol's, and the server's APIs."""
+
 # A subject token may hold anything printable except the separators and wildcards.
 _TOKEN = re.compile(r"[^\s.*>]+")
 _WILDCARD_TOKEN = re.compile(r"[^\s.*>]+|\*|>")
 
 
-def _shown(value: object) -> str:
+def shown(value: object) -> str:
     """A value for an error message: repr, cut short (ids can come from hostile peers)."""
     text = repr(value)
     return text if len(text) <= 80 else f"{text[:77]}..."
 
 
-def validate_agent_id(agent_id: str) -> str:
-    """Check that an agent id is safe to place in a subject.
+# --- names -----------------------------------------------------------------------------
 
-    Args:
-        agent_id: 1 to 64 characters from ``A-Z a-z 0-9 _ -``.
+
+def is_id(value: object) -> bool:
+    """Whether ``value`` is a string that follows :data:`ID_PATTERN`."""
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
+
+
+def validate_agent_id(agent_id: str) -> str:
+    """Check that an agent id (or ``broadcast``, a message's ``to``) is safe in a subject.
 
     Returns:
         The same id, so the call can be used inline.
 
     Raises:
-        InvalidSubject: the id is empty, too long or holds any other character.
+        InvalidSubject: the id breaks :data:`ID_PATTERN`.
     """
-    if not isinstance(agent_id, str) or not _AGENT_ID.fullmatch(agent_id):
-        raise InvalidSubject(
-            f"invalid agent id {_shown(agent_id)}: use 1-64 characters from A-Z a-z 0-9 _ -"
-        )
+    if not is_id(agent_id):
+        raise InvalidSubject(f"invalid agent id {shown(agent_id)}: use {ID_RULE}")
     return agent_id
+
+
+def validate_own_agent_id(agent_id: str) -> str:
+    """Check an id that names an agent (not a message's ``to``): valid and not reserved.
+
+    Raises:
+        InvalidSubject: the id is invalid or is ``"broadcast"``.
+    """
+    validate_agent_id(agent_id)
+    if agent_id == BROADCAST:
+        raise InvalidSubject(f"agent id {agent_id!r} is reserved for broadcasts")
+    return agent_id
+
+
+def validate_capability(name: str) -> str:
+    """Check a capability name (it becomes one subject token).
+
+    Raises:
+        InvalidSubject: not :data:`ID_PATTERN`.
+    """
+    if not is_id(name):
+        raise InvalidSubject(f"invalid capability name {shown(name)}: use {ID_RULE}")
+    return name
 
 
 def validate_subject(subject: str, *, wildcards: bool = False) -> str:
@@ -82,31 +137,18 @@ def validate_subject(subject: str, *, wildcards: bool = False) -> str:
             a wildcard where none is allowed.
     """
     if not isinstance(subject, str) or not subject:
-        raise InvalidSubject(f"invalid subject {_shown(subject)}: empty")
+        raise InvalidSubject(f"invalid subject {shown(subject)}: empty")
     tokens = subject.split(".")
     pattern = _WILDCARD_TOKEN if wildcards else _TOKEN
     for index, token in enumerate(tokens):
         if not pattern.fullmatch(token):
-            raise InvalidSubject(f"invalid subject {_shown(subject)}: bad token {_shown(token)}")
+            raise InvalidSubject(f"invalid subject {shown(subject)}: bad token {shown(token)}")
         if token == ">" and index != len(tokens) - 1:
-            raise InvalidSubject(f"invalid subject {_shown(subject)}: '>' must be the last token")
+            raise InvalidSubject(f"invalid subject {shown(subject)}: '>' must be the last token")
     return subject
 
 
-RESERVED_AGENT_ID = "broadcast"
-"""The ``to`` of broadcast messages: no agent may have this id."""
-
-
-def validate_own_agent_id(agent_id: str) -> str:
-    """Check an id that names an agent (not a message's ``to``): valid and not reserved.
-
-    Raises:
-        InvalidSubject: the id is invalid or is ``"broadcast"``.
-    """
-    validate_agent_id(agent_id)
-    if agent_id == RESERVED_AGENT_ID:
-        raise InvalidSubject(f"agent id {agent_id!r} is reserved for broadcasts")
-    return agent_id
+# --- subjects built from names -------------------------------------------------------------
 
 
 def agent_message(agent_id: str) -> str:
@@ -127,17 +169,10 @@ def agent_status(agent_id: str) -> str:
     return f"agent.{validate_own_agent_id(agent_id)}.status"
 
 
-def validate_capability(name: str) -> str:
-    """Check a capability name (it becomes one subject token).
-
-    Raises:
-        InvalidSubject: not 1-64 characters from ``A-Z a-z 0-9 _ -``.
-    """
-    if not isinstance(name, str) or not _AGENT_ID.fullmatch(name):
-        raise InvalidSubject(
-            f"invalid capability name {_shown(name)}: use 1-64 characters from A-Z a-z 0-9 _ -"
-        )
-    return name
+def inbox_queue(agent_id: str) -> str:
+    """The queue group of an agent's inbox subscriptions: ``agent.<id>`` (the instances
+    of a replicated agent share its messages through it)."""
+    return f"agent.{validate_own_agent_id(agent_id)}"
 
 
 def capability_endpoint(name: str) -> str:
@@ -149,27 +184,19 @@ def capability_endpoint(name: str) -> str:
     return f"capability.invoke.{validate_capability(name)}"
 
 
+def progress_subject(task_id: str) -> str:
+    """Where the progress of one task is published: ``task.<id>.progress``."""
+    return f"task.{task_id}.progress"
+
+
 def agent_id_from_subject(subject: str) -> str | None:
     """The agent id inside ``agent.<id>.message`` or ``agent.<id>.status``, else None."""
     parts = subject.split(".")
     if len(parts) == 3 and parts[0] == "agent" and parts[2] in ("message", "status"):
         agent_id = parts[1]
-        if _AGENT_ID.fullmatch(agent_id) and agent_id != RESERVED_AGENT_ID:
+        if is_id(agent_id) and agent_id != BROADCAST:
             return agent_id
     return None
-
-
-VOLTA_NAMESPACES = (
-    "agent.",
-    "capability.",
-    "mcp.",
-    "task.",
-    "volta.",
-    "$SRV.",
-    "$SYS.",
-    "$JS.API.",
-)
-"""Subjects Volta never publishes an answer to: its own protocol's, and the server's APIs."""
 
 
 def is_answerable(reply: str | None) -> bool:

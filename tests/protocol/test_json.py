@@ -2,7 +2,7 @@
 
 The rules are checked case by case, then hypothesis throws random and
 adversarial input at both directions: whatever comes in, the decoder returns a
-value or raises PayloadDecodeError, and the encoder returns bytes the decoder
+value or raises ProtocolError, and the encoder returns bytes the decoder
 accepts or raises PayloadEncodeError. Nothing else may escape.
 """
 
@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from volta.bus import (
+from volta.protocol import (
     MAX_JSON_DEPTH,
-    PayloadDecodeError,
     PayloadEncodeError,
+    ProtocolError,
     decode_json,
     encode_json,
 )
@@ -47,7 +47,7 @@ FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCh
     ],
 )
 def test_what_is_not_volta_json(payload: bytes, field: str, reason: str) -> None:
-    with pytest.raises(PayloadDecodeError) as caught:
+    with pytest.raises(ProtocolError) as caught:
         decode_json(payload)
     assert caught.value.field == field
     assert reason in caught.value.reason
@@ -62,7 +62,7 @@ def test_the_limits_themselves_are_accepted() -> None:
 
 
 def test_size_is_checked_before_parsing() -> None:
-    with pytest.raises(PayloadDecodeError, match="payload of 11 bytes exceeds 10"):
+    with pytest.raises(ProtocolError, match="payload of 11 bytes exceeds 10"):
         decode_json(b'"123456789"', max_bytes=10)
 
 
@@ -144,7 +144,7 @@ def adversarial_json(draw: st.DrawFn) -> bytes:
 def assert_total(payload: bytes) -> None:
     try:
         value = decode_json(payload)
-    except PayloadDecodeError as error:
+    except ProtocolError as error:
         str(error).encode("utf-8")  # the error itself can be logged and sent
         return
     # What decodes can be sent again, and means the same.

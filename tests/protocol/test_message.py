@@ -9,11 +9,11 @@ from typing import Any
 import attrs
 import pytest
 
-from volta.bus import (
+from volta.protocol import (
     Message,
-    MessageDecodeError,
     MessageType,
     PayloadEncodeError,
+    ProtocolError,
     decode_message,
     encode_message,
     format_timestamp,
@@ -121,7 +121,7 @@ def test_message_is_frozen() -> None:
     ],
 )
 def test_undecodable_documents(payload: bytes, field: str, reason: str) -> None:
-    with pytest.raises(MessageDecodeError, match=reason) as caught:
+    with pytest.raises(ProtocolError, match=reason) as caught:
         decode_message(payload)
     assert caught.value.field == field
 
@@ -130,7 +130,7 @@ def test_undecodable_documents(payload: bytes, field: str, reason: str) -> None:
 def test_each_required_field_missing(field: str) -> None:
     document = sample()
     del document[field]
-    with pytest.raises(MessageDecodeError, match="required field is missing") as caught:
+    with pytest.raises(ProtocolError, match="required field is missing") as caught:
         decode_message(encoded(document))
     assert caught.value.field == field
     assert field in str(caught.value)
@@ -155,7 +155,7 @@ def test_each_required_field_missing(field: str) -> None:
     ],
 )
 def test_invalid_fields_are_named(changes: dict[str, Any], field: str, reason: str) -> None:
-    with pytest.raises(MessageDecodeError, match=reason) as caught:
+    with pytest.raises(ProtocolError, match=reason) as caught:
         decode_message(encoded(sample(**changes)))
     assert caught.value.field == field
     assert caught.value.reason.startswith(reason) or reason in caught.value.reason

@@ -1,7 +1,7 @@
 """Every decoder on every subject Volta listens to is total.
 
 For any bytes at all, each returns a value or raises its typed error
-(MessageDecodeError, ProtocolError); and what it returns can be encoded again,
+(ProtocolError); and what it returns can be encoded again,
 so no poisoned value can be stored (a name with a lone surrogate once made
 every later listing crash the directory). Random bytes, valid documents with
 poisoned fields, and poisoned JSON text are all tried.
@@ -17,53 +17,65 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from volta.actors import (
-    AgentInfo,
-    AgentStatus,
-    CapabilityReply,
-    CapabilityRequest,
+from volta.protocol import (
+    AGENT_INFO_CODEC,
+    CANCEL_CODEC,
+    CAPABILITY_REQUEST_CODEC,
+    CLAIM_ANSWER_CODEC,
+    CLAIM_CODEC,
+    PROGRESS_CODEC,
+    STATUS_CODEC,
+    TASK_CODEC,
+    AgentPage,
     ProtocolError,
+    decode_agent_page,
+    decode_capability_reply,
+    decode_list_query,
+    decode_message,
+    encode_capability_reply,
+    encode_json,
+    encode_list_query,
+    encode_message,
 )
-from volta.actors._identity import _decode_claim, _decode_conflicts
-from volta.actors._protocol import ListQuery, decode_agent_page, encode_agent_info
-from volta.bus import Message, MessageDecodeError, decode_message, encode_message
 
-from ..bus.test_json import POISON, adversarial_json, json_values
+from .test_json import POISON, adversarial_json, json_values
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def _reencode(value: object) -> None:
-    """What a decoder returned must be sendable again."""
-    if isinstance(value, Message):
-        encode_message(value)
-    elif isinstance(value, AgentStatus | ListQuery | CapabilityRequest | CapabilityReply):
-        value.to_json()
-    elif isinstance(value, tuple) and value and isinstance(value[0], list):
-        for item in value[0]:
-            if isinstance(item, AgentInfo):
-                encode_agent_info(item)
+def _encode_page(page: AgentPage) -> bytes:
+    return b"".join(AGENT_INFO_CODEC.encode(info) for info in page.agents)
 
 
-DECODERS: dict[str, Callable[[bytes], object]] = {
-    "message": decode_message,
-    "status": AgentStatus.from_json,
-    "list query": ListQuery.from_json,
-    "list page": decode_agent_page,
-    "capability request": CapabilityRequest.from_json,
-    "capability reply": CapabilityReply.from_json,
-    "claim": _decode_claim,
-    "claim conflicts": _decode_conflicts,
+def _encode_task(value: Any) -> bytes:
+    return encode_json(TASK_CODEC.to_dict(value))
+
+
+DECODERS: dict[str, tuple[Callable[[bytes], Any], Callable[[Any], bytes]]] = {
+    "message": (decode_message, encode_message),
+    "status": (STATUS_CODEC.decode, STATUS_CODEC.encode),
+    "list query": (decode_list_query, encode_list_query),
+    "list page": (decode_agent_page, _encode_page),
+    "capability request": (CAPABILITY_REQUEST_CODEC.decode, CAPABILITY_REQUEST_CODEC.encode),
+    "capability reply": (decode_capability_reply, encode_capability_reply),
+    "claim": (CLAIM_CODEC.decode, CLAIM_CODEC.encode),
+    "claim conflicts": (CLAIM_ANSWER_CODEC.decode, CLAIM_ANSWER_CODEC.encode),
+    "task": (TASK_CODEC.decode, _encode_task),
+    "progress": (PROGRESS_CODEC.decode, PROGRESS_CODEC.encode),
+    "cancel": (CANCEL_CODEC.decode, CANCEL_CODEC.encode),
 }
+"""Every payload Volta decodes: its decoder, and the encoder that must take back what
+the decoder returned (no poisoned value can be stored and sent on)."""
 
 
-def assert_total(decoder: Callable[[bytes], object], payload: bytes) -> None:
+def assert_total(name: str, payload: bytes) -> None:
+    decode, encode = DECODERS[name]
     try:
-        value = decoder(payload)
-    except (MessageDecodeError, ProtocolError) as error:
+        value = decode(payload)
+    except ProtocolError as error:
         str(error).encode("utf-8")
         return
-    _reencode(value)
+    encode(value)
 
 
 VALID: dict[str, dict[str, Any]] = {
@@ -118,6 +130,25 @@ VALID: dict[str, dict[str, Any]] = {
         "node": "n",
         "conflicts": [{"id": "alpha", "instance": "abc", "replicated": True, "state": "owner"}],
     },
+    "task": {
+        "id": "t1",
+        "spans": ["s0", "s1"],
+        "chain": ["cli-1", "alpha"],
+        "deadline": "2026-11-25T18:00:00Z",
+        "budget": 1000,
+        "max_depth": 8,
+    },
+    "progress": {
+        "task": "t1",
+        "span": "s1",
+        "parent": "s0",
+        "agent": "alpha",
+        "kind": "thinking",
+        "detail": "model call 1",
+        "tokens": 12,
+        "at": "2026-11-25T18:00:00Z",
+    },
+    "cancel": {"task": "t1", "span": "s0", "reason": "enough"},
 }
 
 POISON_VALUES: list[Any] = [
@@ -143,21 +174,22 @@ POISON_VALUES: list[Any] = [
 
 def test_valid_documents_decode() -> None:
     for name, document in VALID.items():
-        DECODERS[name](json.dumps(document).encode())
+        decode, encode = DECODERS[name]
+        encode(decode(json.dumps(document).encode()))
 
 
 @pytest.mark.parametrize("name", sorted(DECODERS))
 @FUZZ
 @given(payload=st.binary(max_size=300))
 def test_random_bytes(name: str, payload: bytes) -> None:
-    assert_total(DECODERS[name], payload)
+    assert_total(name, payload)
 
 
 @pytest.mark.parametrize("name", sorted(DECODERS))
 @FUZZ
 @given(payload=adversarial_json())
 def test_poisoned_json_text(name: str, payload: bytes) -> None:
-    assert_total(DECODERS[name], payload)
+    assert_total(name, payload)
 
 
 @st.composite
@@ -192,4 +224,4 @@ def poisoned_field(draw: st.DrawFn, name: str) -> bytes:
 @FUZZ
 @given(data=st.data())
 def test_poisoned_fields(name: str, data: st.DataObject) -> None:
-    assert_total(DECODERS[name], data.draw(poisoned_field(name)))
+    assert_total(name, data.draw(poisoned_field(name)))

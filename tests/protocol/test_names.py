@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from volta.bus import (
+from volta.protocol import (
     AGENT_ANNOUNCE,
     AGENT_BROADCAST,
     CAPABILITY_REQUEST,
