@@ -45,7 +45,7 @@ from ._node import NodeEvent as NodeEvent
 from ._node import NodeSpec as NodeSpec
 from ._offline import OfflineModel as OfflineModel
 from ._router import CapabilityRouter as CapabilityRouter
-from ._task import TaskScope as TaskScope
+from ._unit import TaskScope as TaskScope
 
 __all__ = [
     "BUILTIN_CAPABILITIES",

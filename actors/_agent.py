@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 
 import attrs
 import trio
 
-from volta.bus import Bus, BusOptions, Subscription, open_bus
-from volta.protocol import AgentStatus, Presence, validate_capability, validate_own_agent_id
+from volta.bus import Bus, BusOptions, SubscriptionStatistics, open_bus
+from volta.protocol import (
+    AgentStatus,
+    Presence,
+    ProgressKind,
+    validate_capability,
+    validate_own_agent_id,
+)
 from volta.supervisor import (
     Backoff,
     ChildSpec,
@@ -30,11 +36,12 @@ from volta.supervisor import (
 from ._announcer import Announcer
 from ._calls import PendingAsks
 from ._cancel import TaskRegistry
-from ._capabilities import CapabilityResponder
+from ._capabilities import CapabilityResponder, EndpointCounters, Endpoints
 from ._context import AgentContext
 from ._handler import Handler
 from ._heartbeat import Heartbeat
-from ._inbox import Inbox
+from ._inbox import Inbox, InboxRecord
+from ._unit import TaskScope, UnitLimits, Units, UnitStatistics, WorkKind
 
 log = logging.getLogger("volta.actors")
 
@@ -111,111 +118,9 @@ class AgentSpec:
     """Restart policy of its children."""
 
 
-@attrs.define
-class EndpointCounters:
-    """Counters of one capability endpoint (reported by the service API)."""
-
-    requests: int = 0
-    errors: int = 0
-    processing_ns: int = 0
-    last_error: str = ""
-
-    def record(self, elapsed_ns: int, error: str | None) -> None:
-        """Count one answered call."""
-        self.requests += 1
-        self.processing_ns += elapsed_ns
-        if error is not None:
-            self.errors += 1
-            self.last_error = error
-
-
 def new_instance_id() -> str:
     """A fresh instance id: 16 hex digits."""
     return uuid.uuid4().hex[:16]
-
-
-@attrs.define
-class AgentState:
-    """The runtime state an agent's children share (read by the heartbeat)."""
-
-    spec: AgentSpec
-    instance: str = attrs.Factory(new_instance_id)
-    node: str | None = None
-    tasks: TaskRegistry | None = None
-    started_at: float = 0.0
-    messages_in_flight: int = 0
-    calls_in_flight: int = 0
-    handled: int = 0
-    handler_errors: int = 0
-    capability_calls: int = 0
-    malformed: int = 0
-    refused: int = 0
-    announced: bool = False
-    inbox_subscriptions: tuple[Subscription, ...] = ()
-    dropped_earlier: int = 0
-    asks: PendingAsks = attrs.Factory(PendingAsks)
-    supervisor: Supervisor | None = None
-    started_wall: datetime = attrs.Factory(lambda: datetime.now(UTC))
-    endpoints: dict[str, EndpointCounters] = attrs.Factory(dict)
-
-    def endpoint(self, capability: str) -> EndpointCounters:
-        """The counters of one capability endpoint."""
-        counters = self.endpoints.get(capability)
-        if counters is None:
-            counters = self.endpoints[capability] = EndpointCounters()
-        return counters
-
-    @property
-    def in_flight(self) -> int:
-        """Messages and capability calls being handled now."""
-        return self.messages_in_flight + self.calls_in_flight
-
-    @property
-    def busy(self) -> bool:
-        """True when every inbox worker, or every capability slot, is taken."""
-        limit = self.spec.max_concurrency
-        return self.messages_in_flight >= limit or self.calls_in_flight >= limit
-
-    @property
-    def restarts(self) -> int:
-        """Restarts of the agent's children so far."""
-        return self.supervisor.statistics().restarts if self.supervisor else 0
-
-    @property
-    def dropped(self) -> int:
-        """Messages its inboxes dropped because they were full (since it started)."""
-        current = sum(sub.statistics().dropped for sub in self.inbox_subscriptions)
-        return self.dropped_earlier + current
-
-    def inbox_closed(self) -> None:
-        """Keep the drop count of the inbox that just stopped."""
-        self.dropped_earlier = self.dropped
-        self.inbox_subscriptions = ()
-
-    def status(self, presence: Presence | None = None) -> AgentStatus:
-        """The announce/heartbeat payload as of now."""
-        spec = self.spec
-        if presence is None:
-            presence = Presence.BUSY if self.busy else Presence.ONLINE
-        return AgentStatus(
-            id=spec.id,
-            name=spec.name,
-            capabilities=spec.capabilities,
-            status=presence,
-            uptime=max(0.0, trio.current_time() - self.started_at),
-            in_flight=self.in_flight,
-            restarts=self.restarts,
-            heartbeat_interval=spec.heartbeat_interval,
-            instance=self.instance,
-            node=self.node,
-            replicated=spec.replicated,
-            dropped=self.dropped,
-            usage=self._usage(),
-        )
-
-    def _usage(self) -> Mapping[str, float] | None:
-        usage = getattr(self.spec.handler, "usage", None)
-        return usage() if callable(usage) else None
 
 
 @attrs.frozen
@@ -231,17 +136,23 @@ class AgentStatistics:
     handler_errors: int
     """Messages and capability calls whose handler failed (each answered with an error)."""
     capability_calls: int
-    """Capability calls served."""
+    """Capability calls that reached a unit of work (well-formed requests)."""
     restarts: int
     """Restarts of its children."""
     malformed: int
-    """Payloads on its inbox that were not valid messages."""
+    """Payloads on its inbox that were not valid messages, capability requests that did
+    not decode, and work whose task context was malformed."""
     dropped: int
     """Messages its inboxes dropped because they were full."""
     instance: str
     """Its instance id."""
     refused: int = 0
-    """Messages whose task it refused (a loop, too deep, past its deadline)."""
+    """Messages and capability calls whose task it refused (a loop, too deep, past its
+    deadline)."""
+    messages: UnitStatistics | None = None
+    """How its messages went, unit by unit."""
+    calls: UnitStatistics | None = None
+    """How its capability calls went, unit by unit."""
 
 
 class Agent:
@@ -277,46 +188,142 @@ class Agent:
         self._bus = bus
         self._bus_options = bus_options
         self._on_event = on_event
-        self.state = AgentState(spec, node=node, tasks=tasks)
+        self._node = node
+        self._instance = new_instance_id()
+        # What the children share, each handed only what it needs:
+        self._asks = PendingAsks()
+        self._announced = trio.Event()
+        self._inbox = InboxRecord()
+        self._endpoints = Endpoints()
+        self._context: AgentContext | None = None
+        self._units = Units(
+            spec.id,
+            UnitLimits(spec.task_timeout, spec.task_budget, spec.trace),
+            self._progress,
+            tasks,
+            report_interval=(
+                bus.options if bus is not None else bus_options or BusOptions()
+            ).report_interval,
+        )
+        self._supervisor: Supervisor | None = None
+        self._started_at = 0.0
+        self.started_wall = datetime.now(UTC)
+        """When it last started (wall clock)."""
 
     @property
     def instance(self) -> str:
         """This instance's id (fixed for the life of the object, across restarts)."""
-        return self.state.instance
+        return self._instance
 
     @property
     def id(self) -> str:
         """The agent id."""
         return self.spec.id
 
+    @property
+    def supervisor(self) -> Supervisor | None:
+        """Its supervisor, once it runs."""
+        return self._supervisor
+
+    @property
+    def announced(self) -> bool:
+        """Whether it has announced itself (it is reachable)."""
+        return self._announced.is_set()
+
+    @property
+    def restarts(self) -> int:
+        """Restarts of its children so far."""
+        return self._supervisor.statistics().restarts if self._supervisor else 0
+
+    def inbox_statistics(self) -> tuple[SubscriptionStatistics, ...]:
+        """The counters of its running inbox's subscriptions (direct, broadcast)."""
+        return self._inbox.statistics()
+
+    def endpoint(self, capability: str) -> EndpointCounters:
+        """The counters of one of its capability endpoints (for the service API)."""
+        return self._endpoints.of(capability)
+
     def statistics(self) -> AgentStatistics:
         """The counters as they are now."""
-        state = self.state
+        messages = self._units.statistics(WorkKind.MESSAGE)
+        calls = self._units.statistics(WorkKind.CAPABILITY)
         return AgentStatistics(
             id=self.spec.id,
-            in_flight=state.in_flight,
-            handled=state.handled,
-            handler_errors=state.handler_errors,
-            capability_calls=state.capability_calls,
-            restarts=state.restarts,
-            malformed=state.malformed,
-            dropped=state.dropped,
-            instance=state.instance,
-            refused=state.refused,
+            in_flight=messages.in_flight + calls.in_flight,
+            handled=messages.answered,
+            handler_errors=messages.handler_errors + calls.handler_errors,
+            capability_calls=calls.received,
+            restarts=self.restarts,
+            malformed=self._inbox.malformed
+            + self._endpoints.malformed
+            + messages.malformed
+            + calls.malformed,
+            dropped=self._inbox.dropped,
+            instance=self._instance,
+            refused=messages.refused + calls.refused,
+            messages=messages,
+            calls=calls,
         )
 
-    def _children(self, bus: Bus) -> tuple[ChildSpec, ...]:
-        spec, state = self.spec, self.state
-        context = AgentContext(
-            spec.id, spec.name, spec.capabilities, bus, state.asks, spec.request_timeout
+    def status(self, presence: Presence | None = None) -> AgentStatus:
+        """The announce/heartbeat payload as of now (``presence``: as it is, else as said:
+        online, or busy when every inbox worker or every capability slot is taken)."""
+        spec = self.spec
+        messages = self._units.in_flight(WorkKind.MESSAGE)
+        calls = self._units.in_flight(WorkKind.CAPABILITY)
+        if presence is None:
+            busy = max(messages, calls) >= spec.max_concurrency
+            presence = Presence.BUSY if busy else Presence.ONLINE
+        usage = getattr(spec.handler, "usage", None)
+        return AgentStatus(
+            id=spec.id,
+            name=spec.name,
+            capabilities=spec.capabilities,
+            status=presence,
+            uptime=max(0.0, trio.current_time() - self._started_at),
+            in_flight=messages + calls,
+            restarts=self.restarts,
+            heartbeat_interval=spec.heartbeat_interval,
+            instance=self._instance,
+            node=self._node,
+            replicated=spec.replicated,
+            dropped=self._inbox.dropped,
+            usage=usage() if callable(usage) else None,
         )
-        starts: list[tuple[str, Callable[..., Awaitable[None]]]] = [
-            ("inbox", Inbox(state, bus, context).run)
-        ]
+
+    async def _progress(self, kind: ProgressKind, detail: str, scope: TaskScope) -> None:
+        if self._context is not None:
+            await self._context.progress(kind, detail, scope=scope)
+
+    def _children(self, bus: Bus) -> tuple[ChildSpec, ...]:
+        spec = self.spec
+        context = AgentContext(
+            spec.id, spec.name, spec.capabilities, bus, self._asks, spec.request_timeout
+        )
+        self._context = context
+        inbox = Inbox(
+            spec,
+            bus,
+            context,
+            self._units,
+            asks=self._asks,
+            record=self._inbox,
+            announced=self._announced,
+        )
+        starts: list[tuple[str, Callable[..., Awaitable[None]]]] = [("inbox", inbox.run)]
         if spec.capabilities:
-            starts.append(("capabilities", CapabilityResponder(state, bus, context).run))
-        starts.append(("heartbeat", Heartbeat(state, bus).run))
-        starts.append(("announcer", Announcer(state, bus).run))
+            responder = CapabilityResponder(
+                spec,
+                bus,
+                context,
+                self._units,
+                endpoints=self._endpoints,
+                announced=self._announced,
+            )
+            starts.append(("capabilities", responder.run))
+        heartbeat = Heartbeat(spec.id, spec.heartbeat_interval, self.status, bus)
+        starts.append(("heartbeat", heartbeat.run))
+        starts.append(("announcer", Announcer(self.status, self._announced, bus).run))
         timeout = spec.supervision.shutdown_timeout
         return tuple(
             ChildSpec(name=name, start=start, shutdown_timeout=timeout) for name, start in starts
@@ -345,9 +352,9 @@ class Agent:
                 ),
                 on_event=self._on_event,
             )
-            self.state.supervisor = supervisor
-            self.state.started_at = trio.current_time()
-            self.state.started_wall = datetime.now(UTC)
+            self._supervisor = supervisor
+            self._started_at = trio.current_time()
+            self.started_wall = datetime.now(UTC)
             try:
                 await supervisor.run(task_status=task_status)
             finally:

@@ -12,8 +12,9 @@ Around every call:
   own timeout is cut to what is left;
 - the task's budget bounds it: ``max_tokens`` shrinks to what is left, a call that
   cannot fit is refused (``budget_exceeded``), every token the model reports is
-  charged to the unit, and the tool calls of one turn that hand work out share
-  ``delegate_share`` of what is left;
+  charged to the unit, and the tool calls of one turn that hand work out split
+  the delegate share of what is left (``DELEGATE_SHARE``, the same for Python
+  handlers: ``_unit.py``);
 - progress is published (``thinking``, ``tool_call``; ``asked`` by the context);
 - usage is counted for the agent's heartbeat.
 
@@ -52,8 +53,8 @@ from ._context import AgentContext
 from ._handler import CapabilityError, HandlerError
 from ._memory import Memory, estimate_tokens
 from ._models import DEFAULT_MODEL, BrainFailure, Model, ModelReply
-from ._task import TaskScope
 from ._tools import DELEGATING, TOOLS, ToolBox, ToolCall, ToolResult
+from ._unit import TaskScope
 
 log = logging.getLogger("volta.actors.brain")
 
@@ -92,10 +93,6 @@ class BrainSpec:
     """Longest tool result shown to the model (longer ones are cut, with a note)."""
     roster_page: int = attrs.field(default=50, validator=attrs.validators.ge(1))
     """Agents per page of the list_agents tool."""
-    delegate_share: float = attrs.field(
-        default=0.8, validator=[attrs.validators.gt(0), attrs.validators.le(1)]
-    )
-    """Share of what is left of the budget that one turn's delegations split between them."""
     call_timeout: float = attrs.field(default=60.0, validator=attrs.validators.gt(0))
     """Seconds one model call may take (the task's deadline may cut it shorter)."""
     max_tool_calls: int = attrs.field(default=16, validator=attrs.validators.ge(1))
@@ -214,7 +211,7 @@ class Brain:
         if message.to == BROADCAST:
             return None  # a broadcast is news, not work: it never costs tokens
         scope = context.task
-        if scope is not None and scope.ledger.allowance == 0:
+        if scope is not None and scope.budget.allowance == 0:
             if message.type is MessageType.QUERY:  # someone waits: tell them why not
                 raise TaskRefused(
                     ErrorCode.BUDGET_EXCEEDED, "the task has no budget left for this agent"
@@ -291,7 +288,7 @@ class Brain:
         if last_step:
             params["tool_choice"] = {"type": "none"}
         scope = context.task
-        available = scope.ledger.available() if scope is not None else None
+        available = scope.budget.available() if scope is not None else None
         estimate = None
         if available is not None:
             estimate = estimate_tokens([system, self._tool_params, params["messages"]])
@@ -342,7 +339,7 @@ class Brain:
         if estimate is not None:
             self._calibrate(estimate, reply)
         if scope is not None:
-            scope.ledger.charge(reply.usage.total)
+            scope.budget.charge(reply.usage.total)
         return reply
 
     async def think(self, messages: list[dict[str, Any]], context: AgentContext) -> str:
@@ -387,10 +384,8 @@ class Brain:
         ]
         uses = uses[:limit]
         delegations = sum(1 for use in uses if use.get("name") in DELEGATING)
-        available = scope.ledger.available() if scope is not None else None
-        each = None
-        if available is not None and delegations:
-            each = int(available * self.spec.delegate_share / delegations)
+        # The delegations of one turn split the unit's delegate share (``_unit.py``).
+        each = scope.budget.share(among=delegations) if scope is not None and delegations else None
         calls = [
             ToolCall(
                 id=str(use.get("id")),

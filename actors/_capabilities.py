@@ -18,52 +18,102 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
 
-from volta.bus import BusError, Delivery, Subscription
+from volta.bus import Bus, BusError, Delivery, Subscription
 from volta.core import RateLimitedLog, open_nursery
 from volta.protocol import (
     CAPABILITY_REQUEST_CODEC,
     CapabilityReply,
-    CapabilityRequest,
     ErrorCode,
     PayloadEncodeError,
     ProtocolError,
-    TaskRefused,
     anonymous_caller,
     capability_endpoint,
     encode_capability_reply,
 )
 from volta.supervisor import shutdown_scope
 
-from ._handler import AgentFault, HandlerError
-from ._unit import running_unit, unit_context
+from ._unit import Answered, Failed, Outcome, Units, Work
 
 if TYPE_CHECKING:
-    from volta.bus import Bus
-
-    from ._agent import AgentState
+    from ._agent import AgentSpec
     from ._context import AgentContext
 
 log = logging.getLogger("volta.actors.capabilities")
 
 
+@attrs.define
+class EndpointCounters:
+    """Counters of one capability endpoint (reported by the service API)."""
+
+    requests: int = 0
+    errors: int = 0
+    processing_ns: int = 0
+    last_error: str = ""
+
+    def record(self, elapsed_ns: int, error: str | None) -> None:
+        """Count one answered call."""
+        self.requests += 1
+        self.processing_ns += elapsed_ns
+        if error is not None:
+            self.errors += 1
+            self.last_error = error
+
+
+@attrs.define
+class Endpoints:
+    """What outlives each run of an agent's capability responder: its counts."""
+
+    counters: dict[str, EndpointCounters] = attrs.Factory(dict)
+    """Per capability."""
+    malformed: int = 0
+    """Requests that did not decode, or asked for another capability than the endpoint's."""
+
+    def of(self, capability: str) -> EndpointCounters:
+        """The counters of one capability endpoint."""
+        counters = self.counters.get(capability)
+        if counters is None:
+            counters = self.counters[capability] = EndpointCounters()
+        return counters
+
+
 class CapabilityResponder:
     """One agent's capability responder child."""
 
-    def __init__(self, state: AgentState, bus: Bus, context: AgentContext) -> None:
-        self._state = state
+    def __init__(
+        self,
+        spec: AgentSpec,
+        bus: Bus,
+        context: AgentContext,
+        units: Units,
+        *,
+        endpoints: Endpoints,
+        announced: trio.Event,
+    ) -> None:
+        """Args:
+        spec: the agent.
+        bus: its connection.
+        context: what its handler is given.
+        units: runs each call as a unit of work.
+        endpoints: where the responder keeps its counts across restarts.
+        announced: set once the agent has announced itself: a later start is a restart.
+        """
+        self._spec = spec
         self._bus = bus
         self._context = context
+        self._units = units
+        self._endpoints = endpoints
+        self._announced = announced
         self._log = RateLimitedLog(log, bus.options.report_interval)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled; raise an :class:`AgentFault` a handler raised (after
         replying)."""
-        spec = self._state.spec
+        spec = self._spec
         limiter = trio.CapacityLimiter(spec.max_concurrency)
         async with AsyncExitStack() as stack:
             subscriptions = []
@@ -76,7 +126,7 @@ class CapabilityResponder:
             async with open_nursery() as nursery:
                 for subscription in subscriptions:
                     nursery.start_soon(self._serve, subscription, limiter, nursery)
-                if self._state.announced:  # a restart: ready means reachable
+                if self._announced.is_set():  # a restart: ready means reachable
                     await self._bus.flush()
                 task_status.started()
 
@@ -89,122 +139,70 @@ class CapabilityResponder:
             nursery.start_soon(self._call, delivery, limiter, token)
 
     async def _call(self, delivery: Delivery, limiter: trio.CapacityLimiter, token: object) -> None:
-        state = self._state
-        spec = state.spec
-        state.calls_in_flight += 1
+        agent = self._spec.id
         served = delivery.subject.rsplit(".", 1)[-1]
-        counters = state.endpoint(served)
+        counters = self._endpoints.of(served)
         started = time.perf_counter_ns()
+        replied = False
+
+        async def reply(answer: CapabilityReply) -> None:
+            nonlocal replied
+            replied = True
+            await self._answer(delivery, answer)
+            error = None if answer.ok else f"{answer.code}: {answer.message}"
+            counters.record(time.perf_counter_ns() - started, error)
+
         try:
             try:
                 request = CAPABILITY_REQUEST_CODEC.decode(delivery.data)
             except ProtocolError as error:
-                await self._answer(
-                    delivery, CapabilityReply.failure(ErrorCode.BAD_REQUEST, str(error), spec.id)
-                )
-                counters.record(time.perf_counter_ns() - started, str(error))
+                self._endpoints.malformed += 1
+                await reply(CapabilityReply.failure(ErrorCode.BAD_REQUEST, str(error), agent))
                 return
             if request.capability != served:
-                await self._answer(
-                    delivery,
+                self._endpoints.malformed += 1
+                await reply(
                     CapabilityReply.failure(
                         ErrorCode.BAD_REQUEST,
                         f"asked for {request.capability!r} on the endpoint of {served!r}",
-                        spec.id,
-                    ),
+                        agent,
+                    )
                 )
-                counters.record(time.perf_counter_ns() - started, "capability mismatch")
                 return
-            state.capability_calls += 1
-            reply, crash = await self._run_handler(request)
-            await self._answer(delivery, reply)  # answer first: the caller must not wait
-            counters.record(
-                time.perf_counter_ns() - started,
-                None
-                if reply.ok
-                else f"{(reply.code or ErrorCode.AGENT_ERROR).value}: {reply.message}",
-            )
-            if crash is not None:
-                raise crash
-        except BaseException as error:
-            if not isinstance(error, Exception):  # cancelled, perhaps as a group
-                await self._answer(
-                    delivery,
-                    CapabilityReply.failure(
-                        ErrorCode.AGENT_ERROR,
-                        "interrupted: the capability responder is restarting",
-                        spec.id,
-                    ),
-                )
-            raise
-        finally:
-            state.calls_in_flight -= 1
-            limiter.release_on_behalf_of(token)
+            work = Work.capability(anonymous_caller(), request.capability, request.task)
 
-    async def _run_handler(
-        self, request: CapabilityRequest
-    ) -> tuple[CapabilityReply, Exception | None]:
-        """The reply, and the exception to crash with after replying (if any).
-
-        The call is a unit of the caller's task (``_unit.py``): refused if the task
-        forbids it, cut short by its deadline or a ``task.cancel``, and its reply
-        says how many tokens it spent.
-        """
-        spec = self._state.spec
-        try:
-            task, from_wire = unit_context(
-                request.task,
-                anonymous_caller(),
-                timeout=spec.task_timeout,
-                budget=spec.task_budget,
-            )
-        except ProtocolError as error:
-            return CapabilityReply.failure(ErrorCode.BAD_REQUEST, str(error), spec.id), None
-        refusal = task.refusal(spec.id) if from_wire else None
-        if refusal is not None:
-            return CapabilityReply.failure(refusal.code, refusal.message, spec.id), None
-        with running_unit(task, spec.id, self._state.tasks, traced=from_wire) as unit:
-            reply, crash = await self._bounded_call(request)
-        tokens = unit.scope.ledger.spent if from_wire else None
-        cut = unit.cut_short()
-        if cut is not None:
-            return CapabilityReply.failure(cut[0], cut[1], spec.id, tokens), None
-        return attrs.evolve(reply, tokens=tokens), crash
-
-    async def _bounded_call(
-        self, request: CapabilityRequest
-    ) -> tuple[CapabilityReply, Exception | None]:
-        spec = self._state.spec
-        with trio.move_on_after(spec.capability_timeout):
-            try:
-                result = await spec.handler.on_capability(
+            async def handle() -> Any:
+                return await self._spec.handler.on_capability(
                     request.capability, request.input, self._context
                 )
-            except HandlerError as error:
-                return CapabilityReply.failure(error.code, error.message, spec.id), None
-            except TaskRefused as error:
-                return CapabilityReply.failure(error.code, error.message, spec.id), None
-            except Exception as error:
-                self._state.handler_errors += 1
-                self._log.warning(
-                    request.capability,
-                    "capability failures",
-                    "agent %s: capability %s failed: %r",
-                    spec.id,
-                    request.capability,
-                    error,
-                )
-                crash = error if isinstance(error, AgentFault) else None
-                return CapabilityReply.failure(ErrorCode.AGENT_ERROR, repr(error), spec.id), crash
-            return CapabilityReply.success(result, spec.id), None
-        timeout = f"no result within {spec.capability_timeout:g} s"
-        return CapabilityReply.failure(ErrorCode.TIMEOUT, timeout, spec.id), None
+
+            async def interrupted(failure: Failed) -> None:
+                await reply(_reply(failure, agent))
+
+            outcome = await self._units.run(
+                work, handle, interrupted=interrupted, timeout=self._spec.capability_timeout
+            )
+            await reply(_reply(outcome, agent))  # answer first: the caller must not wait
+            if isinstance(outcome, Failed) and outcome.fault is not None:
+                raise outcome.fault
+        except BaseException as error:
+            if not isinstance(error, Exception) and not replied:  # cancelled, maybe grouped
+                words = "interrupted: the capability responder is restarting"
+                await reply(CapabilityReply.failure(ErrorCode.AGENT_ERROR, words, agent))
+            raise
+        finally:
+            limiter.release_on_behalf_of(token)
 
     async def _answer(self, delivery: Delivery, reply: CapabilityReply) -> None:
         """Send the one reply of a call; if it cannot be sent, a small error reply."""
-        await send_capability_reply(
-            self._bus, delivery, reply, self._log, agent=self._state.spec.id
-        )
+        await send_capability_reply(self._bus, delivery, reply, self._log, agent=self._spec.id)
+
+
+def _reply(outcome: Outcome, agent: str) -> CapabilityReply:
+    """The reply that says how a call's unit ended."""
+    if isinstance(outcome, Answered):
+        return CapabilityReply.success(outcome.value, agent, outcome.spent)
+    return CapabilityReply.failure(outcome.code, outcome.message, agent, outcome.spent)
 
 
 async def send_capability_reply(

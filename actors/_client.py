@@ -39,7 +39,7 @@ from volta.protocol import (
 
 from ._calls import PendingAsks
 from ._context import DEADLINE_GRACE, AgentContext
-from ._task import CURRENT_TASK, Ledger, TaskScope
+from ._unit import CURRENT_TASK, Budget, TaskScope
 
 ProgressCallback = Callable[[ProgressEvent], Any]
 """Receives each progress event of an ask's task (sync; keep it quick)."""
@@ -135,7 +135,7 @@ class Client:
                 stack.callback(nursery.cancel_scope.cancel)
             # The client's own part of the task: no deadline of its own (the agents
             # answer deadline_exceeded themselves), nothing to cancel, not traced.
-            token = CURRENT_TASK.set(TaskScope(root, self.id, Ledger(budget), traced=False))
+            token = CURRENT_TASK.set(TaskScope(root, self.id, Budget(budget), traced=False))
             try:
                 return await self._context.ask(
                     to, text, timeout=timeout + DEADLINE_GRACE, metadata=metadata, budget=budget

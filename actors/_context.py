@@ -58,7 +58,7 @@ from volta.protocol import (
 from volta.supervisor import shutdown_scope
 
 from ._calls import AskFailed, AskTimeout, CapabilityFailed, PendingAsks
-from ._task import CURRENT_TASK, TaskScope
+from ._unit import CURRENT_TASK, Budget, Reservation, TaskScope
 
 __all__ = ["AgentContext", "AskFailed", "AskTimeout", "CapabilityFailed", "PendingAsks"]
 
@@ -73,8 +73,6 @@ _ASK_MARGIN = 1.0
 DEADLINE_GRACE = 1.0
 MAX_LISTING = 1_000_000
 """Most agents ``list_agents`` takes from the directories (a bound against a fake one)."""
-DELEGATE_SHARE = 0.5
-"""Share of a unit's remaining budget an ``ask`` hands out when not told how much."""
 
 
 class AgentContext:
@@ -121,47 +119,27 @@ class AgentContext:
 
     # --- the task of outgoing calls --------------------------------------------------
 
-    def _check_call(self, scope: TaskScope, to: str) -> None:
-        refusal = scope.context.call_refusal(scope.chain, to)
-        if refusal is not None:
-            raise refusal
-
     def _delegate(
-        self, to: str | None, budget: int | None, share: float
-    ) -> tuple[TaskContext | None, int | None]:
-        """The task context for a call to ``to``, and the allowance reserved for it.
+        self, to: str | None, budget: int | None
+    ) -> tuple[TaskContext | None, Reservation]:
+        """The task context for a call to ``to`` (None: a capability), and the allowance
+        reserved for it out of the unit's budget (``budget`` tokens, else a share of what
+        is left: ``_unit.py``). Outside a unit: no context, and nothing held back.
 
         Raises:
-            TaskRefused: the task forbids the call.
+            InvalidSubject: ``to`` is not a valid agent id.
+            TaskRefused: the task forbids the call (loop, depth, deadline, budget).
         """
         if to is not None:
             validate_own_agent_id(to)  # InvalidSubject, before anything is built or sent
         scope = CURRENT_TASK.get()
         if scope is None:
-            return None, None
-        if to is not None:
-            self._check_call(scope, to)
-        ledger = scope.ledger
-        available = ledger.available()
-        if available is None:
-            reserved = budget
-            ledger.reserved += budget or 0  # (settled like any other reservation)
-        elif budget is not None:
-            reserved = min(budget, available)
-            ledger.reserved += reserved
-        else:
-            reserved = ledger.reserve(share)
-        if ledger.allowance is not None and not reserved:
-            raise TaskRefused(
-                ErrorCode.BUDGET_EXCEEDED,
-                f"the task's budget is spent ({ledger.spent} of {ledger.allowance} tokens)",
-            )
-        return scope.context.delegate(self._agent_id, reserved), reserved
-
-    def _settle(self, reserved: int | None, spent: int) -> None:
-        scope = CURRENT_TASK.get()
-        if scope is not None:
-            scope.ledger.settle(reserved, spent)
+            return None, Budget(None).reserve(budget)
+        refusal = scope.context.call_refusal(scope.chain, to)
+        if refusal is not None:
+            raise refusal
+        reservation = scope.budget.reserve(budget)
+        return scope.context.delegate(self._agent_id, reservation.amount), reservation
 
     def _bounded(self, timeout: float) -> float:
         """``timeout``, cut to what is left of the task's time (and a grace)."""
@@ -197,7 +175,7 @@ class AgentContext:
             agent=self._agent_id,
             kind=kind,
             detail=detail,
-            tokens=scope.ledger.spent,
+            tokens=scope.budget.spent,
         )
         # Progress is for watchers: losing one never fails the work.
         with contextlib.suppress(BusError, PayloadEncodeError):
@@ -232,10 +210,10 @@ class AgentContext:
             InvalidSubject: ``to`` is not a valid agent id.
             TaskRefused: the task forbids it (loop, depth, deadline, budget).
         """
-        task, reserved = self._delegate(to, budget, DELEGATE_SHARE)
+        task, reservation = self._delegate(to, budget)
         # Nobody answers a send, so nobody gives its allowance back: it counts as spent
         # at once (else the unit's answer would report less than it handed out).
-        self._settle(reserved, reserved or 0)
+        reservation.forfeit()
         message = Message(
             sender=self._agent_id,
             to=to,
@@ -328,7 +306,7 @@ class AgentContext:
             InvalidSubject: ``to`` is not a valid agent id.
         """
         timeout = self._request_timeout if timeout is None else timeout
-        task, reserved = self._delegate(to, budget, DELEGATE_SHARE)
+        task, reservation = self._delegate(to, budget)
         timeout = self._bounded(timeout)
         question = Message(
             sender=self._agent_id,
@@ -342,16 +320,16 @@ class AgentContext:
         try:
             response = await self._ask(to, question, timeout)
         except AskFailed as failure:
-            self._settle(reserved, failure.spent)
+            reservation.settle(failure.spent)
             raise
         except BaseException:
             # Timed out or cancelled: the callee may still be at work. Stop it, and
             # count its whole allowance as spent (what it used is unknown).
             if task is not None:
                 await self.cancel(task, f"{self._agent_id} stopped waiting for {to}")
-            self._settle(reserved, reserved or 0)
+            reservation.forfeit()
             raise
-        self._settle(reserved, spent_from(response.metadata))
+        reservation.settle(spent_from(response.metadata))
         return response
 
     async def _ask(self, to: str, question: Message, timeout: float) -> Message:
@@ -499,10 +477,10 @@ class AgentContext:
             TaskRefused: the task forbids it (deadline, budget); nothing sent.
         """
         timeout = self._request_timeout if timeout is None else timeout
-        task, reserved = self._delegate(None, budget, DELEGATE_SHARE)
+        task, reservation = self._delegate(None, budget)
         timeout = self._bounded(timeout)
         if not math.isfinite(timeout) or timeout <= 0:
-            self._settle(reserved, 0)
+            reservation.settle(0)
             raise TaskRefused(ErrorCode.DEADLINE_EXCEEDED, "the task's deadline has passed")
         request = CapabilityRequest(
             capability=capability,
@@ -515,9 +493,9 @@ class AgentContext:
         except BaseException:
             if task is not None:
                 await self.cancel(task, f"{self._agent_id} stopped waiting for {capability}")
-            self._settle(reserved, reserved or 0)
+            reservation.forfeit()
             raise
-        self._settle(reserved, answer.tokens or 0)
+        reservation.settle(answer.tokens or 0)
         if not answer.ok:
             raise CapabilityFailed(
                 capability, answer.code or ErrorCode.AGENT_ERROR, answer.message, answer.agent

@@ -11,7 +11,8 @@ one instance), and a lone instance gets them all.
 Responses that answer an ``ask`` go to the asker and never reach the handler;
 other responses reach the handler but are never answered (that would loop).
 
-A message is a unit of work that fails alone (docs/PROTOCOL.md, section 6.2):
+A message is a unit of work that fails alone (docs/PROTOCOL.md, section 6.2; what a
+unit is, from its task to its outcome, is ``_unit.py``; the inbox carries it):
 
 - a payload that does not decode is counted and reported (rate-limited), and
   its sender, if the payload names one (``from`` and ``id``), gets a
@@ -35,9 +36,17 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import trio
 
-from volta.bus import BusError, Delivery, PayloadTooLarge, Subscription
+from volta.bus import (
+    Bus,
+    BusError,
+    Delivery,
+    PayloadTooLarge,
+    Subscription,
+    SubscriptionStatistics,
+)
 from volta.core import RateLimitedLog, TokenBucket, open_nursery
 from volta.protocol import (
     AGENT_BROADCAST,
@@ -46,9 +55,7 @@ from volta.protocol import (
     Message,
     MessageType,
     PayloadEncodeError,
-    ProgressKind,
     ProtocolError,
-    TaskRefused,
     agent_message,
     decode_json,
     decode_message,
@@ -59,14 +66,11 @@ from volta.protocol import (
 )
 from volta.supervisor import shutdown_scope
 
-from ._handler import AgentFault, HandlerError
-from ._task import Ledger, TaskScope
-from ._unit import describe_protocol_error, running_unit, task_of, unit_context
+from ._calls import PendingAsks
+from ._unit import Answered, Failed, Outcome, Units, Work
 
 if TYPE_CHECKING:
-    from volta.bus import Bus
-
-    from ._agent import AgentState
+    from ._agent import AgentSpec
     from ._context import AgentContext
 
 log = logging.getLogger("volta.actors.inbox")
@@ -79,19 +83,69 @@ ERROR_REPLY_BURST = 200.0
 forged ``from`` fields must not turn the agent into a reflector."""
 
 
+@attrs.define
+class InboxRecord:
+    """What outlives each run of an agent's inbox: its counts, and its subscriptions
+    while it runs (their drops and backlog are read through it)."""
+
+    malformed: int = 0
+    """Payloads on the inbox that were not valid messages."""
+    dropped_before: int = 0
+    """Messages dropped by the inboxes that ran before this one."""
+    subscriptions: tuple[Subscription, ...] = ()
+    """The running inbox's subscriptions (direct, broadcast)."""
+
+    @property
+    def dropped(self) -> int:
+        """Messages the inbox dropped because it was full, since the agent started."""
+        return self.dropped_before + sum(s.statistics().dropped for s in self.subscriptions)
+
+    def statistics(self) -> tuple[SubscriptionStatistics, ...]:
+        """The counters of the running inbox's subscriptions (none while it is down)."""
+        return tuple(subscription.statistics() for subscription in self.subscriptions)
+
+    def closed(self) -> None:
+        """The inbox stopped: keep its drops."""
+        self.dropped_before = self.dropped
+        self.subscriptions = ()
+
+
 class Inbox:
     """One agent's inbox child."""
 
-    def __init__(self, state: AgentState, bus: Bus, context: AgentContext) -> None:
-        self._state = state
+    def __init__(
+        self,
+        spec: AgentSpec,
+        bus: Bus,
+        context: AgentContext,
+        units: Units,
+        *,
+        asks: PendingAsks,
+        record: InboxRecord,
+        announced: trio.Event,
+    ) -> None:
+        """Args:
+        spec: the agent.
+        bus: its connection.
+        context: what its handler is given.
+        units: runs each message as a unit of work.
+        asks: the agent's asks waiting for answers (responses go there first).
+        record: where the inbox keeps its counts across restarts.
+        announced: set once the agent has announced itself: a later start is a restart.
+        """
+        self._spec = spec
         self._bus = bus
         self._context = context
+        self._units = units
+        self._asks = asks
+        self._record = record
+        self._announced = announced
         self._error_replies = TokenBucket(ERROR_REPLIES_PER_SECOND, ERROR_REPLY_BURST)
         self._log = RateLimitedLog(log, bus.options.report_interval)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve messages until cancelled; raise an :class:`AgentFault` a handler raised."""
-        spec = self._state.spec
+        spec = self._spec
         limiter = trio.CapacityLimiter(spec.max_concurrency)
         queue = inbox_queue(spec.id)
         buffer, max_bytes = spec.inbox_buffer, spec.inbox_max_bytes
@@ -105,16 +159,16 @@ class Inbox:
                 ) as everyone,
                 open_nursery() as nursery,
             ):
-                self._state.inbox_subscriptions = (direct, everyone)
+                self._record.subscriptions = (direct, everyone)
                 nursery.start_soon(self._read, direct, limiter, nursery)
                 nursery.start_soon(self._read, everyone, limiter, nursery)
-                if self._state.announced:
+                if self._announced.is_set():
                     # A restart: ready means reachable, so wait until the server has the
                     # subscriptions. (At first start the announcer flushes for everyone.)
                     await self._bus.flush()
                 task_status.started()
         finally:
-            self._state.inbox_closed()
+            self._record.closed()
 
     async def _read(
         self,
@@ -122,8 +176,7 @@ class Inbox:
         limiter: trio.CapacityLimiter,
         nursery: trio.Nursery,
     ) -> None:
-        own_id = self._state.spec.id
-        asks = self._state.asks
+        own_id = self._spec.id
         broadcast = subscription.subject == AGENT_BROADCAST
         async for delivery, message in subscription.decoded(_message, on_malformed=self._malformed):
             if broadcast and message.sender == own_id:
@@ -136,7 +189,7 @@ class Inbox:
                 subscription.malformed(delivery, wrong)
                 await self._refuse(delivery, (message.sender, message.id), wrong)
                 continue
-            if message.type is MessageType.RESPONSE and asks.resolve(message):
+            if message.type is MessageType.RESPONSE and self._asks.resolve(message):
                 continue
             token = object()
             await limiter.acquire_on_behalf_of(token)
@@ -151,23 +204,23 @@ class Inbox:
             document = None
         await self._refuse(delivery, message_attribution(document), error)
 
+    def _admit_error_reply(self) -> bool:
+        return self._error_replies.take(trio.current_time())
+
     async def _refuse(
         self, delivery: Delivery, sender: tuple[str, str] | None, error: ProtocolError
     ) -> None:
         """Count a malformed message and, within limits, tell whoever can be told (the
         subscription has counted and reported it already)."""
-        state = self._state
-        state.malformed += 1
+        self._record.malformed += 1
         reply_to = delivery.reply if delivery.answerable else None
-        if (sender is None and reply_to is None) or not self._error_replies.take(
-            trio.current_time()
-        ):
+        if (sender is None and reply_to is None) or not self._admit_error_reply():
             return
         text = str(error)
         payload: bytes | Message
         if sender is not None:
             payload = Message(
-                sender=state.spec.id,
+                sender=self._spec.id,
                 to=sender[0],
                 message=f"error: {text}",
                 type=MessageType.RESPONSE,
@@ -188,7 +241,7 @@ class Inbox:
                 "refuse",
                 "refusals that could not be sent",
                 "agent %s could not refuse a malformed message: %s",
-                state.spec.id,
+                self._spec.id,
                 failure,
             )
 
@@ -200,145 +253,90 @@ class Inbox:
         limiter: trio.CapacityLimiter,
         token: object,
     ) -> None:
-        state = self._state
-        state.messages_in_flight += 1
         self._context.route_replies(message, reply_to)
         try:
             await self._run_unit(message, reply_to, broadcast)
         finally:
             self._context.forget_replies(message)
-            state.messages_in_flight -= 1
             limiter.release_on_behalf_of(token)
 
     async def _run_unit(self, message: Message, reply_to: str | None, broadcast: bool) -> None:
-        """Handle one message as a unit of its task (see ``_unit.py``)."""
-        state, spec = self._state, self._state.spec
-        try:
-            task, from_wire = unit_context(
-                task_of(message.metadata),
-                message.sender,
-                timeout=spec.task_timeout,
-                budget=spec.task_budget,
-                broadcast=broadcast,
-            )
-        except ProtocolError as error:
-            state.malformed += 1
-            if self._error_replies.take(trio.current_time()):
-                await self._fail(
-                    message, reply_to, ErrorCode.BAD_REQUEST, describe_protocol_error(error)
-                )
-            return
-        refusal = task.refusal(spec.id) if from_wire else None
-        if refusal is not None:
-            state.refused += 1
-            # Refusals share the budget of error replies with malformed messages: a flood
-            # of forged tasks "from" a victim must not turn the agent into a reflector.
-            if self._error_replies.take(trio.current_time()):
-                scope = TaskScope(task, spec.id, Ledger(task.budget))
-                await self._context.progress(ProgressKind.REFUSED, refusal.message, scope=scope)
-                await self._fail(message, reply_to, refusal.code, refusal.message)
-            return
-        traced = from_wire or spec.trace
-        answer: str | None = None
-        crash: AgentFault | None = None
-        failure: tuple[ErrorCode, str] | None = None
-        with running_unit(task, spec.id, state.tasks, traced=traced) as unit:
-            await self._context.progress(ProgressKind.STARTED, message.message[:200])
-            try:
-                answer = await spec.handler.on_message(message, self._context)
-                if answer is not None and not isinstance(answer, str):
-                    raise TypeError(f"on_message returned {type(answer).__name__}, not str or None")
-            except TaskRefused as error:
-                failure = (error.code, error.message)
-            except HandlerError as error:
-                state.handler_errors += 1
-                failure = (error.code, error.message)
-            except Exception as error:
-                state.handler_errors += 1
-                self._log.warning(
-                    "handler",
-                    "handler failures",
-                    "agent %s: handler failed on %s: %r",
-                    spec.id,
-                    message.id,
-                    error,
-                )
-                failure = (ErrorCode.AGENT_ERROR, repr(error))
-                if isinstance(error, AgentFault):
-                    crash = error
-            except BaseException:
-                # A cancellation (perhaps grouped by a nursery in the handler) that is not
-                # the unit's own deadline or cancel: the inbox is stopping.
-                if not unit.cancel_scope.cancel_called:
-                    await self._fail(
-                        message,
-                        reply_to,
-                        ErrorCode.AGENT_ERROR,
-                        "interrupted: the inbox stopped",
-                        unit.scope,
-                    )
-                raise
-        failure = unit.cut_short() or failure
-        if failure is not None:
-            kind = (
-                ProgressKind.CANCELLED if failure[0] is ErrorCode.CANCELLED else ProgressKind.FAILED
-            )
-            await self._context.progress(kind, failure[1], scope=unit.scope)
-            await self._fail(message, reply_to, failure[0], failure[1], unit.scope)
-            if crash is not None:
-                raise crash
-            return
-        state.handled += 1
-        await self._context.progress(ProgressKind.ANSWERED, (answer or "")[:200], scope=unit.scope)
-        if answer is not None and message.type is not MessageType.RESPONSE:
-            await self._answer(message, reply_to, answer, unit.scope if from_wire else None)
-
-    async def _answer(
-        self, message: Message, reply_to: str | None, answer: str, scope: TaskScope | None
-    ) -> None:
-        metadata = usage_metadata(scope.ledger.spent) if scope is not None else None
-        response = message.reply(
-            answer, sender=self._state.spec.id, metadata={"usage": metadata} if metadata else None
+        """Handle one message as a unit of its task, and answer how it went."""
+        work = Work.message(
+            message.sender,
+            message.id,
+            message.message,
+            message.metadata.get("task"),
+            broadcast=broadcast,
         )
+
+        async def handle() -> str | None:
+            answer = await self._spec.handler.on_message(message, self._context)
+            if answer is not None and not isinstance(answer, str):
+                raise TypeError(f"on_message returned {type(answer).__name__}, not str or None")
+            return answer
+
+        async def interrupted(failure: Failed) -> None:
+            await self._fail(message, reply_to, failure)
+
+        outcome = await self._units.run(
+            work, handle, interrupted=interrupted, admit_refusal=self._admit_error_reply
+        )
+        await self._send(message, reply_to, outcome)
+        if isinstance(outcome, Failed) and outcome.fault is not None:
+            raise outcome.fault
+
+    async def _send(self, message: Message, reply_to: str | None, outcome: Outcome) -> None:
+        """Answer the sender: the answer, or the failure (never a response, nor a
+        refusal beyond the error answers allowed)."""
+        if isinstance(outcome, Failed):
+            if not outcome.quiet:
+                await self._fail(message, reply_to, outcome)
+        elif outcome.value is not None and message.type is not MessageType.RESPONSE:
+            await self._answer(message, reply_to, outcome)
+
+    async def _answer(self, message: Message, reply_to: str | None, answered: Answered) -> None:
+        metadata = None if answered.spent is None else {"usage": usage_metadata(answered.spent)}
+        response = message.reply(answered.value, sender=self._spec.id, metadata=metadata)
         try:
             await self._bus.publish(reply_to or agent_message(message.sender), response)
         except PayloadTooLarge as error:
             await self._fail(
                 message,
                 reply_to,
-                ErrorCode.PAYLOAD_TOO_LARGE,
-                f"the answer is {error.size} bytes, above the server's max_payload of "
-                f"{error.max_payload} bytes",
-                scope,
+                Failed(
+                    ErrorCode.PAYLOAD_TOO_LARGE,
+                    f"the answer is {error.size} bytes, above the server's max_payload of "
+                    f"{error.max_payload} bytes",
+                    answered.spent,
+                ),
             )
         except PayloadEncodeError as error:
-            await self._fail(message, reply_to, ErrorCode.UNENCODABLE, str(error), scope)
+            await self._fail(
+                message, reply_to, Failed(ErrorCode.UNENCODABLE, str(error), answered.spent)
+            )
         except BusError as error:
             self._log.info(
                 "answer",
                 "answers that could not be sent",
                 "agent %s could not answer %s: %s",
-                self._state.spec.id,
+                self._spec.id,
                 message.id,
                 error,
             )
 
-    async def _fail(
-        self,
-        message: Message,
-        reply_to: str | None,
-        code: ErrorCode,
-        text: str,
-        scope: TaskScope | None = None,
-    ) -> None:
+    async def _fail(self, message: Message, reply_to: str | None, failure: Failed) -> None:
         """Tell the sender its message failed (bounded; never raises)."""
         if message.type is MessageType.RESPONSE:
             return
-        text = text if len(text) <= 1000 else f"{text[:997]}..."
-        metadata: dict[str, Any] = {"error": {"code": code.value, "message": text}}
-        if scope is not None:
-            metadata["usage"] = usage_metadata(scope.ledger.spent)
-        response = message.reply(f"error: {text}", sender=self._state.spec.id, metadata=metadata)
+        metadata: dict[str, Any] = {
+            "error": {"code": failure.code.value, "message": failure.message}
+        }
+        if failure.spent is not None:
+            metadata["usage"] = usage_metadata(failure.spent)
+        response = message.reply(
+            f"error: {failure.message}", sender=self._spec.id, metadata=metadata
+        )
         with shutdown_scope():
             try:
                 await self._bus.publish(reply_to or agent_message(message.sender), response)

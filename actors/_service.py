@@ -58,7 +58,7 @@ def _started(value: datetime) -> str:
 
 def describe(agent: Agent, verb: str, version: str) -> dict[str, Any]:
     """The ADR-32 response of one agent to PING, INFO or STATS."""
-    spec, state = agent.spec, agent.state
+    spec = agent.spec
     document: dict[str, Any] = {
         "type": _TYPES[verb],
         "name": SERVICE_NAME,
@@ -78,10 +78,10 @@ def describe(agent: Agent, verb: str, version: str) -> dict[str, Any]:
             for name in spec.capabilities
         ]
     elif verb == "STATS":
-        document["started"] = _started(state.started_wall)
+        document["started"] = _started(agent.started_wall)
         endpoints = []
         for name in spec.capabilities:
-            counters = state.endpoint(name)
+            counters = agent.endpoint(name)
             average = counters.processing_ns // counters.requests if counters.requests else 0
             endpoints.append(
                 {

@@ -364,7 +364,7 @@ async def scale_worker(
             ready.set()
 
         def started() -> int:
-            return sum(1 for agent in node.agents.values() if agent.state.supervisor is not None)
+            return sum(1 for agent in node.agents.values() if agent.supervisor is not None)
 
         progress: list[tuple[float, int]] = []  # (seconds, agents started), every second
 

@@ -10,6 +10,7 @@ import pytest
 import trio
 
 from volta.actors import AgentContext, AgentFault, AskFailed, AskTimeout, CapabilityFailed
+from volta.actors._calls import PendingAsks
 from volta.bus import NatsServer, NatsServerConfig, open_bus, run_nats_server
 from volta.core import open_nursery
 from volta.protocol import (
@@ -121,11 +122,10 @@ async def test_agents_message_each_other(nats_server: NatsServer) -> None:
         agent("beta", handler=Recorder(answer=lambda m: "pong")),
     ]
     async with (
-        running_node(node_spec(nats_server.url, agents)) as node,
+        running_node(node_spec(nats_server.url, agents)),
         open_bus(nats_server.url) as bus,
     ):
-        alpha = node.agents["alpha"]
-        context = AgentContext("tester", "tester", (), bus, alpha.state.asks, 5.0)
+        context = AgentContext("tester", "tester", (), bus, PendingAsks(), 5.0)
         async with bus.subscribe_messages("agent.tester.message") as inbox:
             await bus.flush()
             await context.send("alpha", "go")
@@ -310,7 +310,7 @@ async def test_a_failing_handler_fails_that_message_alone(nats_server: NatsServe
                 slow.append(await context.ask("flaky", "slow 0.3"))
 
             nursery.start_soon(ask_slowly)
-            await wait_until(lambda: node.agents["flaky"].state.messages_in_flight == 1)
+            await wait_until(lambda: node.agents["flaky"].statistics().in_flight == 1)
             with pytest.raises(AskFailed) as ask_failure:
                 await context.ask("flaky", "fail")
         # The message in flight beside the failure was answered normally.
@@ -356,7 +356,7 @@ async def test_an_agent_fault_answers_then_restarts_the_child(nats_server: NatsS
                 interrupted.append(caught.value)
 
             nursery.start_soon(ask_slowly)
-            await wait_until(lambda: node.agents["flaky"].state.messages_in_flight == 1)
+            await wait_until(lambda: node.agents["flaky"].statistics().in_flight == 1)
             with pytest.raises(AskFailed, match=r"AgentFault\('state corrupted'\)"):
                 await context.ask("flaky", "crash")
 

@@ -103,7 +103,7 @@ async def test_a_restarted_inbox_is_ready_only_once_the_server_has_its_subscript
         open_bus(nats_server.url) as bus,
         node.events.watch(1000) as stream,
     ):
-        supervisor = node.agents["flaky"].state.supervisor
+        supervisor = node.agents["flaky"].supervisor
         assert supervisor is not None
         context = client_context(bus)
         with pytest.raises(AskFailed, match="AgentFault"):

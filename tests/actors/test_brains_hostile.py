@@ -119,12 +119,12 @@ class Relay:
         if context.agent_id == "p":
             for _ in range(10):
                 await context.ask("a", "do a part", timeout=5)
-            return f"spent {scope.ledger.spent}"
+            return f"spent {scope.budget.spent}"
         if context.agent_id == "a":
             await context.send("b", "do this for me")
             return "a done"
-        self.handed_to_b.append(scope.ledger.allowance)
-        scope.ledger.charge(scope.ledger.allowance or 0)
+        self.handed_to_b.append(scope.budget.allowance)
+        scope.budget.charge(scope.budget.allowance or 0)
         return None
 
     async def on_capability(self, capability: str, input: Any, context: AgentContext) -> Any:

@@ -63,7 +63,7 @@ async def test_crash_the_inbox_100_times_heartbeats_never_stop(nats_server: Nats
         end = trio.current_time()
         reply = await context.ask("victim", "still there?")
         stats = node.agents["victim"].statistics()
-        supervisor = node.agents["victim"].state.supervisor
+        supervisor = node.agents["victim"].supervisor
         assert supervisor is not None
         child_restarts = dict(supervisor.statistics().child_restarts)
         nursery.cancel_scope.cancel()
@@ -191,7 +191,7 @@ async def test_messages_in_flight_when_the_agent_stops_are_told_so(nats_server: 
             async with running_node(spec) as node:
                 for _ in range(3):
                     nursery.start_soon(ask)
-                await wait_until(lambda: node.agents["busy"].state.messages_in_flight == 3)
+                await wait_until(lambda: node.agents["busy"].statistics().in_flight == 3)
             # The node stopped in order while they were in flight.
             start = trio.current_time()
         assert trio.current_time() - start < 2, "the asks were not answered, they timed out"
@@ -215,7 +215,7 @@ async def test_a_bus_that_gives_up_ends_the_node(nats_server: NatsServer) -> Non
 
     async def kill_once_running() -> None:
         await wait_until(
-            lambda: all(a.state.announced for a in node.agents.values()) and len(node.agents) == 3
+            lambda: all(a.announced for a in node.agents.values()) and len(node.agents) == 3
         )
         await nats_server.kill()
 

@@ -28,14 +28,16 @@ import pytest
 import trio
 
 from volta.actors import AgentContext, AskFailed, EchoHandler, HandlerError
-from volta.actors._agent import AgentState
-from volta.actors._inbox import Inbox
+from volta.actors._calls import PendingAsks
+from volta.actors._inbox import Inbox, InboxRecord
+from volta.actors._unit import Answered, Failed, TaskScope, UnitLimits, Units
 from volta.bus import BusOptions, Delivery, NatsServer, Subscription, open_bus
 from volta.protocol import (
     AGENT_BROADCAST,
     ErrorCode,
     Message,
     MessageType,
+    ProgressKind,
     ProtocolError,
     encode_message,
 )
@@ -144,15 +146,15 @@ async def test_a_flood_beyond_the_inbox_bounds_is_dropped_and_counted(
         for payload in payloads:
             await bus.publish(target, payload)
         alpha = node.agents["alpha"]
-        inbox = alpha.state.inbox_subscriptions[0 if subject == "direct" else 1]
+        index = 0 if subject == "direct" else 1
 
         def arrived() -> int:
-            stats = inbox.statistics()
+            stats = alpha.inbox_statistics()[index]
             return stats.delivered + stats.pending + stats.dropped
 
         # One in the handler, one read and waiting for the worker, the rest held or dropped.
         await wait_until(lambda: arrived() == flood and len(gate.seen) == 1)
-        stats = inbox.statistics()
+        stats = alpha.inbox_statistics()[index]
         assert stats.pending <= 5, f"the inbox held {stats.pending} messages, beyond its bounds"
         assert stats.pending_bytes <= 5 * size
         assert stats.delivered <= 2
@@ -534,6 +536,10 @@ async def test_answers_that_are_not_a_sendable_str_fail_that_message_alone(
 # -- a bus that refuses the publish ----------------------------------------------------
 
 
+async def unwatched(kind: ProgressKind, detail: str, scope: TaskScope) -> None:
+    """Progress nobody hears."""
+
+
 async def test_answers_errors_and_refusals_the_bus_cannot_send_are_logged_never_raised(
     nats_server: NatsServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -542,18 +548,27 @@ async def test_answers_errors_and_refusals_the_bus_cannot_send_are_logged_never_
     caplog.set_level(logging.INFO, "volta.actors.inbox")
     options = BusOptions(servers=(nats_server.url,), report_interval=0.3)
     async with open_bus(options) as closing:
-        state = AgentState(agent("alpha"))
-        inbox = Inbox(state, closing, client_context(closing, "alpha"))
+        context = client_context(closing, "alpha")
+        units = Units("alpha", UnitLimits(), unwatched)
+        inbox = Inbox(
+            agent("alpha"),
+            closing,
+            context,
+            units,
+            asks=PendingAsks(),
+            record=InboxRecord(),
+            announced=trio.Event(),
+        )
     question = to_alpha("hello")
     delivery = Delivery(subject="agent.alpha.message", data=b"{broken", reply="_INBOX.gone.1")
     refusal = ProtocolError("$", "not valid UTF-8 JSON")
     for _ in range(2):  # the second of each kind is held back
-        await inbox._answer(question, "_INBOX.gone.2", "re: hello", None)
-        await inbox._fail(question, "_INBOX.gone.3", ErrorCode.AGENT_ERROR, "it broke")
+        await inbox._answer(question, "_INBOX.gone.2", Answered("re: hello", None))
+        await inbox._fail(question, "_INBOX.gone.3", Failed(ErrorCode.AGENT_ERROR, "it broke"))
         await inbox._refuse(delivery, ("tester", question.id), refusal)
     await trio.sleep(0.35)  # the windows end: the next line of each kind brings its summary
-    await inbox._answer(question, None, "re: hello", None)
-    await inbox._fail(question, None, ErrorCode.AGENT_ERROR, "it broke")
+    await inbox._answer(question, None, Answered("re: hello", None))
+    await inbox._fail(question, None, Failed(ErrorCode.AGENT_ERROR, "it broke"))
     await inbox._refuse(delivery, None, refusal)
     lines = [r.getMessage() for r in caplog.records if r.name == "volta.actors.inbox"]
     closed = "the bus is closed: closed by its owner"

@@ -15,7 +15,6 @@ import pytest
 import trio
 
 from volta.actors import AgentContext, AskFailed, open_client
-from volta.actors._task import Ledger
 from volta.bus import NatsServer, open_bus
 from volta.protocol import (
     TASK_CODEC,
@@ -45,10 +44,10 @@ class Relay:
         scope = context.task
         if scope is not None and self.spend:
             # What a brain does before it calls its model: check, then spend.
-            available = scope.ledger.available()
+            available = scope.budget.available()
             if available is not None and available < self.spend:
                 raise TaskRefused(ErrorCode.BUDGET_EXCEEDED, f"{context.agent_id} has {available}")
-            scope.ledger.charge(self.spend)
+            scope.budget.charge(self.spend)
         nxt = self.route.get(context.agent_id)
         finished = False
         try:
@@ -193,18 +192,6 @@ async def test_the_budget_is_shared_down_the_chain(nats_server: NatsServer) -> N
     assert caught.value.spent == 600  # a's 300 and b's 300: never more than the 1,000
     assert generous.message == "a < b < c did it"
     assert generous.metadata["usage"]["tokens"] == 900
-
-
-def test_a_ledger_never_hands_out_more_than_it_has() -> None:
-    ledger = Ledger(1000)
-    ledger.charge(100)
-    first = ledger.reserve(0.5)
-    second = ledger.reserve(0.5)
-    assert (first, second, ledger.available()) == (450, 225, 225)
-    ledger.settle(first, 500)  # a delegate that says it spent more than it was given
-    assert ledger.spent == 100 + 450  # counts as its whole allowance, no more
-    ledger.settle(second, 25)
-    assert (ledger.spent, ledger.reserved, ledger.available()) == (575, 0, 425)
 
 
 async def test_a_malformed_task_is_refused_as_bad_request(nats_server: NatsServer) -> None:
