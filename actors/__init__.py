@@ -1,91 +1,75 @@
-"""Agents as supervised actors, and the node that runs them.
+"""Agents as supervised actors: what an agent is, what its handler can do, how to talk to one.
 
-An agent is a supervisor whose children are the inbox, the capability
-responder, the heartbeat and the announcer. A node runs the directory
-(discovery, ``mcp.list_agents``), the capability router and the agents under
-one root supervisor. Nothing here knows how NATS is reached: that is ``volta.bus``.
+An agent is a supervisor whose children are the inbox, the capability responder,
+the heartbeat and the announcer. Each message and each capability call it handles is
+a unit of work (its task's deadline, budget, chain and cancel; ``_unit.py``). A node
+runs agents (``volta.node``); brains think for them (``volta.brains``); nothing here
+knows how NATS is reached (``volta.bus``) or what the wire looks like
+(``volta.protocol``).
+
+The names below, by who needs them:
+
+- writing a handler: :class:`Handler`, :class:`AgentContext` (send, reply, ask,
+  broadcast, list agents, request capabilities), the running unit's
+  :class:`TaskScope` and :class:`Budget`, :class:`HandlerError`,
+  :class:`CapabilityError`, :class:`AgentFault`; :class:`EchoHandler` as an example;
+- running an agent: :class:`Agent`, :class:`AgentSpec`, :class:`SupervisionPolicy`,
+  :class:`AgentStatistics`, :class:`UnitStatistics`, :class:`TaskRegistry`;
+- talking to agents from any program: :func:`open_client`, :class:`Client`,
+  :class:`AskFailed`, :class:`AskTimeout`, :class:`CapabilityFailed`.
 """
+
+from volta.core import public_names as _public_names
 
 from ._agent import Agent as Agent
 from ._agent import AgentSpec as AgentSpec
 from ._agent import AgentStatistics as AgentStatistics
 from ._agent import SupervisionPolicy as SupervisionPolicy
-from ._brain import Brain as Brain
-from ._brain import BrainSpec as BrainSpec
 from ._calls import AskFailed as AskFailed
 from ._calls import AskTimeout as AskTimeout
 from ._calls import CapabilityFailed as CapabilityFailed
+from ._cancel import TaskRegistry as TaskRegistry
 from ._client import Client as Client
 from ._client import open_client as open_client
 from ._context import AgentContext as AgentContext
-from ._directory import Directory as Directory
-from ._directory import IdentityClash as IdentityClash
-from ._directory import PresenceChange as PresenceChange
-from ._directory_service import DirectoryService as DirectoryService
-from ._functions import FunctionCapabilities as FunctionCapabilities
-from ._functions import resolve_function as resolve_function
-from ._handler import BUILTIN_CAPABILITIES as BUILTIN_CAPABILITIES
-from ._handler import BUILTIN_HANDLERS as BUILTIN_HANDLERS
 from ._handler import AgentFault as AgentFault
 from ._handler import CapabilityError as CapabilityError
 from ._handler import EchoHandler as EchoHandler
 from ._handler import Handler as Handler
 from ._handler import HandlerError as HandlerError
 from ._handler import HandlerFactory as HandlerFactory
-from ._handler import handler_serves as handler_serves
-from ._handler import resolve_handler as resolve_handler
-from ._identity import IdentityConflict as IdentityConflict
-from ._models import DEFAULT_MODEL as DEFAULT_MODEL
-from ._models import BrainFailure as BrainFailure
-from ._models import ClaudeModel as ClaudeModel
-from ._models import Model as Model
-from ._models import ModelReply as ModelReply
-from ._node import Node as Node
-from ._node import NodeEvent as NodeEvent
-from ._node import NodeSpec as NodeSpec
-from ._offline import OfflineModel as OfflineModel
-from ._router import CapabilityRouter as CapabilityRouter
+from ._unit import DELEGATE_SHARE as DELEGATE_SHARE
+from ._unit import Budget as Budget
+from ._unit import Reservation as Reservation
 from ._unit import TaskScope as TaskScope
+from ._unit import UnitStatistics as UnitStatistics
 
 __all__ = [
-    "BUILTIN_CAPABILITIES",
-    "BUILTIN_HANDLERS",
-    "DEFAULT_MODEL",
-    "Agent",
+    # writing a handler
+    "DELEGATE_SHARE",
     "AgentContext",
     "AgentFault",
-    "AgentSpec",
-    "AgentStatistics",
-    "AskFailed",
-    "AskTimeout",
-    "Brain",
-    "BrainFailure",
-    "BrainSpec",
+    "Budget",
     "CapabilityError",
-    "CapabilityFailed",
-    "CapabilityRouter",
-    "ClaudeModel",
-    "Client",
-    "Directory",
-    "DirectoryService",
     "EchoHandler",
-    "FunctionCapabilities",
     "Handler",
     "HandlerError",
     "HandlerFactory",
-    "IdentityClash",
-    "IdentityConflict",
-    "Model",
-    "ModelReply",
-    "Node",
-    "NodeEvent",
-    "NodeSpec",
-    "OfflineModel",
-    "PresenceChange",
-    "SupervisionPolicy",
+    "Reservation",
     "TaskScope",
-    "handler_serves",
+    # running an agent
+    "Agent",
+    "AgentSpec",
+    "AgentStatistics",
+    "SupervisionPolicy",
+    "TaskRegistry",
+    "UnitStatistics",
+    # talking to agents
+    "AskFailed",
+    "AskTimeout",
+    "CapabilityFailed",
+    "Client",
     "open_client",
-    "resolve_function",
-    "resolve_handler",
 ]
+
+_public_names(__name__, globals())

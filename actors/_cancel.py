@@ -7,8 +7,8 @@ names and everything it started, however deep. A client that gives up on a task
 cancels its first span; an ``ask`` that is cancelled cancels the span it started.
 Cancelled units answer ``cancelled`` (docs/PROTOCOL.md, section 5.11).
 
-The :class:`TaskRegistry` is the node's table of running units; the
-:class:`CancelListener` is the node child that feeds it from the bus.
+The :class:`TaskRegistry` is the node's table of running units (``Units.run``
+registers each one); the node's canceller feeds it from the bus.
 """
 
 from __future__ import annotations
@@ -20,9 +20,7 @@ from contextlib import contextmanager
 import attrs
 import trio
 
-from volta.bus import Bus, Delivery, Subscription
-from volta.core import RateLimitedLog
-from volta.protocol import CANCEL_CODEC, TASK_CANCEL, CancelRequest, ProtocolError, TaskContext
+from volta.protocol import CancelRequest, TaskContext
 
 log = logging.getLogger("volta.actors.cancel")
 
@@ -71,40 +69,3 @@ class TaskRegistry:
                 count += 1
         self.cancelled += count
         return count
-
-
-class CancelListener:
-    """The node child that applies ``task.cancel`` to the node's running units."""
-
-    def __init__(self, registry: TaskRegistry, bus: Bus) -> None:
-        self._registry = registry
-        self._bus = bus
-        self._log = RateLimitedLog(log, bus.options.report_interval)
-        self.malformed = 0
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Listen until cancelled."""
-        async with self._bus.subscribe(TASK_CANCEL) as requests:
-            await self._bus.flush()
-            task_status.started()
-            await self._listen(requests)
-
-    async def _malformed(self, _delivery: Delivery, _error: ProtocolError) -> None:
-        self.malformed += 1
-
-    async def _listen(self, requests: Subscription) -> None:
-        async for _delivery, request in requests.decoded(_decode, on_malformed=self._malformed):
-            count = self._registry.cancel(request)
-            if count:
-                self._log.info(
-                    "cancel",
-                    "cancellations",
-                    "task %s: cancelled %d unit(s): %s",
-                    request.task,
-                    count,
-                    request.reason,
-                )
-
-
-def _decode(delivery: Delivery) -> CancelRequest:
-    return CANCEL_CODEC.decode(delivery.data)

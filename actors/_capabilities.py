@@ -29,11 +29,10 @@ from volta.protocol import (
     CAPABILITY_REQUEST_CODEC,
     CapabilityReply,
     ErrorCode,
-    PayloadEncodeError,
     ProtocolError,
     anonymous_caller,
     capability_endpoint,
-    encode_capability_reply,
+    sendable_capability_reply,
 )
 from volta.supervisor import shutdown_scope
 
@@ -194,8 +193,23 @@ class CapabilityResponder:
             limiter.release_on_behalf_of(token)
 
     async def _answer(self, delivery: Delivery, reply: CapabilityReply) -> None:
-        """Send the one reply of a call; if it cannot be sent, a small error reply."""
-        await send_capability_reply(self._bus, delivery, reply, self._log, agent=self._spec.id)
+        """Send the one reply of a call; if it cannot be sent, a small error reply.
+        Bounded and shielded; never raises."""
+        if not delivery.answerable:
+            return
+        _sent, payload = sendable_capability_reply(
+            reply, self._bus.max_payload, agent=self._spec.id
+        )
+        with shutdown_scope():
+            try:
+                await self._bus.respond(delivery, payload)
+            except BusError as error:
+                self._log.info(
+                    "answer",
+                    "answers that could not be sent",
+                    "could not answer a capability request: %s",
+                    error,
+                )
 
 
 def _reply(outcome: Outcome, agent: str) -> CapabilityReply:
@@ -203,51 +217,3 @@ def _reply(outcome: Outcome, agent: str) -> CapabilityReply:
     if isinstance(outcome, Answered):
         return CapabilityReply.success(outcome.value, agent, outcome.spent)
     return CapabilityReply.failure(outcome.code, outcome.message, agent, outcome.spent)
-
-
-async def send_capability_reply(
-    bus: Bus,
-    delivery: Delivery,
-    reply: CapabilityReply,
-    log: RateLimitedLog,
-    *,
-    agent: str | None,
-    what: str = "the result",
-) -> CapabilityReply:
-    """Send the one reply to a capability request (the agents' and the router's).
-
-    A reply that cannot be sent as it is (not encodable, above ``max_payload``)
-    becomes a small error reply (``unencodable``, ``payload_too_large``) naming
-    ``what`` could not be sent. Bounded and shielded; never raises.
-
-    Returns:
-        The reply that was sent (or that would have been, if nobody waits).
-    """
-    if not delivery.answerable:
-        return reply
-    try:
-        payload = encode_capability_reply(reply)
-    except PayloadEncodeError as error:
-        reply = CapabilityReply.failure(
-            ErrorCode.UNENCODABLE, f"{what} cannot be sent as JSON: {error}", agent
-        )
-        payload = encode_capability_reply(reply)
-    if len(payload) > bus.max_payload:
-        reply = CapabilityReply.failure(
-            ErrorCode.PAYLOAD_TOO_LARGE,
-            f"{what} is {len(payload)} bytes, above the server's max_payload of "
-            f"{bus.max_payload} bytes",
-            agent,
-        )
-        payload = encode_capability_reply(reply)
-    with shutdown_scope():
-        try:
-            await bus.respond(delivery, payload)
-        except BusError as error:
-            log.info(
-                "answer",
-                "answers that could not be sent",
-                "could not answer a capability request: %s",
-                error,
-            )
-    return reply

@@ -13,7 +13,7 @@ only carry it (decode the payload, call :meth:`Units.run`, send the :data:`Outco
 - refuses work the task forbids before it begins (a loop, too deep, a passed
   deadline) and work whose task context is malformed (``bad_request``);
 - runs the handler under a cancel scope whose deadline is the task's, registered with
-  the node's :class:`~volta.actors._cancel.TaskRegistry` so ``task.cancel`` reaches
+  the node's :class:`~volta.actors.TaskRegistry` so ``task.cancel`` reaches
   it, with :data:`CURRENT_TASK` set so everything the handler sends carries the task
   and draws on its :class:`Budget`;
 - publishes its progress (started, answered, failed, cancelled, refused) and counts

@@ -54,14 +54,12 @@ from volta.actors import (
     AgentFault,
     AgentSpec,
     CapabilityError,
-    Directory,
     EchoHandler,
-    Node,
-    NodeSpec,
     SupervisionPolicy,
 )
 from volta.actors._context import PendingAsks  # what tests' client_context uses too
 from volta.bus import Bus, BusOptions, open_bus, run_nats_server
+from volta.node import Directory, Node, NodeSpec
 from volta.protocol import (
     CAPABILITY_REQUEST_CODEC,
     MCP_LIST_AGENTS,
@@ -149,7 +147,7 @@ def count_tasks() -> int:
 
 
 def client_context(bus: Bus) -> AgentContext:
-    """The agent API for code that is not an agent (as tests/actors/conftest.py does)."""
+    """The agent API for code that is not an agent (as tests/mesh.py does)."""
     return AgentContext(CLIENT, CLIENT, (), bus, PendingAsks(), 10.0)
 
 

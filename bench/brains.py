@@ -37,8 +37,10 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ for the fake API
 
-from tests.actors.conftest import agent, node_spec, running_node
-from volta.actors import Brain, BrainSpec, ClaudeModel, FunctionCapabilities, open_client
+from tests.mesh import agent, node_spec, running_node
+from volta.actors import open_client
+from volta.actors._functions import FunctionCapabilities
+from volta.brains import Brain, BrainSpec, ClaudeModel
 from volta.bus import NatsServerConfig, run_nats_server
 
 KEY = "sk-ant-bench-not-a-key"

@@ -4,6 +4,8 @@ This is the only package that touches asyncio, nats-py or trio-asyncio. Above it
 everything is trio: the protocol's payloads (``volta.protocol``) in and out.
 """
 
+from volta.core import public_names as _public_names
+
 from ._bus import Bus as Bus
 from ._bus import BusStatistics as BusStatistics
 from ._bus import open_bus as open_bus
@@ -59,3 +61,5 @@ __all__ = [
     "redact_url",
     "run_nats_server",
 ]
+
+_public_names(__name__, globals())

@@ -8,6 +8,8 @@ the result down. A bad configuration raises one :class:`ConfigError` listing
 every :class:`ConfigProblem` found.
 """
 
+from volta.core import public_names as _public_names
+
 from ._errors import ConfigError as ConfigError
 from ._errors import ConfigProblem as ConfigProblem
 from ._load import load_config as load_config
@@ -43,3 +45,5 @@ __all__ = [
     "shipped_config",
     "with_overrides",
 ]
+
+_public_names(__name__, globals())

@@ -6,8 +6,10 @@
 - :class:`RateLimitedLog`, :class:`Throttle`, :class:`TokenBucket`: a flood of bad
   input becomes a line and a summary, not a flood of log lines or replies.
 - :func:`printable`: text from the wire made safe for one log line or a terminal.
+- :func:`public_names`: a package's public objects say the package, not their module.
 """
 
+from ._exports import public_names as public_names
 from ._fanout import Fanout as Fanout
 from ._nursery import open_nursery as open_nursery
 from ._nursery import unwrap_lone_exception as unwrap_lone_exception
@@ -25,5 +27,8 @@ __all__ = [
     "TokenBucket",
     "open_nursery",
     "printable",
+    "public_names",
     "unwrap_lone_exception",
 ]
+
+public_names(__name__, globals())

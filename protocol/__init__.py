@@ -15,11 +15,14 @@ reads and writes them through these codecs.
   :class:`VoltaError`, the base of every error that carries a code.
 """
 
+from volta.core import public_names as _public_names
+
 from ._capability import CAPABILITY_REQUEST_CODEC as CAPABILITY_REQUEST_CODEC
 from ._capability import CapabilityReply as CapabilityReply
 from ._capability import CapabilityRequest as CapabilityRequest
 from ._capability import decode_capability_reply as decode_capability_reply
 from ._capability import encode_capability_reply as encode_capability_reply
+from ._capability import sendable_capability_reply as sendable_capability_reply
 from ._claims import AGENT_CLAIM_CODEC as AGENT_CLAIM_CODEC
 from ._claims import CLAIM_ANSWER_CODEC as CLAIM_ANSWER_CODEC
 from ._claims import CLAIM_CODEC as CLAIM_CODEC
@@ -179,6 +182,7 @@ __all__ = [
     "CapabilityRequest",
     "decode_capability_reply",
     "encode_capability_reply",
+    "sendable_capability_reply",
     # tasks
     "CANCEL_CODEC",
     "DEFAULT_MAX_DEPTH",
@@ -224,3 +228,5 @@ __all__ = [
     "TaskRefused",
     "VoltaError",
 ]
+
+_public_names(__name__, globals())

@@ -10,7 +10,7 @@ import attrs
 
 from . import _fields as fields
 from ._codec import Codec, Field, load_json_object, type_name
-from ._errors import ErrorCode, ProtocolError
+from ._errors import ErrorCode, PayloadEncodeError, ProtocolError
 from ._json import encode_json
 
 
@@ -97,6 +97,36 @@ def encode_capability_reply(reply: CapabilityReply) -> bytes:
     if reply.tokens is not None:
         document["usage"] = {"tokens": reply.tokens}
     return encode_json(document)
+
+
+def sendable_capability_reply(
+    reply: CapabilityReply, max_payload: int, *, agent: str | None, what: str = "the result"
+) -> tuple[CapabilityReply, bytes]:
+    """The one reply to a capability request, as bytes the server takes.
+
+    A reply that cannot be sent as it is (not encodable, above ``max_payload``)
+    becomes a small error reply (``unencodable``, ``payload_too_large``) naming
+    ``what`` could not be sent.
+
+    Returns:
+        The reply to send and its wire form.
+    """
+    try:
+        payload = encode_capability_reply(reply)
+    except PayloadEncodeError as error:
+        reply = CapabilityReply.failure(
+            ErrorCode.UNENCODABLE, f"{what} cannot be sent as JSON: {error}", agent
+        )
+        payload = encode_capability_reply(reply)
+    if len(payload) > max_payload:
+        reply = CapabilityReply.failure(
+            ErrorCode.PAYLOAD_TOO_LARGE,
+            f"{what} is {len(payload)} bytes, above the server's max_payload of "
+            f"{max_payload} bytes",
+            agent,
+        )
+        payload = encode_capability_reply(reply)
+    return reply, payload
 
 
 def _tokens(usage: object) -> int | None:

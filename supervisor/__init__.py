@@ -6,6 +6,8 @@ to their ``Restart`` type and the supervisor's ``Strategy``, gives up with
 reverse start order. Supervisors nest: ``Supervisor.run`` is itself a valid child.
 """
 
+from volta.core import public_names as _public_names
+
 from ._escalation import SupervisorEscalation as SupervisorEscalation
 from ._events import EventKind as EventKind
 from ._events import EventSink as EventSink
@@ -41,3 +43,5 @@ __all__ = [
     "shutdown_scope",
     "stop_on_signals",
 ]
+
+_public_names(__name__, globals())

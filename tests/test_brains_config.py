@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from volta._brains import build_brain
-from volta.actors import ClaudeModel, OfflineModel
+from volta.brains import ClaudeModel, OfflineModel
 from volta.config import AgentConfig, ConfigError, load_config
 
 KEY = "sk-ant-config-test-0123456789"

@@ -19,8 +19,8 @@ from volta.bus import Bus, NatsServer, open_bus
 from volta.config import shipped_config
 from volta.protocol import MCP_LIST_AGENTS, agent_message, progress_subject
 
-from .actors.conftest import client_context
 from .fake_anthropic import Recorded, Reply, fake_messages_api, text, tool_use
+from .mesh import client_context
 from .processes import free_ports, nats_processes_on, port_is_free, wait_until_gone
 
 VOLTA = [sys.executable, "-m", "volta._cli"]

@@ -24,7 +24,7 @@ from volta._commands import (
     capability_input,
     json_line,
 )
-from volta.actors import OfflineModel
+from volta.brains import OfflineModel
 from volta.core import printable
 from volta.protocol import ProgressEvent, ProgressKind
 

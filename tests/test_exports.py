@@ -6,15 +6,19 @@ supervisor keep their own lists in their test folders).
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
 
 import volta.actors
+import volta.brains
 import volta.bus
 import volta.core
+import volta.node
 import volta.protocol
 
 BUS = {
@@ -54,6 +58,7 @@ CORE = {
     "TokenBucket",
     "open_nursery",
     "printable",
+    "public_names",
     "unwrap_lone_exception",
 }
 
@@ -117,6 +122,7 @@ PROTOCOL = {
     "CapabilityRequest",
     "decode_capability_reply",
     "encode_capability_reply",
+    "sendable_capability_reply",
     "CANCEL_CODEC",
     "DEFAULT_MAX_DEPTH",
     "MAX_BUDGET",
@@ -160,53 +166,65 @@ PROTOCOL = {
 }
 
 ACTORS = {
-    "BUILTIN_CAPABILITIES",
-    "BUILTIN_HANDLERS",
-    "DEFAULT_MODEL",
-    "Agent",
+    "DELEGATE_SHARE",
     "AgentContext",
     "AgentFault",
-    "AgentSpec",
-    "AgentStatistics",
-    "AskFailed",
-    "AskTimeout",
-    "Brain",
-    "BrainFailure",
-    "BrainSpec",
+    "Budget",
     "CapabilityError",
-    "CapabilityFailed",
-    "CapabilityRouter",
-    "ClaudeModel",
-    "Client",
-    "Directory",
-    "DirectoryService",
     "EchoHandler",
-    "FunctionCapabilities",
     "Handler",
     "HandlerError",
     "HandlerFactory",
-    "IdentityClash",
-    "IdentityConflict",
-    "Model",
-    "ModelReply",
-    "Node",
-    "NodeEvent",
-    "NodeSpec",
-    "OfflineModel",
-    "PresenceChange",
-    "SupervisionPolicy",
+    "Reservation",
     "TaskScope",
-    "handler_serves",
+    "Agent",
+    "AgentSpec",
+    "AgentStatistics",
+    "SupervisionPolicy",
+    "TaskRegistry",
+    "UnitStatistics",
+    "AskFailed",
+    "AskTimeout",
+    "CapabilityFailed",
+    "Client",
     "open_client",
-    "resolve_function",
-    "resolve_handler",
 }
 
 
-@pytest.mark.parametrize(
-    ("module", "expected"),
-    [(volta.core, CORE), (volta.protocol, PROTOCOL), (volta.bus, BUS), (volta.actors, ACTORS)],
-)
+NODE = {
+    "IdentityClash",
+    "IdentityConflict",
+    "Node",
+    "NodeEvent",
+    "NodeSpec",
+    "PresenceChange",
+    "CapabilityRouter",
+    "Directory",
+    "DirectoryService",
+}
+
+BRAINS = {
+    "DEFAULT_MODEL",
+    "Brain",
+    "BrainFailure",
+    "BrainSpec",
+    "ClaudeModel",
+    "Model",
+    "ModelReply",
+    "OfflineModel",
+}
+
+SURFACES = [
+    (volta.core, CORE),
+    (volta.protocol, PROTOCOL),
+    (volta.bus, BUS),
+    (volta.actors, ACTORS),
+    (volta.node, NODE),
+    (volta.brains, BRAINS),
+]
+
+
+@pytest.mark.parametrize(("module", "expected"), SURFACES)
 def test_public_names(module: object, expected: set[str]) -> None:
     exported = set(module.__all__)  # type: ignore[attr-defined]
     assert exported == expected
@@ -215,15 +233,17 @@ def test_public_names(module: object, expected: set[str]) -> None:
 
 
 def test_asyncio_stays_inside_the_bus() -> None:
-    """Above the bus everything is trio: no actors module imports asyncio or nats."""
-    folder = Path(volta.actors.__file__).parent
+    """Above the bus (and in the protocol below it) everything is trio: no module of
+    these packages imports asyncio or nats."""
+    root = Path(volta.actors.__file__).parent.parent
     examined = []
-    for source in sorted(folder.glob("*.py")):
-        text = source.read_text(encoding="utf-8")
-        for forbidden in ("import asyncio", "import nats", "from nats", "trio_asyncio"):
-            assert forbidden not in text, f"{source.name} uses {forbidden}"
-        examined.append(source.name)
-    assert {"__init__.py", "_inbox.py", "_context.py", "_node.py"} <= set(examined)
+    for package in ("core", "protocol", "supervisor", "actors", "node", "brains", "config"):
+        for source in sorted((root / package).glob("*.py")):
+            text = source.read_text(encoding="utf-8")
+            for forbidden in ("import asyncio", "import nats", "from nats", "trio_asyncio"):
+                assert forbidden not in text, f"{package}/{source.name} uses {forbidden}"
+            examined.append(f"{package}/{source.name}")
+    assert {"actors/_inbox.py", "actors/_context.py", "node/_node.py"} <= set(examined)
     # The check can fail: the bus, right below, does use them.
     assert "import trio_asyncio" in (Path(volta.bus.__file__).parent / "_bus.py").read_text()
 
@@ -231,9 +251,9 @@ def test_asyncio_stays_inside_the_bus() -> None:
 def test_the_command_line_does_not_load_the_sdk_until_a_brain_thinks() -> None:
     """``volta agents`` and friends start fast: the anthropic SDK loads on a brain's first call."""
     probe = (
-        "import sys, volta._cli, volta._commands, volta._runtime, volta.actors;"
+        "import sys, volta._cli, volta._commands, volta._runtime, volta.brains;"
         "print('anthropic' in sys.modules);"
-        "model = volta.actors.ClaudeModel(api_key='k', agent_id='a');"
+        "model = volta.brains.ClaudeModel(api_key='k', agent_id='a');"
         "model._connection();"
         "print('anthropic' in sys.modules)"
     )
@@ -241,3 +261,22 @@ def test_the_command_line_does_not_load_the_sdk_until_a_brain_thinks() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.split() == ["False", "True"]
+
+
+@pytest.mark.parametrize(("module", "expected"), SURFACES)
+def test_public_objects_say_their_package_not_their_module(
+    module: object, expected: set[str]
+) -> None:
+    """Reprs and tracebacks show the name a user imports (``volta.actors.AskFailed``)."""
+    package = module.__name__  # type: ignore[attr-defined]
+    for name in expected:
+        value = getattr(module, name)
+        if inspect.isclass(value) or inspect.isfunction(value):
+            assert value.__module__ == package, f"{package}.{name} says {value.__module__}"
+
+
+def test_a_traceback_names_the_public_class() -> None:
+    error = volta.actors.AskFailed("beta", volta.protocol.ErrorCode.TIMEOUT, "slow")
+    (line,) = traceback.format_exception_only(error)
+    assert line == "volta.actors.AskFailed: agent 'beta' failed: timeout: slow\n"
+    assert repr(volta.actors.AgentSpec) == "<class 'volta.actors.AgentSpec'>"

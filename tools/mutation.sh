@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Mutation testing with mutmut (not part of CI: minutes per file, not seconds).
 #
-#   tools/mutation.sh                      the focus files of actors/, one at a time
-#   tools/mutation.sh actors/_router.py    one file (any file of actors/ or bus/)
+#   tools/mutation.sh                      the focus files, one at a time
+#   tools/mutation.sh node/_router.py      one file (of actors/, node/, brains/, bus/, protocol/)
 #
 # Run it from an activated venv with both extras: pip install -e ".[dev,mutation]".
 # Configuration: [tool.mutmut] in pyproject.toml. mutmut copies the
@@ -14,7 +14,7 @@
 #
 # Time on a 2-core machine (tests start real servers, so mostly waiting; measured
 # 2026-12-01 with a second run beside it): the first run spends ~3 min (the whole
-# suite, once) learning which tests reach what; then actors/_router.py (200 mutants)
+# suite, once) learning which tests reach what; then node/_router.py (200 mutants)
 # ~18 min, _announcer.py (15) ~3 min, _inbox.py (~500) over an hour,
 # _directory_service.py (279) ~55 min, _directory.py (~500) ~55 min. A mutant that
 # survives costs the whole run of its tests. To re-test only some mutants, name them:
@@ -32,15 +32,15 @@ fi
 
 files=("$@")
 if [ ${#files[@]} -eq 0 ]; then
-    files=(actors/_router.py actors/_announcer.py actors/_inbox.py actors/_directory_service.py
-           actors/_directory.py)
+    files=(node/_router.py actors/_announcer.py actors/_unit.py actors/_inbox.py
+           actors/_capabilities.py node/_directory_service.py node/_directory.py)
 fi
 
 mkdir -p mutants
 for file in "${files[@]}"; do
     case "$file" in
-        actors/*.py | bus/*.py) ;;
-        *) echo "tools/mutation.sh: $file: only files of actors/ and bus/ are configured" >&2
+        actors/*.py | node/*.py | brains/*.py | bus/*.py | protocol/*.py) ;;
+        *) echo "tools/mutation.sh: $file: only files of actors/, node/, brains/, bus/ and protocol/ are configured" >&2
            exit 2 ;;
     esac
     module="volta.${file%.py}"

@@ -2,7 +2,7 @@
 
 Usage (from the repository root, after ``mutmut run``)::
 
-    python tools/mutation_report.py actors/_router.py [more files...]
+    python tools/mutation_report.py node/_router.py [more files...]
 
 For each file: how many mutants were generated, killed, survived, timed out (and any
 other status), then every mutant that was not killed as ``file:line: old -> new``,

@@ -14,14 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from volta.actors import (
-    DEFAULT_MODEL,
-    Brain,
-    BrainSpec,
-    ClaudeModel,
-    Model,
-    OfflineModel,
-)
+from volta.brains import DEFAULT_MODEL, Brain, BrainSpec, ClaudeModel, Model, OfflineModel
 from volta.config import AgentConfig, BrainConfig, ConfigError
 
 

@@ -30,7 +30,6 @@ import trio
 from volta._commands import COMMANDS, add_client_commands, run_client_command
 from volta._logging import configure_logging
 from volta._runtime import node_spec, serve
-from volta.actors import IdentityConflict
 from volta.bus import (
     BusError,
     NatsServerConfig,
@@ -39,6 +38,7 @@ from volta.bus import (
     run_nats_server,
 )
 from volta.config import ConfigError, VoltaConfig, load_config, shipped_config, with_overrides
+from volta.node import IdentityConflict
 from volta.supervisor import SupervisorEscalation
 
 log = logging.getLogger("volta")

@@ -12,17 +12,12 @@ from collections.abc import Mapping
 import trio
 
 from volta._brains import build_brain
-from volta.actors import (
+from volta.actors import AgentSpec, Handler, SupervisionPolicy
+from volta.actors._functions import FunctionCapabilities, resolve_function
+from volta.actors._handler import (
     BUILTIN_CAPABILITIES,
     BUILTIN_HANDLERS,
-    AgentSpec,
-    FunctionCapabilities,
-    Handler,
-    Node,
-    NodeSpec,
-    SupervisionPolicy,
     handler_serves,
-    resolve_function,
     resolve_handler,
 )
 from volta.config import (
@@ -34,6 +29,7 @@ from volta.config import (
     VoltaConfig,
 )
 from volta.core import open_nursery
+from volta.node import Node, NodeSpec
 from volta.supervisor import Backoff, Intensity, Strategy, stop_on_signals
 
 log = logging.getLogger("volta")

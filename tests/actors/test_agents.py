@@ -25,7 +25,7 @@ from volta.protocol import (
 )
 from volta.supervisor import EventKind, Intensity, SupervisorEvent
 
-from .conftest import (
+from ..mesh import (
     Recorder,
     agent,
     client_context,

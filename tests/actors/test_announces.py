@@ -22,7 +22,7 @@ from volta.bus import ConnectionEvent, ConnectionEventKind, NatsServer, open_bus
 from volta.protocol import AGENT_ANNOUNCE
 from volta.supervisor import Backoff, EventKind, Intensity, SupervisorEvent
 
-from .conftest import (
+from ..mesh import (
     FAST_RECONNECT,
     agent,
     client_context,

@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 import trio
 
-from volta.actors import AgentContext, CapabilityFailed, Node
+from volta.actors import AgentContext, CapabilityFailed
 from volta.bus import ConnectionEvent, ConnectionEventKind, NatsServer, open_bus
+from volta.node import Node
 from volta.protocol import (
     CAPABILITY_REQUEST,
     CAPABILITY_REQUEST_CODEC,
@@ -33,7 +34,7 @@ from volta.protocol import (
     decode_capability_reply,
 )
 
-from .conftest import agent, client_context, node_spec, running_node, seed_agents, wait_until
+from ..mesh import agent, client_context, node_spec, running_node, seed_agents, wait_until
 from .test_agents import _ask_with_inbox
 
 SCRIPT = Path(__file__).with_name("external_agent.py")

@@ -9,12 +9,13 @@ import attrs
 import pytest
 import trio
 
-from volta.actors import AskFailed, Node
+from volta.actors import AskFailed
 from volta.bus import BusClosed, BusOptions, ConnectionEventKind, NatsServer, open_bus
+from volta.node import Node
 from volta.protocol import AGENT_ANNOUNCE, Presence, agent_status
 from volta.supervisor import EventKind, SupervisorEvent
 
-from .conftest import (
+from ..mesh import (
     FAST_RECONNECT,
     agent,
     client_context,

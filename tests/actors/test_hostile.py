@@ -22,14 +22,7 @@ import attrs
 import pytest
 import trio
 
-from volta.actors import (
-    AgentContext,
-    AskFailed,
-    CapabilityFailed,
-    EchoHandler,
-    Node,
-    SupervisionPolicy,
-)
+from volta.actors import AgentContext, AskFailed, CapabilityFailed, EchoHandler, SupervisionPolicy
 from volta.bus import (
     Bus,
     ConnectionEvent,
@@ -39,6 +32,7 @@ from volta.bus import (
     SubscriptionStatistics,
     open_bus,
 )
+from volta.node import Node
 from volta.protocol import (
     AGENT_ANNOUNCE,
     AGENT_BROADCAST,
@@ -55,7 +49,7 @@ from volta.protocol import (
 )
 from volta.supervisor import Intensity
 
-from .conftest import agent, client_context, node_spec, running_node
+from ..mesh import agent, client_context, node_spec, running_node
 
 NOW = "2026-11-25T18:00:00Z"
 

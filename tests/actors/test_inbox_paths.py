@@ -42,7 +42,7 @@ from volta.protocol import (
     encode_message,
 )
 
-from .conftest import Recorder, agent, client_context, node_spec, running_node, wait_until
+from ..mesh import Recorder, agent, client_context, node_spec, running_node, wait_until
 
 
 def to_alpha(text: str, **changes: Any) -> Message:

@@ -26,7 +26,7 @@ from volta.protocol import (
     TaskRefused,
 )
 
-from .conftest import agent, node_spec, running_node, wait_until
+from ..mesh import agent, node_spec, running_node, wait_until
 
 
 @attrs.define

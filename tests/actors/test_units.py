@@ -31,7 +31,7 @@ from volta.protocol import (
     progress_subject,
 )
 
-from .conftest import agent, node_spec, running_node
+from ..mesh import agent, node_spec, running_node
 
 
 class Failing:

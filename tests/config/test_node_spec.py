@@ -10,7 +10,8 @@ from __future__ import annotations
 import pytest
 
 from volta._runtime import node_spec
-from volta.actors import BUILTIN_CAPABILITIES, EchoHandler, handler_serves
+from volta.actors import EchoHandler
+from volta.actors._handler import BUILTIN_CAPABILITIES, handler_serves
 from volta.config import ConfigError, ConfigProblem, load_config, load_config_text, shipped_config
 
 from .handlers import Quiet, Translator

@@ -10,7 +10,8 @@ import hypothesis
 import pytest
 from hypothesis import strategies as st
 
-from volta.actors import CapabilityError, EchoHandler, resolve_handler
+from volta.actors import CapabilityError, EchoHandler
+from volta.actors._handler import resolve_handler
 from volta.protocol import (
     CAPABILITY_REQUEST_CODEC,
     STATUS_CODEC,

@@ -83,7 +83,7 @@ def test_children_may_be_given_as_a_list_and_are_kept_as_a_tuple() -> None:
         (
             lambda: SupervisorSpec("s", [object()]),  # type: ignore[list-item]
             TypeError,
-            "'children' must be <class 'volta.supervisor._spec.ChildSpec'> (got <object",
+            "'children' must be <class 'volta.supervisor.ChildSpec'> (got <object",
         ),
     ],
 )

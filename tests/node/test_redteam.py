@@ -17,11 +17,11 @@ import pytest
 import trio
 import trio.testing
 
-import volta.actors._directory as directory_module
+import volta.node._directory as directory_module
 from volta._logging import PrintableMessages
-from volta.actors import Directory, IdentityClash
 from volta.bus import BusOptions, NatsServer, open_bus
 from volta.core import RateLimitedLog, Throttle
+from volta.node import Directory, IdentityClash
 from volta.protocol import (
     AGENT_ANNOUNCE,
     AGENT_BROADCAST,
@@ -37,7 +37,7 @@ from volta.protocol import (
     encode_agent_info,
 )
 
-from .conftest import (
+from ..mesh import (
     FAST_RECONNECT,
     agent,
     client_context,
@@ -307,7 +307,7 @@ async def test_bad_reply_subjects_do_not_log_one_line_per_request(
 async def test_presence_changes_are_logged_at_a_bounded_rate(
     nats_server: NatsServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, "volta.actors.directory")
+    caplog.set_level(logging.INFO, "volta.node.directory")
     options = BusOptions(servers=(nats_server.url,), reconnect=FAST_RECONNECT)
     spec = node_spec(nats_server.url, [agent("alpha")], bus_options=options)
     async with running_node(spec), open_bus(nats_server.url) as bus:
@@ -349,7 +349,7 @@ async def test_an_agent_that_comes_and_goes_at_once_is_logged_both_ways(
     nats_server: NatsServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The presence throttle was keyed by agent: 'offline' right after 'online' was held back."""
-    caplog.set_level(logging.INFO, "volta.actors.directory")
+    caplog.set_level(logging.INFO, "volta.node.directory")
     async with running_node(node_spec(nats_server.url, [agent("alpha")])):
         async with running_node(node_spec(nats_server.url, [agent("beta")])):
             pass

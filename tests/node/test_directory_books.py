@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 import pytest
 
-from volta.actors import Directory
+from volta.node import Directory
 from volta.protocol import AgentInfo, AgentStatus, InstanceInfo, Presence
 
 

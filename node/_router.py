@@ -27,7 +27,7 @@ import logging
 import attrs
 import trio
 
-from volta.bus import Bus, Delivery, NoResponders, PayloadTooLarge, RequestTimeout
+from volta.bus import Bus, BusError, Delivery, NoResponders, PayloadTooLarge, RequestTimeout
 from volta.core import RateLimitedLog, open_nursery
 from volta.protocol import (
     CAPABILITY_REQUEST,
@@ -39,12 +39,13 @@ from volta.protocol import (
     ProtocolError,
     capability_endpoint,
     decode_capability_reply,
+    sendable_capability_reply,
 )
+from volta.supervisor import shutdown_scope
 
-from ._capabilities import send_capability_reply
 from ._directory import Directory
 
-log = logging.getLogger("volta.actors.router")
+log = logging.getLogger("volta.node.router")
 
 
 class CapabilityRouter:
@@ -135,14 +136,22 @@ class CapabilityRouter:
 
     async def _answer(self, delivery: Delivery, reply: CapabilityReply) -> None:
         """Send the one reply (a small error one if it cannot be sent as it is), counted."""
-        sent = await send_capability_reply(
-            self._bus,
-            delivery,
+        sent, payload = sendable_capability_reply(
             reply,
-            self._log,
+            self._bus.max_payload,
             agent=reply.agent,
             what="the agent's reply, once re-encoded,",
         )
+        with shutdown_scope():
+            try:
+                await self._bus.respond(delivery, payload)
+            except BusError as error:
+                self._log.info(
+                    "answer",
+                    "answers that could not be sent",
+                    "could not answer a capability request: %s",
+                    error,
+                )
         if not sent.ok:
             self.failed += 1
         self.routed += 1

@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from volta.actors import Directory, IdentityClash
-from volta.actors._directory import MAX_INSTANCES
+from volta.node import Directory, IdentityClash
+from volta.node._directory import MAX_INSTANCES
 from volta.protocol import AgentStatus, Presence
 
 OUT_OF_RANGE = re.escape(

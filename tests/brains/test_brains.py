@@ -16,16 +16,9 @@ import attrs
 import pytest
 import trio
 
-from volta.actors import (
-    AgentSpec,
-    AskFailed,
-    Brain,
-    BrainSpec,
-    CapabilityFailed,
-    ClaudeModel,
-    FunctionCapabilities,
-    open_client,
-)
+from volta.actors import AgentSpec, AskFailed, CapabilityFailed, open_client
+from volta.actors._functions import FunctionCapabilities
+from volta.brains import Brain, BrainSpec, ClaudeModel
 from volta.bus import NatsServer, open_bus
 from volta.protocol import (
     PROGRESS_ALL,
@@ -50,7 +43,7 @@ from ..fake_anthropic import (
     text,
     tool_use,
 )
-from .conftest import agent, node_spec, running_node, wait_until
+from ..mesh import agent, node_spec, running_node, wait_until
 
 CANCELLED = ProgressKind.CANCELLED
 API_KEY = "sk-ant-test-0123456789abcdef-never-shown"

@@ -10,7 +10,7 @@ import pytest
 import trio
 import trio.testing
 
-from volta.actors import Directory, IdentityClash, PresenceChange
+from volta.node import Directory, IdentityClash, PresenceChange
 from volta.protocol import AgentInfo, AgentStatus, Presence
 
 

@@ -48,7 +48,7 @@ from volta.protocol import (
 
 from ._directory import IdentityClash
 
-log = logging.getLogger("volta.actors.identity")
+log = logging.getLogger("volta.node.identity")
 
 _ENVELOPE = 512  # room for the claim's node and token around its agents
 

@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 import trio
 
-from volta.actors import Directory, DirectoryService, IdentityClash, PresenceChange
 from volta.bus import (
     Bus,
     BusOptions,
@@ -29,9 +28,10 @@ from volta.bus import (
     open_bus,
     run_nats_server,
 )
+from volta.node import Directory, DirectoryService, IdentityClash, PresenceChange
 from volta.protocol import AGENT_ANNOUNCE, MCP_LIST_AGENTS, AgentStatus, Presence, agent_status
 
-from .conftest import client_context, wait_until
+from ..mesh import client_context, wait_until
 
 Event = PresenceChange | IdentityClash
 
@@ -76,7 +76,7 @@ async def publish_then_marker(
     await wait_until(lambda: directory.get(marker) is not None)
 
 
-log_name = "volta.actors.directory"
+log_name = "volta.node.directory"
 
 
 def directory_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
@@ -105,7 +105,7 @@ async def test_a_presence_change_names_what_brought_it(nats_server: NatsServer) 
 async def test_refused_statuses_are_counted_and_logged_for_each_agent(
     nats_server: NatsServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, "volta.actors.directory")
+    caplog.set_level(logging.INFO, "volta.node.directory")
     directory = Directory(30.0)
     async with service_bus(nats_server.url) as bus, serving(bus, directory) as (service, events):
         statuses = [
@@ -128,7 +128,7 @@ async def test_refused_statuses_are_counted_and_logged_for_each_agent(
 async def test_refusals_held_back_are_summarised_as_refused_statuses_at_stop(
     nats_server: NatsServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, "volta.actors.directory")
+    caplog.set_level(logging.INFO, "volta.node.directory")
     directory = Directory(30.0)
     async with service_bus(nats_server.url) as bus, serving(bus, directory) as (service, _):
         statuses = [announce("alpha", instance=f"i{n}") for n in range(4)]
@@ -190,7 +190,7 @@ class FailingDirectory(Directory):
 async def test_a_status_the_service_fails_on_is_counted_and_the_rest_go_on(
     nats_server: NatsServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, "volta.actors.directory")
+    caplog.set_level(logging.INFO, "volta.node.directory")
     directory = FailingDirectory(30.0)
     async with service_bus(nats_server.url) as bus, serving(bus, directory) as (service, _events):
         await publish_then_marker(bus, directory, AGENT_ANNOUNCE, [announce("boom")] * 2)
@@ -204,7 +204,7 @@ async def test_a_status_the_service_fails_on_is_counted_and_the_rest_go_on(
 async def test_a_listing_the_service_fails_on_is_answered_and_counted(
     nats_server: NatsServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, "volta.actors.directory")
+    caplog.set_level(logging.INFO, "volta.node.directory")
     directory = FailingDirectory(30.0)
     async with service_bus(nats_server.url) as bus, serving(bus, directory) as (service, _events):
         for expected_errors in (1, 2):

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 import trio
 
-from volta.actors import Directory, DirectoryService, IdentityClash, PresenceChange
 from volta.bus import Bus, NatsServer, open_bus
+from volta.node import Directory, DirectoryService, IdentityClash, PresenceChange
 from volta.protocol import MCP_LIST_AGENTS, AgentStatus, Presence
 
-from .conftest import agent, node_spec, running_node
+from ..mesh import agent, node_spec, running_node
 
 Page = dict[str, Any]
 
@@ -147,7 +147,7 @@ async def test_a_sync_takes_no_more_agents_than_the_table_holds(nats_server: Nat
 async def test_a_sync_stops_where_the_next_offset_does_not_advance(
     nats_server: NatsServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, "volta.actors.directory")
+    caplog.set_level(logging.DEBUG, "volta.node.directory")
     async with (
         fake_directory(nats_server.url, stuck_at(2)) as asked,
         open_bus(nats_server.url) as bus,
@@ -158,7 +158,7 @@ async def test_a_sync_stops_where_the_next_offset_does_not_advance(
     debug = [
         r.getMessage()
         for r in caplog.records
-        if r.levelno == logging.DEBUG and r.name == "volta.actors.directory"
+        if r.levelno == logging.DEBUG and r.name == "volta.node.directory"
     ]
     assert debug == ["no directory to sync from: next_offset: does not advance past 2"]
     # What came before the lie is kept; the page that lied is not.

@@ -29,9 +29,9 @@ from volta.core import open_nursery
 from volta.protocol import capability_endpoint, encode_json
 
 if TYPE_CHECKING:
-    from ._agent import Agent
+    from volta.actors import Agent
 
-log = logging.getLogger("volta.actors.service")
+log = logging.getLogger("volta.node.service")
 
 SERVICE_NAME = "volta-agent"
 """The ADR-32 service name of every Volta agent."""

@@ -1,4 +1,4 @@
-"""The node child that keeps a :class:`~volta.actors.Directory` current and answers for it.
+"""The node child that keeps a :class:`~volta.node.Directory` current and answers for it.
 
 It feeds the table from ``agent.announce`` and ``agent.*.status`` (any process,
 any language), expires instances whose heartbeats stop, and answers
@@ -41,7 +41,7 @@ from volta.protocol import (
 
 from ._directory import Directory, IdentityClash, PresenceChange
 
-log = logging.getLogger("volta.actors.directory")
+log = logging.getLogger("volta.node.directory")
 
 DirectoryEvent = PresenceChange | IdentityClash
 """What the directory service reports."""

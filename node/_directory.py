@@ -1,7 +1,7 @@
 """Discovery: who exists, who is online, built from announces and heartbeats.
 
 :class:`Directory` is the table: pure logic, clock passed in, so its timing is
-tested on a virtual clock. :class:`~volta.actors.DirectoryService` feeds it from
+tested on a virtual clock. :class:`~volta.node.DirectoryService` feeds it from
 the bus and answers ``mcp.list_agents`` for it.
 
 An agent runs as one or more *instances* (each status says which, in

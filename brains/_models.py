@@ -28,15 +28,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
+from volta.actors import HandlerError
 from volta.protocol import ErrorCode
 
-from ._handler import HandlerError
 from ._memory import estimate_tokens
 
 if TYPE_CHECKING:
     import anthropic
 
-log = logging.getLogger("volta.actors.brain")
+log = logging.getLogger("volta.brains")
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
 """A current Sonnet, from the SDK's own model list (``anthropic.types.ModelParam``)."""

@@ -28,6 +28,7 @@ from typing import TypeAlias
 import attrs
 import trio
 
+from volta.actors import Agent, AgentSpec, TaskRegistry
 from volta.bus import Bus, BusClosed, BusOptions, ConnectionEvent, ConnectionEventKind, open_bus
 from volta.core import Fanout, open_nursery
 from volta.protocol import AgentClaim, Presence
@@ -39,15 +40,14 @@ from volta.supervisor import (
     SupervisorSpec,
 )
 
-from ._agent import Agent, AgentSpec
-from ._cancel import CancelListener, TaskRegistry
+from ._canceller import CancelListener
 from ._directory import Directory, IdentityClash, PresenceChange
 from ._directory_service import DirectoryService
 from ._identity import Identity, IdentityConflict
 from ._router import CapabilityRouter
 from ._service import ServiceResponder
 
-log = logging.getLogger("volta.actors.node")
+log = logging.getLogger("volta.node")
 
 NodeEvent: TypeAlias = SupervisorEvent | ConnectionEvent | PresenceChange | IdentityClash
 """Everything a node reports."""

@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 import trio
 
-from volta.actors import AgentContext, IdentityClash, IdentityConflict, Node
+from volta.actors import AgentContext
 from volta.bus import NatsServer, open_bus
+from volta.node import IdentityClash, IdentityConflict, Node
 from volta.protocol import AGENT_ANNOUNCE, Message, Presence, agent_status
 
-from .conftest import Recorder, agent, client_context, node_spec, running_node, wait_until
+from ..mesh import Recorder, agent, client_context, node_spec, running_node, wait_until
 
 
 async def test_a_second_node_refuses_an_id_that_is_online(nats_server: NatsServer) -> None:

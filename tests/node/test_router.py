@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 import trio
 
-from volta.actors import CapabilityFailed, CapabilityRouter, Directory
+from volta.actors import CapabilityFailed
 from volta.bus import Bus, NatsServer, open_bus
+from volta.node import CapabilityRouter, Directory
 from volta.protocol import AGENT_ANNOUNCE, CAPABILITY_REQUEST, AgentStatus, ErrorCode
 
-from .conftest import agent, client_context, node_spec, running_node, wait_until
-from .test_agents import Hangs
+from ..actors.test_agents import Hangs
+from ..mesh import agent, client_context, node_spec, running_node, wait_until
 
 
 async def request(bus: Bus, body: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:

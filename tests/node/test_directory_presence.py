@@ -12,7 +12,7 @@ import json
 import trio
 import trio.testing
 
-from volta.actors import Directory, PresenceChange
+from volta.node import Directory, PresenceChange
 from volta.protocol import AgentStatus, Presence
 
 

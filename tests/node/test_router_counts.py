@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 import trio
 
-from volta.actors import CapabilityRouter, Directory
 from volta.bus import Bus, Delivery, NatsServer, Subscription, open_bus
+from volta.node import CapabilityRouter, Directory
 from volta.protocol import CAPABILITY_REQUEST, AgentStatus, CapabilityReply
 
-from .conftest import agent, node_spec, running_node, wait_until
+from ..mesh import agent, node_spec, running_node, wait_until
 
 
 def body(capability: str, **fields: Any) -> bytes:
@@ -352,7 +352,7 @@ async def test_failures_inside_the_router_are_logged_once_then_summarised(
     """The first failure is a WARNING naming the error; the next ones within
     ``report_interval`` are held back and summarised when the window has passed."""
     directory = BrokenDirectory()
-    caplog.set_level(logging.WARNING, logger="volta.actors.router")
+    caplog.set_level(logging.WARNING, logger="volta.node.router")
     async with (
         open_bus(nats_server.url, report_interval=1.0) as bus,
         router_alone(bus, directory) as router,
@@ -374,7 +374,7 @@ async def test_an_answer_the_bus_cannot_send_is_logged_and_the_router_goes_on(
 ) -> None:
     """A reply whose publish fails (the bus closed under it) is logged at INFO, counted
     as routed, and raises nothing."""
-    caplog.set_level(logging.INFO, logger="volta.actors.router")
+    caplog.set_level(logging.INFO, logger="volta.node.router")
     async with open_bus(nats_server.url) as bus:
         router = CapabilityRouter(listing("alpha", ["echo"]), bus)
     delivery = Delivery(subject=CAPABILITY_REQUEST, data=body("echo"), reply="_INBOX.gone.1")

@@ -16,7 +16,7 @@ from nats.micro.service import ServiceInfo, ServicePing, ServiceStats
 from volta.actors import CapabilityFailed
 from volta.bus import Bus, NatsServer, open_bus
 
-from .conftest import client_context, node_spec, running_node, seed_agents
+from ..mesh import client_context, node_spec, running_node, seed_agents
 
 
 async def gather_replies(

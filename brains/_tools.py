@@ -18,6 +18,7 @@ from typing import Any
 
 import attrs
 
+from volta.actors import AgentContext
 from volta.bus import BusError, RequestTimeout
 from volta.protocol import (
     ID_PATTERN,
@@ -28,8 +29,6 @@ from volta.protocol import (
     VoltaError,
     validate_own_agent_id,
 )
-
-from ._context import AgentContext
 
 MAX_TOOL_TIMEOUT = 600.0
 """Longest wait a tool call may ask for, in seconds (a larger one is cut to it)."""

@@ -1,4 +1,4 @@
-"""Fixtures for agents and nodes on a real nats-server.
+"""Agents and nodes on a real nats-server, for the tests of actors, node and brains.
 
 Rules: loopback only; a real nats-server per test; real time (no autojump_clock)
 wherever the bus is involved, with every wait bounded by ``trio.fail_after``.
@@ -14,17 +14,10 @@ from typing import Any
 import attrs
 import trio
 
-from volta.actors import (
-    AgentContext,
-    AgentSpec,
-    EchoHandler,
-    Handler,
-    Node,
-    NodeSpec,
-    SupervisionPolicy,
-)
+from volta.actors import AgentContext, AgentSpec, EchoHandler, Handler, SupervisionPolicy
 from volta.actors._context import PendingAsks
 from volta.bus import Bus, BusOptions, ReconnectPolicy
+from volta.node import Node, NodeSpec
 from volta.protocol import Message
 from volta.supervisor import Intensity
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import attrs
 
-from volta.actors import Directory, PresenceChange
-from volta.actors._directory import MAX_INSTANCES
+from volta.node import Directory, PresenceChange
+from volta.node._directory import MAX_INSTANCES
 from volta.protocol import AgentInfo, AgentStatus, InstanceInfo, Presence
 
 IN_AN_HOUR = datetime.now(UTC) + timedelta(hours=1)  # an age of 0, whatever the test's pace

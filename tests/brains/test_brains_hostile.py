@@ -17,7 +17,7 @@ import pytest
 import trio
 
 from volta.actors import AgentContext, AskFailed, open_client
-from volta.actors._models import redact_url, scrub_secret
+from volta.brains._models import redact_url, scrub_secret
 from volta.bus import NatsServer, open_bus
 from volta.protocol import (
     AGENT_ANNOUNCE,
@@ -33,7 +33,7 @@ from volta.protocol import (
 )
 
 from ..fake_anthropic import Recorded, Reply, error, fake_messages_api, text, tool_use
-from .conftest import agent, client_context, node_spec, running_node, wait_until
+from ..mesh import agent, client_context, node_spec, running_node, wait_until
 from .test_brains import API_KEY, brain_agent
 
 

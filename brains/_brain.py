@@ -38,6 +38,7 @@ from typing import Any
 
 import attrs
 
+from volta.actors import AgentContext, CapabilityError, HandlerError, TaskScope
 from volta.core import open_nursery
 from volta.protocol import (
     BROADCAST,
@@ -49,14 +50,11 @@ from volta.protocol import (
     TaskRefused,
 )
 
-from ._context import AgentContext
-from ._handler import CapabilityError, HandlerError
 from ._memory import Memory, estimate_tokens
 from ._models import DEFAULT_MODEL, BrainFailure, Model, ModelReply
 from ._tools import DELEGATING, TOOLS, ToolBox, ToolCall, ToolResult
-from ._unit import TaskScope
 
-log = logging.getLogger("volta.actors.brain")
+log = logging.getLogger("volta.brains")
 
 MIN_OUTPUT_TOKENS = 16
 """A call that could not even write this much is not made (``budget_exceeded``)."""
@@ -164,7 +162,7 @@ def thread_of(message: Message) -> str:
 
 
 class Brain:
-    """A handler that thinks with a :class:`~volta.actors._models.Model`."""
+    """A handler that thinks with a :class:`~volta.brains.Model`."""
 
     def __init__(self, spec: BrainSpec, model: Model, *, reason: str = "") -> None:
         """Make the brain.
