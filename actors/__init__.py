@@ -14,13 +14,17 @@ The names below, by who needs them:
   :class:`TaskScope` and :class:`Budget`, :class:`HandlerError`,
   :class:`CapabilityError`, :class:`AgentFault`; :class:`EchoHandler` as an example;
 - running an agent: :class:`Agent`, :class:`AgentSpec`, :class:`SupervisionPolicy`,
-  :class:`AgentStatistics`, :class:`UnitStatistics`, :class:`TaskRegistry`;
+  :class:`AgentStatistics`, :class:`UnitStatistics`, :class:`TaskRegistry`; a
+  handler described by settings (a brain's spec) is a :class:`HandlerRecipe`, built
+  with a :class:`BuildContext`;
 - talking to agents from any program: :func:`open_client`, :class:`Client`,
   :class:`AskFailed`, :class:`AskTimeout`, :class:`CapabilityFailed`.
 """
 
 from volta.core import public_names as _public_names
 
+from ._agent import DEFAULT_HEARTBEAT_INTERVAL as DEFAULT_HEARTBEAT_INTERVAL
+from ._agent import DEFAULT_REQUEST_TIMEOUT as DEFAULT_REQUEST_TIMEOUT
 from ._agent import Agent as Agent
 from ._agent import AgentSpec as AgentSpec
 from ._agent import AgentStatistics as AgentStatistics
@@ -33,11 +37,13 @@ from ._client import Client as Client
 from ._client import open_client as open_client
 from ._context import AgentContext as AgentContext
 from ._handler import AgentFault as AgentFault
+from ._handler import BuildContext as BuildContext
 from ._handler import CapabilityError as CapabilityError
 from ._handler import EchoHandler as EchoHandler
 from ._handler import Handler as Handler
 from ._handler import HandlerError as HandlerError
 from ._handler import HandlerFactory as HandlerFactory
+from ._handler import HandlerRecipe as HandlerRecipe
 from ._unit import DELEGATE_SHARE as DELEGATE_SHARE
 from ._unit import Budget as Budget
 from ._unit import Reservation as Reservation
@@ -58,9 +64,13 @@ __all__ = [
     "Reservation",
     "TaskScope",
     # running an agent
+    "DEFAULT_HEARTBEAT_INTERVAL",
+    "DEFAULT_REQUEST_TIMEOUT",
     "Agent",
     "AgentSpec",
     "AgentStatistics",
+    "BuildContext",
+    "HandlerRecipe",
     "SupervisionPolicy",
     "TaskRegistry",
     "UnitStatistics",

@@ -7,20 +7,27 @@ before it stops listening).
 from __future__ import annotations
 
 import logging
+import re
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any, TypeVar
 
 import attrs
 import trio
 
 from volta.bus import Bus, BusOptions, SubscriptionStatistics, open_bus
+from volta.core import ConfigError, ConfigProblem, ConfigTypeError, validators
+from volta.core.validators import describe
 from volta.protocol import (
+    ID_RULE,
     AgentStatus,
+    InvalidSubject,
     Presence,
     ProgressKind,
-    validate_capability,
+    is_id,
     validate_own_agent_id,
 )
 from volta.supervisor import (
@@ -38,84 +45,279 @@ from ._calls import PendingAsks
 from ._cancel import TaskRegistry
 from ._capabilities import CapabilityResponder, EndpointCounters, Endpoints
 from ._context import AgentContext
-from ._handler import Handler
+from ._handler import Handler, HandlerRecipe
 from ._heartbeat import Heartbeat
 from ._inbox import Inbox, InboxRecord
 from ._unit import TaskScope, UnitLimits, Units, UnitStatistics, WorkKind
 
 log = logging.getLogger("volta.actors")
 
-
-def _check_id(_instance: object, _attribute: object, value: str) -> None:
-    validate_own_agent_id(value)
+T = TypeVar("T")
 
 
-def _check_capabilities(_instance: object, _attribute: object, value: tuple[str, ...]) -> None:
-    for name in value:
-        validate_capability(name)
-    if len(set(value)) != len(value):
-        raise ValueError(f"capabilities listed twice in {list(value)}")
+DEFAULT_HEARTBEAT_INTERVAL = 30.0
+"""Seconds between an agent's heartbeats, unless its spec (or its node) says."""
+DEFAULT_REQUEST_TIMEOUT = 10.0
+"""Default wait of ``ask``, ``list_agents`` and ``request_capability``, in seconds."""
+THINKING_TASK_TIMEOUT = 120.0
+"""The default ``task_timeout`` of an agent with a brain (one without has none)."""
+THINKING_BUDGET = 50_000
+"""The default ``budget`` of an agent with a brain (one without has none)."""
 
 
-def _names(value: Iterable[str]) -> tuple[str, ...]:
-    return tuple(value)
+def _check_id(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str):
+        raise ConfigTypeError(f"expected an agent id, got {describe(value)}", key=attribute.name)
+    try:
+        validate_own_agent_id(value)
+    except InvalidSubject as error:
+        raise ConfigError(str(error), key=attribute.name) from None
 
 
-@attrs.frozen
+def _check_capabilities(
+    _instance: object, attribute: attrs.Attribute[Any], value: tuple[str, ...]
+) -> None:
+    """Each a valid name, none twice: every bad one reported, in order."""
+    first_at: dict[str, int] = {}
+    problems = []
+    for index, name in enumerate(value):
+        if not is_id(name):
+            problems.append(
+                ConfigProblem(
+                    f"{attribute.name}[{index}]",
+                    f"invalid capability {describe(name)}: use {ID_RULE}",
+                )
+            )
+        elif name in first_at:
+            problems.append(
+                ConfigProblem(
+                    f"{attribute.name}[{index}]",
+                    f"duplicate capability {name!r} (first at {attribute.name}[{first_at[name]}])",
+                )
+            )
+        else:
+            first_at[name] = index
+    if problems:
+        raise ConfigError.from_problems(problems)
+
+
+_NAMES = validators.strings("capabilities")
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    return _NAMES(value)
+
+
+def _read_only(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigTypeError(f"expected a mapping, got {describe(value)}")
+    for key in value:
+        if not isinstance(key, str):
+            raise ConfigTypeError(f"expected string keys, got the key {describe(key)}")
+    # Read-only at the top level; the values are handed on as they were given.
+    return MappingProxyType(dict(value))
+
+
+def _options(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    try:
+        return _read_only(value)
+    except ConfigError as error:
+        raise ConfigTypeError(error.reason, key="options") from None
+
+
+def _functions(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    try:
+        return _read_only(value)
+    except ConfigError as error:
+        raise ConfigTypeError(error.reason, key="functions") from None
+
+
+_REFERENCE = re.compile(r"[^\W\d]\w*(?:\.[^\W\d]\w*)*:[^\W\d]\w*")
+"""``package.module:attribute``."""
+
+
+def _check_handler(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None or isinstance(value, Handler):
+        return
+    if not isinstance(value, str) or not (is_id(value) or _REFERENCE.fullmatch(value)):
+        raise ConfigError(
+            f"invalid handler {describe(value)}: expected a built-in handler name "
+            "or 'package.module:attribute'",
+            key=attribute.name,
+        )
+
+
+def _check_brain(instance: AgentSpec, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, HandlerRecipe):
+        raise ConfigTypeError(
+            f"expected a brain spec, got {type(value).__name__}", key=attribute.name
+        )
+    if value is not None and isinstance(instance.handler, str):
+        # (A handler object beside a brain is the brain, built: volta.config.assemble.)
+        raise ConfigError("give either 'handler' or 'brain', not both", key=attribute.name)
+    if value is None and instance.handler is None and not instance.functions:
+        raise ConfigError(
+            "required key is missing (or give the agent a 'brain', or 'functions')",
+            key="handler",
+        )
+
+
+def _check_functions(
+    instance: AgentSpec, attribute: attrs.Attribute[Any], value: Mapping[str, Any]
+) -> None:
+    problems = []
+    for name, function in value.items():
+        key = f"{attribute.name}.{name}"
+        if isinstance(function, str):
+            if not (is_id(function) or _REFERENCE.fullmatch(function)):
+                problems.append(
+                    ConfigProblem(
+                        key,
+                        "expected 'package.module:function' or a built-in capability, got "
+                        f"{describe(function)}",
+                    )
+                )
+                continue
+        elif not callable(function):
+            problems.append(ConfigProblem(key, f"expected a function, got {describe(function)}"))
+            continue
+        if name not in instance.capabilities:
+            problems.append(ConfigProblem(key, "not one of the agent's capabilities"))
+    if isinstance(instance.brain, HandlerRecipe):
+        problems += instance.brain.problems(instance)
+    if problems:
+        raise ConfigError.from_problems(problems)
+
+
+def _given(value: T | None, default: T) -> T:
+    return default if value is None else value
+
+
+def _thinking(default: object) -> Any:
+    """A default that an agent with a brain has, and one without does not."""
+    return attrs.Factory(lambda self: default if self.brain is not None else None, takes_self=True)
+
+
+@attrs.frozen(kw_only=True)
 class SupervisionPolicy:
-    """How an agent's supervisor treats its children."""
+    """How an agent's supervisor treats its children (``supervision`` in YAML)."""
 
-    strategy: Strategy = Strategy.ONE_FOR_ONE
-    """Which children restart together."""
-    intensity: Intensity = Intensity(max_restarts=5, period=10.0)
-    """Restarts allowed within a period before the agent gives up (escalates)."""
+    strategy: Strategy = attrs.field(
+        default=Strategy.ONE_FOR_ONE, validator=attrs.validators.instance_of(Strategy)
+    )
+    """Which children restart when one fails: ``one_for_one``, ``one_for_all``,
+    ``rest_for_one``."""
+    max_restarts: int = attrs.field(default=5, validator=validators.integer(ge=0))
+    """Restarts allowed within ``period`` before the supervisor gives up and escalates."""
+    period: float = attrs.field(default=10.0, validator=validators.number(gt=0))
+    """Window, in seconds, over which ``max_restarts`` is counted."""
     backoff: Backoff | None = None
-    """Delay before restarts (None: at once)."""
-    shutdown_timeout: float = 5.0
-    """Seconds each child gets for its cleanup when stopped."""
+    """Delay between restarts; None restarts at once."""
+    shutdown_timeout: float = attrs.field(default=5.0, validator=validators.number(gt=0))
+    """Seconds a child is given to stop before it is cancelled hard."""
+
+    @property
+    def intensity(self) -> Intensity:
+        """The supervisor's restart intensity."""
+        return Intensity(max_restarts=self.max_restarts, period=self.period)
 
 
-@attrs.frozen
+@attrs.frozen(kw_only=True)
 class AgentSpec:
-    """Everything that defines one agent."""
+    """Everything that defines one agent: an entry of ``agents`` in YAML, field for field.
+
+    What the agent does is its ``handler`` (an object, or the name of one to build),
+    or its ``brain``, and capabilities served by plain ``functions`` in front of either.
+    A spec whose handler is not an object yet is built by ``volta.config.assemble``
+    (which ``volta run`` calls) before an :class:`Agent` runs it.
+    """
 
     id: str = attrs.field(validator=_check_id)
-    """Unique id; one subject token."""
-    handler: Handler
-    """What the agent does with messages and capability calls."""
-    name: str = attrs.field(default=attrs.Factory(lambda self: self.id, takes_self=True))
+    """Unique id: 1-64 characters from ``A-Z a-z 0-9 _ -``; ``broadcast`` is reserved."""
+    name: str = attrs.field(
+        default=attrs.Factory(lambda self: self.id, takes_self=True), validator=validators.text
+    )
     """Human-readable name (defaults to the id)."""
     capabilities: tuple[str, ...] = attrs.field(
-        default=(), converter=_names, validator=_check_capabilities
+        default=(),
+        converter=_names,
+        validator=_check_capabilities,
     )
-    """Capabilities it serves to others."""
-    max_concurrency: int = attrs.field(default=8, validator=attrs.validators.ge(1))
+    """Capabilities it serves to others (``capability.request``); unique."""
+    handler: Handler | str | None = attrs.field(
+        default=None, validator=_check_handler, metadata={"yaml": str}
+    )
+    """What it does with messages and capability calls: a handler object, or (to be
+    built) a built-in handler's name (``echo``) or ``package.module:factory``."""
+    options: Mapping[str, Any] = attrs.field(factory=dict, converter=_options, hash=False)
+    """Given to the handler factory (read-only at the top level)."""
+    functions: Mapping[str, Any] = attrs.field(
+        factory=dict,
+        converter=_functions,
+        hash=False,
+        metadata={"yaml": dict[str, str]},
+    )
+    """Capabilities served by plain callables: name -> a function, a built-in
+    capability's name (``word_count``) or ``package.module:function``. The rest go to
+    the handler or brain."""
+    brain: HandlerRecipe | None = attrs.field(default=None, validator=_check_brain)
+    """It thinks with a model instead of a ``handler`` (``volta.brains.BrainSpec``)."""
+    max_concurrency: int = attrs.field(default=8, validator=validators.integer(ge=1))
     """Messages (and, separately, capability calls) handled at once."""
-    heartbeat_interval: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
-    """Seconds between heartbeats."""
-    capability_timeout: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
+    capability_timeout: float = attrs.field(default=30.0, validator=validators.number(gt=0))
     """Seconds a capability call may take before it fails with ``timeout``."""
-    request_timeout: float = attrs.field(default=10.0, validator=attrs.validators.gt(0))
-    """Default timeout of ``ask``, ``list_agents`` and ``request_capability``."""
-    inbox_buffer: int = attrs.field(default=1024, validator=attrs.validators.ge(1))
-    """Messages held for a busy inbox (per subscription) before the newest are dropped."""
-    inbox_max_bytes: int = attrs.field(default=8 * 1024 * 1024, validator=attrs.validators.ge(1))
-    """Bytes held for a busy inbox (per subscription) before the newest are dropped."""
-    replicated: bool = False
-    """Whether several instances (on several nodes) may run this id, sharing its work."""
+    replicated: bool = attrs.field(default=False, validator=validators.boolean)
+    """Run it as one of several instances (other nodes, other containers) that share its
+    messages and capability calls; without it, a second node starting the same id is
+    refused."""
+    inbox_buffer: int = attrs.field(default=1024, validator=validators.integer(ge=1))
+    """Messages held (per inbox subscription) while the agent is busy; more are dropped,
+    counted and reported."""
+    inbox_max_bytes: int = attrs.field(default=8 * 1024 * 1024, validator=validators.integer(ge=1))
+    """Bytes held (per inbox subscription) while the agent is busy."""
+    heartbeat_interval: float | None = attrs.field(
+        default=None, validator=validators.optional(validators.number(gt=0))
+    )
+    """Seconds between heartbeats (null: its node's; run alone, 30)."""
+    request_timeout: float | None = attrs.field(
+        default=None, validator=validators.optional(validators.number(gt=0))
+    )
+    """Default wait of its ``ask``, ``list_agents`` and ``request_capability``, in
+    seconds (null: its node's; run alone, 10)."""
+    supervision: SupervisionPolicy | None = None
+    """Restart policy of its children (null: its node's; run alone, the defaults)."""
     task_timeout: float | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.gt(0))
+        default=_thinking(THINKING_TASK_TIMEOUT),
+        validator=validators.optional(validators.number(gt=0)),
     )
-    """Deadline, in seconds, of a task this agent starts (work that came without one)."""
-    task_budget: int | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.ge(0))
+    """Seconds any unit may run: the deadline of a task it starts, the latest deadline of
+    one that comes with its own (null: none; an agent with a brain: 120)."""
+    budget: int | None = attrs.field(
+        default=_thinking(THINKING_BUDGET), validator=validators.optional(validators.integer(ge=0))
     )
-    """Tokens one task may spend on this agent, delegates included (None: no limit)."""
-    trace: bool = False
-    """Publish the progress of tasks it starts itself (tasks that come with a context
-    are always traced)."""
-    supervision: SupervisionPolicy = SupervisionPolicy()
-    """Restart policy of its children."""
+    """Tokens one task may spend on this agent, delegates included (null: no limit; an
+    agent with a brain: 50,000)."""
+    trace: bool = attrs.field(
+        default=attrs.Factory(lambda self: self.brain is not None, takes_self=True),
+        validator=validators.boolean,
+    )
+    """Publish the progress of tasks it starts itself too (tasks that come with a
+    context always are; an agent with a brain: true)."""
+
+    def settled(
+        self,
+        *,
+        heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        supervision: SupervisionPolicy | None = None,
+    ) -> AgentSpec:
+        """This spec with what it leaves to its node (null) filled in from these."""
+        return attrs.evolve(
+            self,
+            heartbeat_interval=_given(self.heartbeat_interval, heartbeat_interval),
+            request_timeout=_given(self.request_timeout, request_timeout),
+            supervision=_given(self.supervision, supervision or SupervisionPolicy()),
+        )
 
 
 def new_instance_id() -> str:
@@ -184,7 +386,16 @@ class Agent:
         """
         if bus is None and bus_options is None:
             raise ValueError("an agent needs a shared bus or options for its own")
+        if not isinstance(spec.handler, Handler):
+            raise TypeError(
+                f"agent {spec.id!r}: its handler is {spec.handler!r}, not a handler object: "
+                "build it first (volta.config.assemble)"
+            )
         self.spec = spec
+        self._handler: Handler = spec.handler
+        self._heartbeat_interval = _given(spec.heartbeat_interval, DEFAULT_HEARTBEAT_INTERVAL)
+        self._request_timeout = _given(spec.request_timeout, DEFAULT_REQUEST_TIMEOUT)
+        self._supervision = _given(spec.supervision, SupervisionPolicy())
         self._bus = bus
         self._bus_options = bus_options
         self._on_event = on_event
@@ -198,7 +409,7 @@ class Agent:
         self._context: AgentContext | None = None
         self._units = Units(
             spec.id,
-            UnitLimits(spec.task_timeout, spec.task_budget, spec.trace),
+            UnitLimits(spec.task_timeout, spec.budget, spec.trace),
             self._progress,
             tasks,
             report_interval=(
@@ -274,7 +485,7 @@ class Agent:
         if presence is None:
             busy = max(messages, calls) >= spec.max_concurrency
             presence = Presence.BUSY if busy else Presence.ONLINE
-        usage = getattr(spec.handler, "usage", None)
+        usage = getattr(self._handler, "usage", None)
         return AgentStatus(
             id=spec.id,
             name=spec.name,
@@ -283,7 +494,7 @@ class Agent:
             uptime=max(0.0, trio.current_time() - self._started_at),
             in_flight=messages + calls,
             restarts=self.restarts,
-            heartbeat_interval=spec.heartbeat_interval,
+            heartbeat_interval=self._heartbeat_interval,
             instance=self._instance,
             node=self._node,
             replicated=spec.replicated,
@@ -298,11 +509,12 @@ class Agent:
     def _children(self, bus: Bus) -> tuple[ChildSpec, ...]:
         spec = self.spec
         context = AgentContext(
-            spec.id, spec.name, spec.capabilities, bus, self._asks, spec.request_timeout
+            spec.id, spec.name, spec.capabilities, bus, self._asks, self._request_timeout
         )
         self._context = context
         inbox = Inbox(
             spec,
+            self._handler,
             bus,
             context,
             self._units,
@@ -314,6 +526,7 @@ class Agent:
         if spec.capabilities:
             responder = CapabilityResponder(
                 spec,
+                self._handler,
                 bus,
                 context,
                 self._units,
@@ -321,10 +534,10 @@ class Agent:
                 announced=self._announced,
             )
             starts.append(("capabilities", responder.run))
-        heartbeat = Heartbeat(spec.id, spec.heartbeat_interval, self.status, bus)
+        heartbeat = Heartbeat(spec.id, self._heartbeat_interval, self.status, bus)
         starts.append(("heartbeat", heartbeat.run))
         starts.append(("announcer", Announcer(self.status, self._announced, bus).run))
-        timeout = spec.supervision.shutdown_timeout
+        timeout = self._supervision.shutdown_timeout
         return tuple(
             ChildSpec(name=name, start=start, shutdown_timeout=timeout) for name, start in starts
         )
@@ -341,7 +554,7 @@ class Agent:
             if bus is None:
                 assert self._bus_options is not None
                 bus = await stack.enter_async_context(open_bus(self._bus_options))
-            policy = self.spec.supervision
+            policy = self._supervision
             supervisor = Supervisor(
                 SupervisorSpec(
                     name=self.spec.id,
@@ -362,12 +575,12 @@ class Agent:
 
     async def _close_handler(self) -> None:
         """Let a handler that holds connections (a brain) release them, bounded."""
-        close = getattr(self.spec.handler, "aclose", None)
+        close = getattr(self._handler, "aclose", None)
         if close is None:
             return
         with (
             trio.CancelScope(shield=True),
-            trio.move_on_after(self.spec.supervision.shutdown_timeout),
+            trio.move_on_after(self._supervision.shutdown_timeout),
         ):
             try:
                 await close()

@@ -41,6 +41,7 @@ from ._unit import Answered, Failed, Outcome, Units, Work
 if TYPE_CHECKING:
     from ._agent import AgentSpec
     from ._context import AgentContext
+    from ._handler import Handler
 
 log = logging.getLogger("volta.actors.capabilities")
 
@@ -86,6 +87,7 @@ class CapabilityResponder:
     def __init__(
         self,
         spec: AgentSpec,
+        handler: Handler,
         bus: Bus,
         context: AgentContext,
         units: Units,
@@ -95,6 +97,7 @@ class CapabilityResponder:
     ) -> None:
         """Args:
         spec: the agent.
+        handler: what runs its capabilities.
         bus: its connection.
         context: what its handler is given.
         units: runs each call as a unit of work.
@@ -102,6 +105,7 @@ class CapabilityResponder:
         announced: set once the agent has announced itself: a later start is a restart.
         """
         self._spec = spec
+        self._handler = handler
         self._bus = bus
         self._context = context
         self._units = units
@@ -171,7 +175,7 @@ class CapabilityResponder:
             work = Work.capability(anonymous_caller(), request.capability, request.task)
 
             async def handle() -> Any:
-                return await self._spec.handler.on_capability(
+                return await self._handler.on_capability(
                     request.capability, request.input, self._context
                 )
 

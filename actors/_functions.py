@@ -21,6 +21,7 @@ from ._handler import (
     BUILTIN_CAPABILITIES,
     CapabilityError,
     Handler,
+    HandlerError,
     handler_serves,
     import_reference,
 )
@@ -62,6 +63,29 @@ def _takes_context(function: CapabilityFunction) -> bool:
     return len(positional) >= 2 or any(
         p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters
     )
+
+
+class CapabilitiesOnly:
+    """The handler behind the functions of an agent that has no handler or brain: it
+    serves no capability itself and answers a message with ``bad_request`` (the agent
+    takes capability requests, not messages)."""
+
+    async def on_message(self, message: Message, context: AgentContext) -> str | None:
+        names = ", ".join(context.capabilities) or "none"
+        raise HandlerError(
+            ErrorCode.BAD_REQUEST,
+            f"agent {context.agent_id!r} serves capabilities ({names}), not messages: "
+            "send a capability request",
+        )
+
+    def serves(self, capability: str) -> bool:
+        """Nothing but its functions (which the wrapper in front of it serves)."""
+        return False
+
+    async def on_capability(self, capability: str, input: Any, context: AgentContext) -> Any:
+        raise CapabilityError(
+            ErrorCode.NO_CAPABILITY, f"{context.agent_id} has no function {capability!r}"
+        )
 
 
 class FunctionCapabilities:

@@ -8,14 +8,20 @@ answer, message other agents, broadcast, list agents and request capabilities.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import attrs
 
 from volta.protocol import ErrorCode, VoltaError
 
 if TYPE_CHECKING:
+    from volta.core import ConfigProblem
     from volta.protocol import Message
 
+    from ._agent import AgentSpec
     from ._context import AgentContext
 
 
@@ -75,8 +81,36 @@ class Handler(Protocol):
         ...
 
 
-HandlerFactory = Callable[[Mapping[str, Any]], Handler]
-"""Builds a handler from the ``options`` mapping of an agent's configuration."""
+HandlerFactory = Callable[..., Handler]
+"""Builds a handler: called with the ``options`` of the agent's spec if it takes an
+argument, else with none (a handler class with a plain ``__init__(self)`` is one)."""
+
+
+@attrs.frozen
+class BuildContext:
+    """What building a handler may use: given, never read from the process on its own."""
+
+    environ: Mapping[str, str] = attrs.field(factory=dict)
+    """The environment (API keys, ``VOLTA_MODEL``, ...)."""
+    folder: Path | None = None
+    """The folder of the configuration file (relative paths in it start there)."""
+
+
+@runtime_checkable
+class HandlerRecipe(Protocol):
+    """A handler described by settings, built before the agent runs (a brain's spec)."""
+
+    def problems(self, agent: AgentSpec) -> list[ConfigProblem]:
+        """What is wrong with it on this agent (keys relative to the agent's spec)."""
+        ...
+
+    def build(self, agent: AgentSpec, context: BuildContext) -> Handler:
+        """The handler.
+
+        Raises:
+            ConfigError: it cannot be built (keys relative to the agent's spec).
+        """
+        ...
 
 
 # --- built-in capabilities -------------------------------------------------------------
@@ -182,13 +216,23 @@ def import_reference(reference: str, what: str, builtins: Mapping[str, object]) 
         raise ValueError(f"{what} {reference!r}: {module_name} has no {attribute!r}") from None
 
 
+def _takes_an_argument(factory: Callable[..., Any]) -> bool:
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (a builtin): call it as before
+        return True
+    return any(
+        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in parameters
+    )
+
+
 def resolve_handler(reference: str, options: Mapping[str, Any] | None = None) -> Handler:
     """Build the handler a configuration names.
 
     Args:
         reference: a built-in name (``echo``) or ``package.module:attribute``
-            where the attribute is a handler factory (a class or a function
-            taking the options mapping).
+            where the attribute is a handler factory (a class or a function; it is
+            given the options mapping if it takes an argument).
         options: passed to the factory.
 
     Raises:
@@ -198,7 +242,14 @@ def resolve_handler(reference: str, options: Mapping[str, Any] | None = None) ->
     factory = BUILTIN_HANDLERS.get(reference) or import_reference(
         reference, "handler", BUILTIN_HANDLERS
     )
-    handler = factory(options)
+    if not callable(factory):
+        raise ValueError(f"handler {reference!r}: {type(factory).__name__} is not callable")
+    if _takes_an_argument(factory):
+        handler = factory(options)
+    elif options:
+        raise ValueError(f"handler {reference!r} takes no options, got {sorted(options)}")
+    else:
+        handler = factory()
     if not isinstance(handler, Handler):
         raise ValueError(
             f"handler {reference!r} built a {type(handler).__name__}, which lacks "

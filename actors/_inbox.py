@@ -72,6 +72,7 @@ from ._unit import Answered, Failed, Outcome, Units, Work
 if TYPE_CHECKING:
     from ._agent import AgentSpec
     from ._context import AgentContext
+    from ._handler import Handler
 
 log = logging.getLogger("volta.actors.inbox")
 
@@ -116,6 +117,7 @@ class Inbox:
     def __init__(
         self,
         spec: AgentSpec,
+        handler: Handler,
         bus: Bus,
         context: AgentContext,
         units: Units,
@@ -126,6 +128,7 @@ class Inbox:
     ) -> None:
         """Args:
         spec: the agent.
+        handler: what handles its messages.
         bus: its connection.
         context: what its handler is given.
         units: runs each message as a unit of work.
@@ -134,6 +137,7 @@ class Inbox:
         announced: set once the agent has announced itself: a later start is a restart.
         """
         self._spec = spec
+        self._handler = handler
         self._bus = bus
         self._context = context
         self._units = units
@@ -271,7 +275,7 @@ class Inbox:
         )
 
         async def handle() -> str | None:
-            answer = await self._spec.handler.on_message(message, self._context)
+            answer = await self._handler.on_message(message, self._context)
             if answer is not None and not isinstance(answer, str):
                 raise TypeError(f"on_message returned {type(answer).__name__}, not str or None")
             return answer

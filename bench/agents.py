@@ -71,7 +71,7 @@ from volta.protocol import (
     agent_message,
     capability_endpoint,
 )
-from volta.supervisor import EventKind, Intensity, SupervisorEvent
+from volta.supervisor import EventKind, SupervisorEvent
 
 RESTART_TARGET_MS = 5.0
 MEMORY_TARGET_MIB = 1024.0
@@ -226,10 +226,10 @@ async def inbox_restart(events: trio.MemoryReceiveChannel[Any]) -> dict[EventKin
 async def restart_worker(url: str, count: int, probe_s: float) -> dict[str, Any]:
     warmup = max(5, count // 10)
     handler = Crashes()
-    policy = SupervisionPolicy(intensity=Intensity(max_restarts=1_000_000, period=1.0))
+    policy = SupervisionPolicy(max_restarts=1_000_000, period=1.0)
     spec = NodeSpec(
         agents=[AgentSpec(id=VICTIM, handler=handler, supervision=policy)],
-        bus_options=BusOptions(servers=(url,)),
+        nats=BusOptions(servers=(url,)),
     )
     node = Node(spec)
     detect: list[float] = []  # handler raised -> EXIT event
@@ -349,7 +349,7 @@ async def scale_worker(
     start = time.perf_counter()
     spec = NodeSpec(
         agents=idle_agents(size, capabilities),
-        bus_options=BusOptions(servers=(url,)),
+        nats=BusOptions(servers=(url,)),
         heartbeat_interval=HEARTBEAT,
     )
     result["spec_s"] = round(time.perf_counter() - start, 3)
@@ -473,7 +473,7 @@ async def profile_worker(url: str, size: int, what: str) -> dict[str, Any]:
 
     spec = NodeSpec(
         agents=idle_agents(size, 1),
-        bus_options=BusOptions(servers=(url,)),
+        nats=BusOptions(servers=(url,)),
         heartbeat_interval=HEARTBEAT,
     )
     node = Node(spec)
@@ -547,7 +547,7 @@ async def latency_worker(url: str, count: int, listed: int) -> dict[str, Any]:
                 for agent_id, caps in SEED
             ]
             agents += idle_agents(total - len(SEED), 0)
-            spec = NodeSpec(agents=agents, bus_options=BusOptions(servers=(url,)))
+            spec = NodeSpec(agents=agents, nats=BusOptions(servers=(url,)))
             node = Node(spec)
             async with trio.open_nursery() as running:
                 await running.start(node.run)

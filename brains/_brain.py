@@ -32,22 +32,37 @@ from __future__ import annotations
 import html
 import json
 import logging
+import re
 from collections import deque
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import attrs
 
-from volta.actors import AgentContext, CapabilityError, HandlerError, TaskScope
-from volta.core import open_nursery
+from volta.actors import (
+    AgentContext,
+    AgentSpec,
+    BuildContext,
+    CapabilityError,
+    HandlerError,
+    TaskScope,
+)
+from volta.core import ConfigError, ConfigProblem, ConfigTypeError, open_nursery, validators
+from volta.core.validators import describe
 from volta.protocol import (
     BROADCAST,
+    ID_RULE,
     MAX_THREAD_ID,
     ErrorCode,
+    InvalidSubject,
     Message,
     MessageType,
     ProgressKind,
     TaskRefused,
+    is_id,
+    validate_agent_id,
 )
 
 from ._memory import Memory, estimate_tokens
@@ -63,38 +78,134 @@ MAX_CALIBRATION = 8.0
 """The most a prompt's estimate is scaled up by what the model reported."""
 
 
+def _skills(value: Mapping[str, str]) -> Mapping[str, str]:
+    if not isinstance(value, Mapping):
+        raise ConfigTypeError(f"expected a mapping, got {describe(value)}", key="skills")
+    problems = []
+    for name, text in value.items():
+        if not is_id(name):
+            problems.append(
+                ConfigProblem(f"skills.{name}", f"expected a capability name ({ID_RULE})")
+            )
+        elif not isinstance(text, str) or not text.strip():
+            problems.append(
+                ConfigProblem(
+                    f"skills.{name}", f"expected a non-empty string, got {describe(text)}"
+                )
+            )
+    if problems:
+        raise ConfigError.from_problems(problems)
+    return MappingProxyType(dict(value))
+
+
+def _teammate(member: object, _key: str) -> str | None:
+    try:
+        validate_agent_id(member)  # type: ignore[arg-type]
+    except (InvalidSubject, TypeError) as error:
+        return str(error)
+    return None
+
+
+_TEAM = validators.strings("team")
+
+
+def _team(value: Any) -> tuple[str, ...]:
+    return _TEAM(value)
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _env_name(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str) or not _ENV_NAME.fullmatch(value):
+        raise ConfigError(
+            f"expected an environment variable name, got {describe(value)}", key=attribute.name
+        )
+
+
+def _base_url(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and (
+        not isinstance(value, str) or not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value)
+    ):
+        raise ConfigError(
+            f"expected an http:// or https:// URL, got {describe(value)}", key=attribute.name
+        )
+
+
 @attrs.frozen(kw_only=True)
 class BrainSpec:
-    """How a brain thinks (config: the ``brain`` section of an agent)."""
+    """How a brain thinks: the ``brain`` section of an agent, field for field.
 
-    model: str = DEFAULT_MODEL
-    """The model name."""
-    system: str = ""
-    """The agent's own instructions (its role)."""
-    max_tokens: int = attrs.field(default=1024, validator=attrs.validators.ge(MIN_OUTPUT_TOKENS))
+    The API key is never in it: it comes from the environment variable ``api_key_env``
+    names, when the brain is built (:meth:`build`). Without a key (or with
+    ``offline: true``) the agent runs the offline brain, which says so in every answer.
+    """
+
+    model: str | None = attrs.field(default=None, validator=validators.optional(validators.text))
+    """The model (null: ``VOLTA_MODEL`` from the environment, else a current Sonnet)."""
+    system: str = attrs.field(default="", validator=attrs.validators.instance_of(str))
+    """The agent's own instructions (its role), inline."""
+    system_file: Path | None = None
+    """...or in a file, relative to the config file's folder (after ``system``)."""
+    max_tokens: int = attrs.field(default=1024, validator=validators.integer(ge=MIN_OUTPUT_TOKENS))
     """Most output tokens of one model call."""
-    temperature: float | None = None
-    """Sampling temperature (None: the model's default)."""
-    max_steps: int = attrs.field(default=8, validator=attrs.validators.ge(1))
+    temperature: float | None = attrs.field(
+        default=None, validator=validators.optional(validators.number(ge=0, le=1))
+    )
+    """Sampling temperature (null: the model's default)."""
+    max_steps: int = attrs.field(default=8, validator=validators.integer(ge=1))
     """Model calls per message, at most (the last may not call tools)."""
-    team: tuple[str, ...] = ()
-    """Agents it is meant to work with (named in its prompt; the offline brain asks them)."""
-    skills: Mapping[str, str] = attrs.field(factory=dict)
+    team: tuple[str, ...] = attrs.field(
+        default=(), converter=_team, validator=validators.each(_teammate)
+    )
+    """Agents it works with (named in its prompt; the offline brain asks each of them)."""
+    skills: Mapping[str, str] = attrs.field(factory=dict, converter=_skills, hash=False)
     """Capabilities it serves as prompted skills: name -> what to do with the input."""
-    history_turns: int = attrs.field(default=20, validator=attrs.validators.ge(0))
-    """Turns of conversation kept per thread."""
-    history_tokens: int = attrs.field(default=8000, validator=attrs.validators.ge(0))
-    """Estimated tokens of conversation kept per thread."""
-    max_threads: int = attrs.field(default=256, validator=attrs.validators.ge(1))
+    history_turns: int = attrs.field(default=20, validator=validators.integer(ge=0))
+    """Turns of conversation kept per peer or thread."""
+    history_tokens: int = attrs.field(default=8000, validator=validators.integer(ge=0))
+    """Estimated tokens of conversation kept per peer or thread."""
+    max_threads: int = attrs.field(default=256, validator=validators.integer(ge=1))
     """Threads (peers or thread ids) remembered at once."""
-    tool_result_chars: int = attrs.field(default=8000, validator=attrs.validators.ge(100))
+    tool_result_chars: int = attrs.field(default=8000, validator=validators.integer(ge=100))
     """Longest tool result shown to the model (longer ones are cut, with a note)."""
-    roster_page: int = attrs.field(default=50, validator=attrs.validators.ge(1))
+    roster_page: int = attrs.field(default=50, validator=validators.integer(ge=1))
     """Agents per page of the list_agents tool."""
-    call_timeout: float = attrs.field(default=60.0, validator=attrs.validators.gt(0))
-    """Seconds one model call may take (the task's deadline may cut it shorter)."""
-    max_tool_calls: int = attrs.field(default=16, validator=attrs.validators.ge(1))
+    max_tool_calls: int = attrs.field(default=16, validator=validators.integer(ge=1))
     """Tool calls one turn may make; the rest are refused (a tool error each)."""
+    call_timeout: float = attrs.field(default=60.0, validator=validators.number(gt=0))
+    """Seconds one model call may take (the task's deadline may cut it shorter)."""
+    api_key_env: str = attrs.field(default="ANTHROPIC_API_KEY", validator=_env_name)
+    """The environment variable that holds the API key (never the key itself)."""
+    base_url: str | None = attrs.field(default=None, validator=_base_url)
+    """Another endpoint for the Messages API (null: ``ANTHROPIC_BASE_URL``, else the SDK's)."""
+    max_retries: int = attrs.field(default=2, validator=validators.integer(ge=0))
+    """Retries of 429/529/5xx and timeouts (the SDK's, with backoff and retry-after)."""
+    offline: bool = attrs.field(default=False, validator=validators.boolean)
+    """Run the offline brain even when a key is set."""
+
+    def problems(self, agent: AgentSpec) -> list[ConfigProblem]:
+        """Skills the agent does not list as capabilities, or that a function serves too
+        (keys relative to the agent: ``brain.skills.summarize``)."""
+        problems = []
+        for name in self.skills:
+            if name not in agent.capabilities:
+                problems.append(
+                    ConfigProblem(f"brain.skills.{name}", "not one of the agent's capabilities")
+                )
+            elif name in agent.functions:
+                problems.append(ConfigProblem(f"brain.skills.{name}", "also served by a function"))
+        return problems
+
+    def build(self, agent: AgentSpec, context: BuildContext) -> Brain:
+        """The brain, with the model the environment allows (``_build.py``).
+
+        Raises:
+            ConfigError: the system prompt file cannot be read (key ``brain.system_file``).
+        """
+        from ._build import build_brain  # (the SDK-free half of the package imports it)
+
+        return build_brain(self, agent, context)
 
 
 @attrs.define
@@ -174,6 +285,8 @@ class Brain:
         """
         self.spec = spec
         self.model = model
+        self.model_name = spec.model or DEFAULT_MODEL
+        """The model asked for in each call."""
         self.reason = reason
         self.memory = Memory(
             max_turns=spec.history_turns,
@@ -275,7 +388,7 @@ class Brain:
             {"type": "text", "text": self.system_prompt(context), "cache_control": _EPHEMERAL}
         ]
         params: dict[str, Any] = {
-            "model": self.spec.model,
+            "model": self.model_name,
             "system": system,
             "tools": self._tool_params,
             "messages": list(messages),

@@ -11,9 +11,13 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
+
+from volta.core import ConfigError, ConfigProblem, ConfigTypeError, validators
+from volta.core.validators import describe
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
 _HIDDEN = "***"
@@ -44,45 +48,65 @@ def _url_secret(url: str) -> str | None:
     return parts.password or parts.username or None
 
 
-def _check_servers(_instance: object, _attribute: object, value: tuple[str, ...]) -> None:
+def _check_servers(
+    _instance: object, attribute: attrs.Attribute[Any], value: tuple[str, ...]
+) -> None:
     if not value:
-        raise ValueError("servers: at least one server URL is needed")
+        raise ConfigError("expected at least one server URL", key=attribute.name)
     for url in value:
         try:
             scheme = urlsplit(url).scheme
         except ValueError:
-            raise ValueError(f"servers: not a URL: {redact_url(url)!r}") from None
+            raise ConfigError(f"not a URL: {redact_url(url)!r}", key=attribute.name) from None
         if scheme not in ("nats", "tls", "ws", "wss"):
-            raise ValueError(
-                f"servers: {redact_url(url)!r} must start with nats://, tls://, ws:// or wss://"
+            raise ConfigError(
+                f"{redact_url(url)!r} must start with nats://, tls://, ws:// or wss://",
+                key=attribute.name,
             )
 
 
 def _split_servers(value: str | Sequence[str]) -> tuple[str, ...]:
+    """One URL, several separated by commas (as in ``NATS_URL``), or a sequence of URLs."""
     if isinstance(value, str):
         value = value.split(",")
+    if not isinstance(value, list | tuple):
+        raise ConfigTypeError(
+            f"expected a URL or a list of URLs, got {describe(value)}", key="servers"
+        )
+    problems = [
+        ConfigProblem(f"servers[{index}]", f"expected a URL string, got {describe(url)}")
+        for index, url in enumerate(value)
+        if not isinstance(url, str)
+    ]
+    if problems:
+        raise ConfigError.from_problems(problems)
     return tuple(url.strip() for url in value if url.strip())
 
 
-_positive = attrs.validators.gt(0)
-_positive_float = attrs.validators.gt(0.0)
+_positive = validators.integer(ge=1)
+_positive_float = validators.number(gt=0)
+
+
+def _attempts(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < -1:
+        raise ConfigError(
+            f"expected -1 (forever) or an integer >= 0, got {describe(value)}", key=attribute.name
+        )
 
 
 @attrs.frozen
 class ReconnectPolicy:
     """When to try again after losing the connection: exponential backoff with jitter."""
 
-    initial_delay: float = attrs.field(default=0.1, validator=attrs.validators.ge(0))
+    initial_delay: float = attrs.field(default=0.1, validator=validators.number(ge=0))
     """Delay before the first attempt, in seconds."""
-    max_delay: float = attrs.field(default=5.0, validator=attrs.validators.ge(0))
+    max_delay: float = attrs.field(default=5.0, validator=validators.number(ge=0))
     """Upper bound of the delay."""
-    multiplier: float = attrs.field(default=2.0, validator=attrs.validators.ge(1))
+    multiplier: float = attrs.field(default=2.0, validator=validators.number(ge=1))
     """Growth of the delay from one attempt to the next."""
-    jitter: float = attrs.field(
-        default=0.2, validator=[attrs.validators.ge(0), attrs.validators.le(1)]
-    )
+    jitter: float = attrs.field(default=0.2, validator=validators.number(ge=0, le=1))
     """Each delay is multiplied by a random factor in [1 - jitter, 1 + jitter]."""
-    max_attempts: int = -1
+    max_attempts: int = attrs.field(default=-1, validator=_attempts)
     """Attempts before giving up for good; -1 means forever."""
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
@@ -99,24 +123,31 @@ class BusOptions:
     """Everything :func:`open_bus` needs to know."""
 
     servers: tuple[str, ...] = attrs.field(
-        default=(DEFAULT_URL,), converter=_split_servers, validator=_check_servers
+        default=(DEFAULT_URL,),
+        converter=_split_servers,
+        validator=_check_servers,
+        metadata={"key": "url"},
     )
-    """Server URLs; several mean a cluster (one is picked, others are failover)."""
-    name: str | None = None
-    """Connection name shown in NATS monitoring."""
-    user: str | None = attrs.field(default=None, repr=False)
+    """Server URLs; several mean a cluster (one is picked, others are failover). In YAML
+    ``url``: one URL, several separated by commas, or a list."""
+    name: str | None = attrs.field(default=None, validator=validators.optional(validators.text))
+    """Connection name shown in NATS monitoring (and the start of a node's name)."""
+    user: str | None = attrs.field(
+        default=None, repr=False, validator=validators.optional(validators.text)
+    )
     """User name, when not in the URL."""
     password: str | None = attrs.field(default=None, repr=False)
     """Password, when not in the URL."""
     token: str | None = attrs.field(default=None, repr=False)
     """Auth token, when not in the URL."""
     creds_file: Path | None = None
-    """A NATS ``.creds`` file (JWT + NKey seed)."""
+    """A NATS ``.creds`` file (JWT + NKey seed), relative to the working directory."""
     connect_timeout: float = attrs.field(default=2.0, validator=_positive_float)
     """Seconds allowed for one TCP connect + handshake."""
     retry_initial_connect: bool = False
-    """Keep trying the first connection (a container started before its server)."""
-    reconnect: ReconnectPolicy = ReconnectPolicy()
+    """Keep trying the first connection (a container started before its server; a node
+    does by default, a client does not)."""
+    reconnect: ReconnectPolicy = attrs.field(factory=ReconnectPolicy)
     """How to reconnect after losing the connection."""
     ping_interval: float = attrs.field(default=10.0, validator=_positive_float)
     """Seconds between client PINGs; a dead link is noticed within

@@ -1,45 +1,33 @@
-"""Volta configuration: one YAML file per container, checked into frozen attrs objects
-before anything starts.
+"""Volta configuration: one YAML file per container, loaded into the specs the runtime runs.
 
-Nothing below this package reads YAML or the environment: the CLI loads a file
-with :func:`load_config` (passing ``os.environ`` for ``${VAR}`` in values and the
-``NATS_*`` overrides), applies its flags with :func:`with_overrides`, and hands
-the result down. A bad configuration raises one :class:`ConfigError` listing
-every :class:`ConfigProblem` found.
+A file is a :class:`~volta.node.NodeSpec`, key for key: ``nats`` is a
+:class:`~volta.bus.BusOptions` (``url`` for its ``servers``), each entry of ``agents``
+an :class:`~volta.actors.AgentSpec` (its ``brain`` a :class:`~volta.brains.BrainSpec`),
+``supervision`` a :class:`~volta.actors.SupervisionPolicy` (its ``backoff`` a
+:class:`~volta.supervisor.Backoff`), ``directory`` and ``router`` the node's bounds.
+There is no second schema: a setting is a field of its class, checked by the class.
+
+Nothing below this package reads YAML or the environment: the CLI loads a file with
+:func:`load_config` (passing ``os.environ`` for ``${VAR}`` in values and the
+``NATS_*`` overrides), applies its flags with :func:`with_overrides`, builds the
+agents' handlers with :func:`assemble`, and hands the result to a node. A bad
+configuration raises one :class:`ConfigError` listing every :class:`ConfigProblem`.
 """
 
+from volta.core import ConfigError as ConfigError
+from volta.core import ConfigProblem as ConfigProblem
 from volta.core import public_names as _public_names
 
-from ._errors import ConfigError as ConfigError
-from ._errors import ConfigProblem as ConfigProblem
+from ._assemble import assemble as assemble
 from ._load import load_config as load_config
 from ._load import load_config_text as load_config_text
 from ._load import shipped_config as shipped_config
 from ._load import with_overrides as with_overrides
-from ._schema import DEFAULT_NATS_URL as DEFAULT_NATS_URL
-from ._schema import AgentConfig as AgentConfig
-from ._schema import BackoffConfig as BackoffConfig
-from ._schema import BrainConfig as BrainConfig
-from ._schema import ConnectionMode as ConnectionMode
-from ._schema import DirectoryConfig as DirectoryConfig
-from ._schema import NatsConfig as NatsConfig
-from ._schema import SupervisionConfig as SupervisionConfig
-from ._schema import SupervisionStrategy as SupervisionStrategy
-from ._schema import VoltaConfig as VoltaConfig
 
 __all__ = [
-    "DEFAULT_NATS_URL",
-    "AgentConfig",
-    "BackoffConfig",
-    "BrainConfig",
     "ConfigError",
     "ConfigProblem",
-    "ConnectionMode",
-    "DirectoryConfig",
-    "NatsConfig",
-    "SupervisionConfig",
-    "SupervisionStrategy",
-    "VoltaConfig",
+    "assemble",
     "load_config",
     "load_config_text",
     "shipped_config",

@@ -22,7 +22,7 @@ from collections.abc import Callable, Collection, Mapping
 
 import yaml
 
-from ._errors import ConfigProblem, describe, join_key
+from volta.core._settings import ConfigProblem, describe, join_key
 
 _REFERENCE = re.compile(r"\$(?:\$|\{(?P<body>[^}]*)\}|(?P<unclosed>\{))")
 _BODY = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<operator>:?-)(?P<default>.*))?", re.S)

@@ -1,11 +1,17 @@
-"""YAML -> :class:`VoltaConfig`, with errors that name the file, the key and what was expected.
+"""YAML -> :class:`~volta.node.NodeSpec`, with errors that name the file, the key and what
+was expected.
 
 PyYAML parses (safe loading only, and a key given twice in one mapping is an
 error rather than last-one-wins); given an environment, ``${VAR}`` references in
 values are substituted (``_interpolate``); one cattrs converter turns the result
-into the attrs classes of ``_schema``. The converter is strict where cattrs is
-lenient by default: a string is not a number, ``"false"`` is not a bool, a string
-is not a list, and a key the schema does not know is an error with a suggestion.
+into the runtime's own spec classes (``NodeSpec``, ``AgentSpec``, ``BusOptions``,
+``SupervisionPolicy``, ``Backoff``, ``BrainSpec``, ...): a YAML key is a field, and
+the field's own validators check it, so there is no second schema to keep in step.
+The converter is strict where cattrs is lenient by default: a string is not a
+number, ``"false"`` is not a bool, a string is not a list, and a key the schema does
+not know is an error with a suggestion. A section (``nats:``) changes the keys it
+names of the section's default; the few keys whose YAML name or type is not the
+field's are listed in ``_YAML_KEYS`` and ``_YAML_TYPES``.
 
 A bad document raises one :class:`ConfigError` that holds every problem found.
 A document that is not YAML (or not a mapping) has just that one problem. Else the
@@ -41,15 +47,24 @@ from cattrs.errors import (
     IterableValidationNote,
 )
 
-from ._errors import ConfigError, ConfigProblem, describe, describe_kind, join_key, nested
+from volta.actors import AgentSpec
+from volta.brains import BrainSpec
+from volta.bus import BusOptions
+from volta.core._settings import (
+    ConfigError,
+    ConfigProblem,
+    describe,
+    describe_kind,
+    join_key,
+    nested,
+)
+from volta.node import NodeSpec
+
 from ._interpolate import interpolate
-from ._schema import VoltaConfig
 
 _StructureHook = Callable[[Any, Any], Any]
 
 _SHIPPED_NAME = re.compile(r"[A-Za-z0-9_-]+")
-# attrs' own validators (used by volta.bus.ReconnectPolicy) say "'jitter' must be <= 1: 2.0".
-_ATTRS_BOUND = re.compile(r"'(?P<name>\w+)' must be (?P<op>[<>]=?) (?P<bound>\S+): (?P<value>.*)")
 
 
 # --- YAML -------------------------------------------------------------------------------
@@ -127,7 +142,7 @@ def _secret_names(cls: type[Any]) -> frozenset[str]:
     return frozenset(names)
 
 
-_SECRETS = _secret_names(VoltaConfig)
+_SECRETS = _secret_names(NodeSpec)
 
 
 def _parse_yaml(
@@ -258,20 +273,88 @@ def _tuple_hook(converter: cattrs.Converter) -> Callable[[Any], _StructureHook]:
     return factory
 
 
+_YAML_KEYS: dict[tuple[type[Any], str], str] = {(BusOptions, "servers"): "url"}
+"""Fields whose YAML key is not their name."""
+
+_YAML_TYPES: dict[tuple[type[Any], str], Any] = {
+    (AgentSpec, "handler"): str | None,  # a name or reference: the object is built later
+    (AgentSpec, "brain"): BrainSpec | None,  # (actors knows only the HandlerRecipe protocol)
+}
+"""Fields whose YAML value has another type than the field (built from it later)."""
+
+
+def _yaml_key(cls: type[Any], field: attrs.Attribute[Any]) -> str:
+    return _YAML_KEYS.get((cls, field.name), field.name)
+
+
+E = typing.TypeVar("E", bound=Exception)
+
+
+def _renamed(error: E, cls: type[Any]) -> E:
+    """A class's own error (keys relative to it) with its fields' YAML keys."""
+    if not isinstance(error, ConfigError):
+        return error
+    aliases = {name: key for (owner, name), key in _YAML_KEYS.items() if owner is cls}
+    if not aliases:
+        return error
+    problems = []
+    for problem in error.problems:
+        key = problem.key
+        if key is not None:
+            head = key.split(".", 1)[0].split("[", 1)[0]
+            if head in aliases:
+                key = aliases[head] + key[len(head) :]
+        problems.append(ConfigProblem(key, problem.reason))
+    renamed = type(error).from_problems(problems)  # (keeps _UnknownKey and the like)
+    return typing.cast(E, renamed)
+
+
 class _UnknownKey(ConfigError):
     """A key the schema does not know: a problem of the key, whatever its value."""
 
 
-def _unknown_key(key: object, known: list[str]) -> ConfigError:
+_MOVED: dict[tuple[type[Any], str], str] = {
+    (BrainSpec, "budget"): "it is the agent's now: write 'budget' beside 'brain'",
+    (BrainSpec, "task_timeout"): "it is the agent's now: write 'task_timeout' beside 'brain'",
+}
+"""Keys that moved, and where to (what a file written for an older Volta is told)."""
+
+
+def _unknown_key(key: object, known: list[str], cls: type[Any]) -> ConfigError:
+    moved = _MOVED.get((cls, str(key)))
+    if moved is not None:
+        return _UnknownKey(f"unknown key ({moved})", key=str(key))
     close = difflib.get_close_matches(str(key), known, n=1)
     hint = f"did you mean {close[0]!r}?" if close else f"expected one of {', '.join(known)}"
     return _UnknownKey(f"unknown key ({hint})", key=str(key))
 
 
-def _field_hook(converter: cattrs.Converter, field: attrs.Attribute[Any]) -> Callable[[Any], Any]:
+def _structured_type(cls: type[Any], field: attrs.Attribute[Any]) -> Any:
+    """The type the loader builds a field's YAML value into (its own, or the YAML one)."""
+    return _YAML_TYPES.get((cls, field.name), field.type)
+
+
+def _holds_specs(type_: Any) -> bool:
+    """Whether values of this type are (or hold) spec classes the loader builds."""
+    return attrs.has(type_) or any(_holds_specs(arg) for arg in typing.get_args(type_))
+
+
+def _default_section(field: attrs.Attribute[Any]) -> Any:
+    """The value a section starts from: the field's default, when it is a spec."""
+    default = field.default
+    factory = getattr(default, "factory", None)  # an attrs.Factory
+    if callable(factory) and not getattr(default, "takes_self", False):
+        default = factory()
+    return default if attrs.has(type(default)) else None
+
+
+def _field_hook(
+    converter: cattrs.Converter, cls: type[Any], field: attrs.Attribute[Any]
+) -> Callable[[Any], Any]:
     """How the loader turns the YAML value of one field into what the class is given."""
-    if field.converter is not None:
-        # The field converts its own value (NatsConfig.url, AgentConfig.options): it is
+    type_ = _structured_type(cls, field)
+    if field.converter is not None and not _holds_specs(type_):
+        # The field converts its own value (BusOptions.servers, AgentSpec.options): it is
         # given the value as written, tried here first so that its errors come in order.
         # Like a validator, a converter's errors name keys relative to the class.
         convert = field.converter
@@ -285,9 +368,27 @@ def _field_hook(converter: cattrs.Converter, field: attrs.Attribute[Any]) -> Cal
         return check
     if not field.repr:
         # Fields hidden from repr are secrets: their values stay out of errors too.
-        return lambda value: _structure_secret(value, field.type)
-    hook = converter.get_structure_hook(field.type)
-    return lambda value: hook(value, field.type)
+        return lambda value: _structure_secret(value, type_)
+    section = _default_section(field)
+    if section is not None:
+        # A section in YAML changes the keys it names of the section's default (a node's
+        # `nats` keeps retrying its first connection unless the file says otherwise).
+        hook = converter.get_structure_hook(type(section))
+        return lambda value: _on_top_of(section, hook(value, type(section)), value)
+    hook = converter.get_structure_hook(type_)
+    return lambda value: hook(value, type_)
+
+
+def _on_top_of(section: Any, built: Any, written: object) -> Any:
+    """``section`` with the keys ``written`` names taken from ``built``."""
+    if not isinstance(written, Mapping):
+        return built
+    changes = {
+        field.alias: getattr(built, field.name)
+        for field in attrs.fields(type(section))
+        if _yaml_key(type(section), field) in written
+    }
+    return attrs.evolve(section, **changes)
 
 
 def _build(cls: type[Any], arguments: dict[str, Any]) -> Any:
@@ -304,50 +405,55 @@ def _build(cls: type[Any], arguments: dict[str, Any]) -> Any:
         with attrs.validators.disabled():
             instance = cls(**arguments)
     except Exception:
-        errors.append(first)  # a converter or __attrs_post_init__ failed: only that is known
+        errors.append(_renamed(first, cls))  # a converter failed: only that is known
     else:
         for field in attrs.fields(cls):
             if field.validator is not None:
                 try:
                     field.validator(instance, field, getattr(instance, field.name))
-                except Exception as error:  # collected and raised as one group, like cattrs
-                    errors.append(error)
+                except ConfigError as error:  # keys relative to the class
+                    errors.append(_renamed(error, cls))
+                except Exception as error:  # another validator's: it is about this field
+                    errors.append(ConfigError(str(error), key=_yaml_key(cls, field)))
     raise ClassValidationError(f"While structuring {cls.__name__}", errors or [first], cls)
 
 
 def _attrs_hook(converter: cattrs.Converter) -> Callable[[Any], _StructureHook]:
     def factory(cls: type[Any]) -> _StructureHook:
         fields = [field for field in attrs.fields(attrs.resolve_types(cls)) if field.init]
-        known = [field.name for field in fields]
-        required = [field.name for field in fields if field.default is attrs.NOTHING]
-        hooks = {field.name: _field_hook(converter, field) for field in fields}
+        keys = {_yaml_key(cls, field): field for field in fields}
+        known = list(keys)
+        required = [key for key, field in keys.items() if field.default is attrs.NOTHING]
+        hooks = {field.name: _field_hook(converter, cls, field) for field in fields}
 
         def structure(value: object, _type: object) -> Any:
             if not isinstance(value, Mapping):
                 raise ConfigError(f"expected a mapping, got {describe(value)}")
             errors: list[Exception] = [
-                _unknown_key(key, known) for key in value if key not in known
+                _unknown_key(key, known, cls) for key in value if key not in keys
             ]
             errors += [
-                ConfigError("required key is missing", key=name)
-                for name in required
-                if name not in value
+                ConfigError("required key is missing", key=key)
+                for key in required
+                if key not in value
             ]
             arguments: dict[str, Any] = {}
-            for field in fields:
-                if field.name not in value:
+            for key, field in keys.items():
+                if key not in value:
                     continue
                 try:
-                    arguments[field.alias] = hooks[field.name](value[field.name])
+                    arguments[field.alias] = hooks[field.name](value[key])
                 except Exception as error:  # collected and raised as one group, like cattrs
-                    if field.converter is None:  # a converter names its keys, like a validator
+                    if field.converter is None or _holds_specs(_structured_type(cls, field)):
                         error.add_note(
                             AttributeValidationNote(
-                                f"Structuring class {cls.__qualname__} @ attribute {field.name}",
-                                field.name,
+                                f"Structuring class {cls.__qualname__} @ attribute {key}",
+                                key,
                                 field.type,
                             )
                         )
+                    else:  # a converter names its keys, like a validator
+                        error = _renamed(error, cls)
                     errors.append(error)
             if errors:
                 raise ClassValidationError(f"While structuring {cls.__name__}", errors, cls)
@@ -398,17 +504,6 @@ def _problems(
         return
     if isinstance(error, ConfigError):
         problems = [ConfigProblem(join_key(path, p.key), p.reason) for p in error.problems]
-    elif match := _ATTRS_BOUND.fullmatch(str(error)):
-        try:
-            value = describe(float(match["value"]))
-        except ValueError:
-            value = match["value"]
-        problems = [
-            ConfigProblem(
-                join_key(path, match["name"]),
-                f"expected a number {match['op']} {match['bound']}, got {value}",
-            )
-        ]
     else:
         problems = [ConfigProblem(path, f"{type(error).__name__}: {error}")]
     for problem in problems:
@@ -425,7 +520,7 @@ def _within(key: str | None, prefix: str | None) -> bool:
     return key is not None and (key == prefix or key.startswith((f"{prefix}.", f"{prefix}[")))
 
 
-def _structure(data: object, source: str, unsubstituted: list[ConfigProblem]) -> VoltaConfig:
+def _structure(data: object, source: str, unsubstituted: list[ConfigProblem]) -> NodeSpec:
     """The configuration in ``data``; ``unsubstituted``: the bad ``${VAR}`` references."""
     if data is None:
         raise ConfigError(
@@ -438,7 +533,7 @@ def _structure(data: object, source: str, unsubstituted: list[ConfigProblem]) ->
             f"expected a mapping at the top level, got {describe(data)}", source=source
         )
     try:
-        config: VoltaConfig = _converter.structure(data, VoltaConfig)
+        config: NodeSpec = _converter.structure(data, NodeSpec)
     except (BaseValidationError, ConfigError) as error:
         left_as_written = {problem.key for problem in unsubstituted}
         problems = [*unsubstituted, *_problems(error, None, left_as_written)]
@@ -451,7 +546,7 @@ def _structure(data: object, source: str, unsubstituted: list[ConfigProblem]) ->
 # --- overrides --------------------------------------------------------------------------
 
 _ENVIRON_FIELDS = (
-    ("NATS_URL", "url"),
+    ("NATS_URL", "servers"),
     ("NATS_USER", "user"),
     ("NATS_PASSWORD", "password"),
     ("NATS_TOKEN", "token"),
@@ -459,7 +554,7 @@ _ENVIRON_FIELDS = (
 )
 
 
-def _apply_environ(config: VoltaConfig, environ: Mapping[str, str]) -> VoltaConfig:
+def _apply_environ(config: NodeSpec, environ: Mapping[str, str]) -> NodeSpec:
     nats = config.nats
     for variable, field in _ENVIRON_FIELDS:
         value = environ.get(variable)
@@ -469,31 +564,32 @@ def _apply_environ(config: VoltaConfig, environ: Mapping[str, str]) -> VoltaConf
         try:
             nats = attrs.evolve(nats, **change)
         except ConfigError as error:
-            raise nested(error, "nats", source=f"${variable}") from None
+            raise nested(_renamed(error, BusOptions), "nats", source=f"${variable}") from None
     return attrs.evolve(config, nats=nats)
 
 
 def with_overrides(
-    config: VoltaConfig,
+    config: NodeSpec,
     *,
     nats_url: str | None = None,
     heartbeat_interval: float | None = None,
-) -> VoltaConfig:
+) -> NodeSpec:
     """``config`` with the values given on the command line (None keeps the current one).
 
     Args:
         config: the loaded configuration.
         nats_url: one server URL, or several separated by commas (``--nats-url``).
-        heartbeat_interval: seconds between heartbeats (``--heartbeat-interval``).
+        heartbeat_interval: seconds between heartbeats (``--heartbeat-interval``): the
+            node's, so every agent's that does not set its own.
 
     Raises:
         ConfigError: a value is not acceptable; ``source`` is ``"override"``.
     """
     if nats_url is not None:
         try:
-            nats = attrs.evolve(config.nats, url=nats_url)
+            nats = attrs.evolve(config.nats, servers=nats_url)
         except ConfigError as error:
-            raise nested(error, "nats", source="override") from None
+            raise nested(_renamed(error, BusOptions), "nats", source="override") from None
         config = attrs.evolve(config, nats=nats)
     if heartbeat_interval is not None:
         try:
@@ -508,7 +604,7 @@ def with_overrides(
 
 def load_config_text(
     text: str, *, source: str = "<string>", environ: Mapping[str, str] | None = None
-) -> VoltaConfig:
+) -> NodeSpec:
     """Parse and check a configuration held in a string.
 
     Args:
@@ -533,7 +629,7 @@ def load_config_text(
 
 def load_config(
     path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
-) -> VoltaConfig:
+) -> NodeSpec:
     """Read and check a configuration file.
 
     Args:
@@ -562,8 +658,8 @@ def shipped_config(name: str = "seed") -> Path:
     """The path of a configuration shipped with Volta, in ``volta/config/agents/``.
 
     Args:
-        name: ``seed`` (three agents in one container) or ``alpha``, ``beta``,
-            ``gamma`` (one agent per container).
+        name: ``seed`` (three agents in one container) or ``coordinator``,
+            ``researcher``, ``writer`` (one agent per container).
 
     Raises:
         ConfigError: no shipped configuration has that name.

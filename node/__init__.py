@@ -6,7 +6,8 @@ directory (who is online; ``mcp.list_agents``), the capability router
 (``task.cancel``) and one child per agent. Everything that happens is an event on
 ``node.events``.
 
-- Running a node: :class:`Node`, :class:`NodeSpec`, :data:`NodeEvent` and the events
+- Running a node: :class:`Node`, :class:`NodeSpec` (with :class:`ConnectionMode`,
+  :class:`DirectorySpec`, :class:`RouterSpec`), :data:`NodeEvent` and the events
   :class:`PresenceChange` and :class:`IdentityClash`; :class:`IdentityConflict` when
   no agent could start.
 - Its services, to embed or watch elsewhere (a dashboard keeps a directory of its
@@ -19,20 +20,26 @@ from ._directory import Directory as Directory
 from ._directory import IdentityClash as IdentityClash
 from ._directory import PresenceChange as PresenceChange
 from ._directory_service import DirectoryService as DirectoryService
+from ._directory_service import DirectorySpec as DirectorySpec
 from ._identity import IdentityConflict as IdentityConflict
+from ._node import ConnectionMode as ConnectionMode
 from ._node import Node as Node
 from ._node import NodeEvent as NodeEvent
 from ._node import NodeSpec as NodeSpec
 from ._router import CapabilityRouter as CapabilityRouter
+from ._router import RouterSpec as RouterSpec
 
 __all__ = [
     # running a node
+    "ConnectionMode",
+    "DirectorySpec",
     "IdentityClash",
     "IdentityConflict",
     "Node",
     "NodeEvent",
     "NodeSpec",
     "PresenceChange",
+    "RouterSpec",
     # its services
     "CapabilityRouter",
     "Directory",

@@ -50,6 +50,12 @@ MAX_HEARTBEAT = 3600.0
 """Longest heartbeat interval the directory believes (``1e300`` would never expire)."""
 MAX_INSTANCES = 64
 """Most instances one (replicated) agent may have in the table."""
+FORGET_AFTER = 3600.0
+"""Default seconds after which an agent offline is forgotten."""
+MAX_AGENTS = 100_000
+"""Default most agents a table holds."""
+MAX_BYTES = 256 * 1024 * 1024
+"""Default most memory (about) a table's entries may take."""
 
 _ANONYMOUS = ""  # the instance key of a peer that sends no instance id
 _ENTRY_OVERHEAD = 400  # bytes an entry costs beyond its strings (objects, dicts)
@@ -167,9 +173,9 @@ class Directory:
         default_interval: float = 30.0,
         missed: int = 3,
         *,
-        forget_after: float = 3600.0,
-        max_agents: int = 100_000,
-        max_bytes: int = 256 * 1024 * 1024,
+        forget_after: float = FORGET_AFTER,
+        max_agents: int = MAX_AGENTS,
+        max_bytes: int = MAX_BYTES,
     ) -> None:
         """Create an empty table.
 

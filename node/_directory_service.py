@@ -16,10 +16,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
+import attrs
 import trio
 
 from volta.bus import Bus, BusError, Delivery, Subscription
-from volta.core import RateLimitedLog, open_nursery
+from volta.core import RateLimitedLog, open_nursery, validators
 from volta.protocol import (
     AGENT_ANNOUNCE,
     AGENT_STATUS_ALL,
@@ -39,12 +40,37 @@ from volta.protocol import (
     encode_list_query,
 )
 
-from ._directory import Directory, IdentityClash, PresenceChange
+from ._directory import (
+    FORGET_AFTER,
+    MAX_AGENTS,
+    MAX_BYTES,
+    Directory,
+    IdentityClash,
+    PresenceChange,
+)
 
 log = logging.getLogger("volta.node.directory")
 
 DirectoryEvent = PresenceChange | IdentityClash
 """What the directory service reports."""
+
+
+@attrs.frozen(kw_only=True)
+class DirectorySpec:
+    """Bounds of a node's directory (``directory`` in YAML)."""
+
+    forget_after: float = attrs.field(default=FORGET_AFTER, validator=validators.number(gt=0))
+    """Seconds after which an agent that is offline is forgotten."""
+    max_agents: int = attrs.field(default=MAX_AGENTS, validator=validators.integer(ge=1))
+    """Most agents it holds; when full, the one offline longest makes room."""
+    max_bytes: int = attrs.field(default=MAX_BYTES, validator=validators.integer(ge=1))
+    """About the most memory its entries may take."""
+    sync_timeout: float = attrs.field(default=1.0, validator=validators.number(gt=0))
+    """Seconds it waits, at start, to learn what another directory knows."""
+    max_page_bytes: int = attrs.field(
+        default=256 * 1024, validator=validators.integer(ge=MIN_PAGE_BYTES)
+    )
+    """Largest page of a ``mcp.list_agents`` reply (and never above ``max_payload``)."""
 
 
 class DirectoryService:
@@ -55,16 +81,22 @@ class DirectoryService:
         directory: Directory,
         bus: Bus,
         on_change: Callable[[DirectoryEvent], None] | None = None,
-        sync_timeout: float = 1.0,
-        max_page_bytes: int = 256 * 1024,
+        *,
+        spec: DirectorySpec | None = None,
     ) -> None:
+        """Args:
+        directory: the table it keeps current (the node's: it outlives the service).
+        bus: the connection.
+        on_change: told of every presence change and identity clash.
+        spec: its bounds (only ``sync_timeout`` and ``max_page_bytes`` are the service's;
+            the table has its own).
+        """
+        spec = spec or DirectorySpec()
         self._directory = directory
         self._bus = bus
         self._on_change = on_change or (lambda _event: None)
-        self._sync_timeout = sync_timeout
-        if max_page_bytes < MIN_PAGE_BYTES:
-            raise ValueError(f"max_page_bytes must be at least {MIN_PAGE_BYTES}")
-        self._max_page_bytes = max_page_bytes
+        self._sync_timeout = spec.sync_timeout
+        self._max_page_bytes = spec.max_page_bytes
         self._report_every = bus.options.report_interval
         self._sooner = trio.Event()
         self._log = RateLimitedLog(log, bus.options.report_interval)

@@ -17,20 +17,28 @@ connection events, agents coming and going) is emitted on one stream,
 
 from __future__ import annotations
 
-import collections
+import enum
 import logging
 import os
 import socket
 from collections.abc import Iterable
 from contextlib import AsyncExitStack
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import attrs
 import trio
 
-from volta.actors import Agent, AgentSpec, TaskRegistry
+from volta.actors import (
+    DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_REQUEST_TIMEOUT,
+    Agent,
+    AgentSpec,
+    SupervisionPolicy,
+    TaskRegistry,
+)
 from volta.bus import Bus, BusClosed, BusOptions, ConnectionEvent, ConnectionEventKind, open_bus
-from volta.core import Fanout, open_nursery
+from volta.core import ConfigError, ConfigProblem, ConfigTypeError, Fanout, open_nursery, validators
+from volta.core.validators import describe
 from volta.protocol import AgentClaim, Presence
 from volta.supervisor import (
     ChildSpec,
@@ -42,9 +50,9 @@ from volta.supervisor import (
 
 from ._canceller import CancelListener
 from ._directory import Directory, IdentityClash, PresenceChange
-from ._directory_service import DirectoryService
+from ._directory_service import DirectoryService, DirectorySpec
 from ._identity import Identity, IdentityConflict
-from ._router import CapabilityRouter
+from ._router import CapabilityRouter, RouterSpec
 from ._service import ServiceResponder
 
 log = logging.getLogger("volta.node")
@@ -53,46 +61,108 @@ NodeEvent: TypeAlias = SupervisorEvent | ConnectionEvent | PresenceChange | Iden
 """Everything a node reports."""
 
 
+class ConnectionMode(enum.Enum):
+    """How the agents of one node reach NATS."""
+
+    SHARED = "shared"
+    """All agents share the node's connection (how thousands fit in one process)."""
+    PER_AGENT = "per_agent"
+    """Each agent opens its own (how each gets its own credentials)."""
+
+
 def _specs(value: Iterable[AgentSpec]) -> tuple[AgentSpec, ...]:
+    if isinstance(value, str | bytes):
+        raise ConfigTypeError(f"expected a list of agents, got {describe(value)}", key="agents")
     return tuple(value)
 
 
-def _unique_ids(_instance: object, _attribute: object, agents: tuple[AgentSpec, ...]) -> None:
-    counts = collections.Counter(agent.id for agent in agents)
-    duplicates = sorted(agent_id for agent_id, count in counts.items() if count > 1)
-    if duplicates:
-        raise ValueError(f"agent ids used more than once: {duplicates}")
+def _check_agents(
+    _instance: object, attribute: attrs.Attribute[Any], value: tuple[AgentSpec, ...]
+) -> None:
+    if not value:
+        raise ConfigError("expected at least one agent", key=attribute.name)
+    problems = []
+    first_at: dict[str, int] = {}
+    for index, agent in enumerate(value):
+        if agent.id in first_at:
+            problems.append(
+                ConfigProblem(
+                    f"{attribute.name}[{index}].id",
+                    f"duplicate agent id {agent.id!r} "
+                    f"(first at {attribute.name}[{first_at[agent.id]}])",
+                )
+            )
+        else:
+            first_at[agent.id] = index
+    if problems:
+        raise ConfigError.from_problems(problems)
 
 
-@attrs.frozen
+def _node_options() -> BusOptions:
+    # A node keeps trying its first connection: a container may start before its server.
+    return BusOptions(retry_initial_connect=True)
+
+
+def _node_name(spec: NodeSpec) -> str:
+    return spec.nats.name or "volta"
+
+
+@attrs.frozen(kw_only=True)
 class NodeSpec:
-    """What one node runs."""
+    """What one node runs: a whole YAML file, key for key (``volta run CONFIG``).
 
-    agents: tuple[AgentSpec, ...] = attrs.field(converter=_specs, validator=_unique_ids)
-    """The agents, in start order."""
-    bus_options: BusOptions = BusOptions()
-    """How the node (and agents with their own connection) reach NATS."""
-    shared_connection: bool = True
-    """All agents on the node's connection (True) or each on its own (False)."""
-    heartbeat_interval: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
-    """The directory's default for agents that do not state their interval."""
-    offline_after_missed: int = attrs.field(default=3, validator=attrs.validators.ge(1))
-    """Missed heartbeats after which an agent counts as offline."""
-    request_timeout: float = attrs.field(default=10.0, validator=attrs.validators.gt(0))
-    """Default timeout of routed capability requests."""
-    intensity: Intensity = Intensity(max_restarts=10, period=60.0)
+    ``heartbeat_interval``, ``request_timeout`` and ``supervision`` here are every
+    agent's unless the agent sets its own (:meth:`settled`).
+    """
+
+    nats: BusOptions = attrs.field(factory=_node_options)
+    """How the node (and agents with their own connection) reach NATS; ``NATS_URL``,
+    ``NATS_USER``, ``NATS_PASSWORD``, ``NATS_TOKEN`` and ``NATS_CREDS`` override it."""
+    connection: ConnectionMode = attrs.field(
+        default=ConnectionMode.SHARED, validator=attrs.validators.instance_of(ConnectionMode)
+    )
+    """One NATS connection for all agents (``shared``), or one each (``per_agent``)."""
+    heartbeat_interval: float = attrs.field(
+        default=DEFAULT_HEARTBEAT_INTERVAL, validator=validators.number(gt=0)
+    )
+    """Seconds between an agent's heartbeats (every agent's unless it says), and the
+    directory's default for peers that do not state theirs."""
+    offline_after_missed: int = attrs.field(default=3, validator=validators.integer(ge=1))
+    """Heartbeats missed before an agent counts as offline."""
+    request_timeout: float = attrs.field(
+        default=DEFAULT_REQUEST_TIMEOUT, validator=validators.number(gt=0)
+    )
+    """Default wait of ``ask`` and capability requests, in seconds (every agent's unless
+    it says, and the router's)."""
+    supervision: SupervisionPolicy = attrs.field(factory=SupervisionPolicy)
+    """Restart policy of each agent's own supervisor (unless the agent sets its own)."""
+    directory: DirectorySpec = attrs.field(factory=DirectorySpec)
+    """Bounds of the node's directory."""
+    router: RouterSpec = attrs.field(factory=RouterSpec)
+    """Bounds of the node's capability router."""
+    intensity: Intensity = attrs.field(factory=lambda: Intensity(max_restarts=10, period=60.0))
     """Agent (and service) restarts the node allows before it gives up."""
-    name: str = "node"
-    """Name of the root supervisor, and the start of the node's id."""
-    node_id: str | None = None
+    name: str = attrs.field(
+        default=attrs.Factory(_node_name, takes_self=True), validator=validators.text
+    )
+    """Name of the root supervisor, and the start of the node's id (default: the
+    connection's ``nats.name``, else ``volta``)."""
+    node_id: str | None = attrs.field(default=None, validator=validators.optional(validators.text))
     """How the node names itself in statuses, claims and errors (default
     ``<name>@<host>:<pid>``)."""
-    claim_window: float = attrs.field(default=0.25, validator=attrs.validators.gt(0))
+    claim_window: float = attrs.field(default=0.25, validator=validators.number(gt=0))
     """Seconds the node waits for other nodes to object to the ids it claims."""
-    forget_after: float = attrs.field(default=3600.0, validator=attrs.validators.gt(0))
-    """Seconds after which the directory forgets an agent that is offline."""
-    max_agents: int = attrs.field(default=100_000, validator=attrs.validators.ge(1))
-    """Most agents the directory holds."""
+    agents: tuple[AgentSpec, ...] = attrs.field(converter=_specs, validator=_check_agents)
+    """The agents, in start order; at least one, ids unique."""
+
+    def settled(self, agent: AgentSpec) -> AgentSpec:
+        """``agent`` as this node runs it: the node's ``heartbeat_interval``,
+        ``request_timeout`` and ``supervision`` where it sets none of its own."""
+        return agent.settled(
+            heartbeat_interval=self.heartbeat_interval,
+            request_timeout=self.request_timeout,
+            supervision=self.supervision,
+        )
 
 
 class Node:
@@ -112,8 +182,9 @@ class Node:
         self.directory = Directory(
             spec.heartbeat_interval,
             spec.offline_after_missed,
-            forget_after=spec.forget_after,
-            max_agents=spec.max_agents,
+            forget_after=spec.directory.forget_after,
+            max_agents=spec.directory.max_agents,
+            max_bytes=spec.directory.max_bytes,
         )
         self.agents: dict[str, Agent] = {}
         """The agents that run (those whose ids the node could claim)."""
@@ -129,16 +200,19 @@ class Node:
         self.events.emit(event)
 
     def _agent(self, spec: AgentSpec, bus: Bus) -> Agent:
-        if self.spec.shared_connection:
+        spec = self.spec.settled(spec)
+        if self.spec.connection is ConnectionMode.SHARED:
             return Agent(spec, bus=bus, on_event=self._emit, node=self.node_id, tasks=self.tasks)
-        options = attrs.evolve(self.spec.bus_options, name=f"volta-{spec.id}")
+        options = attrs.evolve(self.spec.nats, name=f"volta-{spec.id}")
         return Agent(
             spec, bus_options=options, on_event=self._emit, node=self.node_id, tasks=self.tasks
         )
 
     def _children(self, bus: Bus, directory: DirectoryService) -> list[ChildSpec]:
         spec = self.spec
-        router = CapabilityRouter(self.directory, bus, default_timeout=spec.request_timeout)
+        router = CapabilityRouter(
+            self.directory, bus, default_timeout=spec.request_timeout, spec=spec.router
+        )
         service = ServiceResponder(self.agents.values, bus)
         canceller = CancelListener(self.tasks, bus)
         children = [
@@ -208,12 +282,14 @@ class Node:
         async with AsyncExitStack() as stack:
             bus = self._bus
             if bus is None:
-                bus = await stack.enter_async_context(open_bus(self.spec.bus_options))
+                bus = await stack.enter_async_context(open_bus(self.spec.nats))
             async with open_nursery() as nursery:
                 await nursery.start(self._forward_connection_events, bus)
                 identity = Identity(bus, self.node_id)
                 await nursery.start(identity.serve)
-                directory = DirectoryService(self.directory, bus, on_change=self._emit)
+                directory = DirectoryService(
+                    self.directory, bus, on_change=self._emit, spec=self.spec.directory
+                )
                 self.directory_service = directory
                 await self._claim(identity, directory, bus)
                 self.supervisor = Supervisor(

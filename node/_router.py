@@ -27,8 +27,9 @@ import logging
 import attrs
 import trio
 
+from volta.actors import DEFAULT_REQUEST_TIMEOUT
 from volta.bus import Bus, BusError, Delivery, NoResponders, PayloadTooLarge, RequestTimeout
-from volta.core import RateLimitedLog, open_nursery
+from volta.core import RateLimitedLog, open_nursery, validators
 from volta.protocol import (
     CAPABILITY_REQUEST,
     CAPABILITY_REQUEST_CODEC,
@@ -48,6 +49,19 @@ from ._directory import Directory
 log = logging.getLogger("volta.node.router")
 
 
+@attrs.frozen(kw_only=True)
+class RouterSpec:
+    """Bounds of a node's capability router (``router`` in YAML)."""
+
+    max_timeout: float = attrs.field(default=300.0, validator=validators.number(gt=0))
+    """Longest wait for an agent, whatever a request's ``timeout`` says."""
+    max_concurrency: int = attrs.field(default=256, validator=validators.integer(ge=1))
+    """Requests in flight to agents at once; the next is answered ``busy`` (and past
+    twice as many pending, shed as they come in)."""
+    max_per_capability: int = attrs.field(default=64, validator=validators.integer(ge=1))
+    """Calls of one capability in flight at once (a slow or silent agent)."""
+
+
 class CapabilityRouter:
     """The node child that routes capability requests."""
 
@@ -56,19 +70,25 @@ class CapabilityRouter:
         directory: Directory,
         bus: Bus,
         *,
-        default_timeout: float = 10.0,
-        max_timeout: float = 300.0,
-        max_concurrency: int = 256,
-        max_per_capability: int = 64,
+        default_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        spec: RouterSpec | None = None,
     ) -> None:
+        """Args:
+        directory: who has which capability (the node's).
+        bus: the connection.
+        default_timeout: the wait for a request that names none (the node's
+            ``request_timeout``).
+        spec: its bounds.
+        """
+        spec = spec or RouterSpec()
         self._directory = directory
         self._bus = bus
         self._default_timeout = default_timeout
-        self._max_timeout = max_timeout
-        self._max_concurrency = max_concurrency
-        self._max_per_capability = max_per_capability
+        self._max_timeout = spec.max_timeout
+        self._max_concurrency = spec.max_concurrency
+        self._max_per_capability = spec.max_per_capability
         self._in_flight: dict[str, int] = {}
-        self._max_pending = 2 * max_concurrency
+        self._max_pending = 2 * spec.max_concurrency
         self.pending = 0
         """Requests taken and not answered yet (forwarded or not)."""
         self.peak_pending = 0

@@ -8,12 +8,13 @@ strategies and the restart intensity mean what they mean in OTP's ``supervisor``
 from __future__ import annotations
 
 import enum
-import math
 import random
 from collections.abc import Awaitable, Callable, Iterable
 
 import attrs
 from attrs import validators as v
+
+from volta.core import ConfigError, validators
 
 
 class Restart(enum.Enum):
@@ -53,23 +54,6 @@ class Strategy(enum.Enum):
     """The child and those started after it: they stop in reverse order, then start in order."""
 
 
-_Check = Callable[[object, "attrs.Attribute[float]", float], None]
-
-
-def _number(low: float, high: float = math.inf, *, above: bool = False) -> _Check:
-    """Validate a finite int or float in ``[low, high]`` (``(low, high]`` if ``above``)."""
-
-    def check(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise TypeError(f"{attribute.name} must be a number, got {value!r}")
-        too_low = value <= low if above else value < low
-        if not math.isfinite(value) or too_low or value > high:
-            bounds = f"{'(' if above else '['}{low}, {high}]"
-            raise ValueError(f"{attribute.name} must be finite and in {bounds}, got {value!r}")
-
-    return check
-
-
 @attrs.frozen
 class Intensity:
     """How many restarts a supervisor allows before it gives up (OTP's intensity and period).
@@ -77,14 +61,20 @@ class Intensity:
     If more than ``max_restarts`` restarts happen within any ``period`` seconds, the
     supervisor stops all its children and raises ``SupervisorEscalation``. A restart exactly
     ``period`` seconds old still counts, as in OTP.
-
-    Attributes:
-        max_restarts: Restarts allowed inside the window; 0 means the first restart escalates.
-        period: Length of the sliding window in seconds (trio clock).
     """
 
-    max_restarts: int = attrs.field(default=1, validator=v.and_(v.instance_of(int), v.ge(0)))
-    period: float = attrs.field(default=5.0, validator=_number(0, above=True))
+    max_restarts: int = attrs.field(default=1, validator=validators.integer(ge=0))
+    """Restarts allowed inside the window; 0 means the first restart escalates."""
+    period: float = attrs.field(default=5.0, validator=validators.number(gt=0))
+    """Length of the sliding window in seconds (trio clock)."""
+
+
+def _not_below_initial(instance: Backoff, attribute: attrs.Attribute[float], value: float) -> None:
+    if value < instance.initial:
+        raise ConfigError(
+            f"expected a number >= initial ({instance.initial:g}), got {value:g}",
+            key=attribute.name,
+        )
 
 
 @attrs.frozen
@@ -95,25 +85,20 @@ class Backoff:
     ``min(maximum, initial * multiplier ** (n - 1))`` seconds, multiplied by a random factor
     drawn uniformly from ``[1 - jitter, 1 + jitter]``. The count starts again from 1 once the
     child has run for ``reset_after`` seconds without failing.
-
-    Attributes:
-        initial: Delay before the first restart, in seconds.
-        maximum: Cap on the delay before jitter is applied, in seconds.
-        multiplier: Growth factor from one consecutive restart to the next (at least 1).
-        jitter: Relative spread of the random factor, between 0 (none) and 1.
-        reset_after: Seconds a child must run without failing to reset its count.
     """
 
-    initial: float = attrs.field(validator=_number(0))
-    maximum: float = attrs.field(validator=_number(0))
-    multiplier: float = attrs.field(default=2.0, validator=_number(1))
-    jitter: float = attrs.field(default=0.1, validator=_number(0, 1))
-    reset_after: float = attrs.field(default=10.0, validator=_number(0))
-
-    @maximum.validator
-    def _maximum_not_below_initial(self, attribute: attrs.Attribute[float], value: float) -> None:
-        if value < self.initial:
-            raise ValueError(f"maximum ({value!r}) must not be below initial ({self.initial!r})")
+    initial: float = attrs.field(default=0.05, validator=validators.number(ge=0))
+    """Delay before the first restart, in seconds."""
+    maximum: float = attrs.field(
+        default=5.0, validator=[validators.number(ge=0), _not_below_initial]
+    )
+    """Cap on the delay before jitter is applied, in seconds (at least ``initial``)."""
+    multiplier: float = attrs.field(default=2.0, validator=validators.number(ge=1))
+    """Growth factor from one consecutive restart to the next (at least 1)."""
+    jitter: float = attrs.field(default=0.1, validator=validators.number(ge=0, le=1))
+    """Relative spread of the random factor, between 0 (none) and 1."""
+    reset_after: float = attrs.field(default=10.0, validator=validators.number(ge=0))
+    """Seconds a child must run without failing to reset its count."""
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """Compute the delay before a restart.
@@ -159,7 +144,7 @@ class ChildSpec:
     name: str = attrs.field(validator=v.and_(v.instance_of(str), v.min_len(1)))
     start: Callable[..., Awaitable[object]] = attrs.field(validator=v.is_callable())
     restart: Restart = attrs.field(default=Restart.PERMANENT, validator=v.instance_of(Restart))
-    shutdown_timeout: float = attrs.field(default=5.0, validator=_number(0))
+    shutdown_timeout: float = attrs.field(default=5.0, validator=validators.number(ge=0))
 
 
 def _as_tuple(children: Iterable[ChildSpec]) -> tuple[ChildSpec, ...]:

@@ -19,7 +19,6 @@ from volta.actors._context import PendingAsks
 from volta.bus import Bus, BusOptions, ReconnectPolicy
 from volta.node import Node, NodeSpec
 from volta.protocol import Message
-from volta.supervisor import Intensity
 
 FAST_RECONNECT = ReconnectPolicy(initial_delay=0.05, max_delay=0.2, jitter=0.1)
 
@@ -31,7 +30,7 @@ def agent(
     values: dict[str, Any] = {
         "heartbeat_interval": 0.2,
         "request_timeout": 5.0,
-        "supervision": SupervisionPolicy(intensity=Intensity(max_restarts=1000, period=1.0)),
+        "supervision": SupervisionPolicy(max_restarts=1000, period=1.0),
     }
     values.update(changes)
     return AgentSpec(
@@ -50,7 +49,7 @@ def seed_agents(**changes: Any) -> list[AgentSpec]:
 
 def node_spec(url: str, agents: Sequence[AgentSpec], **changes: Any) -> NodeSpec:
     values: dict[str, Any] = {
-        "bus_options": BusOptions(servers=(url,), reconnect=FAST_RECONNECT),
+        "nats": BusOptions(servers=(url,), reconnect=FAST_RECONNECT),
         "heartbeat_interval": 0.2,
         "request_timeout": 5.0,
         "claim_window": 0.05,

@@ -51,6 +51,9 @@ BUS = {
 }
 
 CORE = {
+    "ConfigError",
+    "ConfigProblem",
+    "ConfigTypeError",
     "Fanout",
     "RateLimitedLog",
     "Summary",
@@ -60,6 +63,7 @@ CORE = {
     "printable",
     "public_names",
     "unwrap_lone_exception",
+    "validators",
 }
 
 PROTOCOL = {
@@ -177,9 +181,13 @@ ACTORS = {
     "HandlerFactory",
     "Reservation",
     "TaskScope",
+    "DEFAULT_HEARTBEAT_INTERVAL",
+    "DEFAULT_REQUEST_TIMEOUT",
     "Agent",
     "AgentSpec",
     "AgentStatistics",
+    "BuildContext",
+    "HandlerRecipe",
     "SupervisionPolicy",
     "TaskRegistry",
     "UnitStatistics",
@@ -192,12 +200,15 @@ ACTORS = {
 
 
 NODE = {
+    "ConnectionMode",
+    "DirectorySpec",
     "IdentityClash",
     "IdentityConflict",
     "Node",
     "NodeEvent",
     "NodeSpec",
     "PresenceChange",
+    "RouterSpec",
     "CapabilityRouter",
     "Directory",
     "DirectoryService",

@@ -24,26 +24,30 @@ BELOW: dict[str, set[str]] = {
     "actors": {"core", "protocol", "bus", "supervisor"},
     "node": {"core", "protocol", "bus", "supervisor", "actors"},
     "brains": {"core", "protocol", "bus", "supervisor", "actors"},
-    "config": {"core", "protocol", "bus", "supervisor"},
+    "config": {"core", "protocol", "bus", "supervisor", "actors", "node", "brains"},
 }
 """What each package may import (besides itself)."""
+
+WIRING = {"config"}
+"""Packages that put the others together: they alone may use what another package
+keeps out of its public face (how handlers are resolved, the built-ins)."""
+
+
+def imported_modules(source: Path) -> set[str]:
+    """The ``volta...`` modules a module imports, in full."""
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {name for name in found if name.split(".")[0] == "volta"}
 
 
 def volta_imports(source: Path) -> set[str]:
     """The ``volta.<package>`` (or ``volta._module``) names a module imports."""
-    tree = ast.parse(source.read_text(encoding="utf-8"))
-    found = set()
-    for node in ast.walk(tree):
-        names: list[str] = []
-        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module]
-        elif isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        for name in names:
-            parts = name.split(".")
-            if parts[0] == "volta" and len(parts) > 1:
-                found.add(parts[1])
-    return found
+    return {name.split(".")[1] for name in imported_modules(source) if "." in name}
 
 
 @pytest.mark.parametrize("package", sorted(BELOW))
@@ -53,6 +57,15 @@ def test_a_package_imports_only_what_lies_below_it(package: str) -> None:
     for source in sources:
         imported = volta_imports(source) - {package}
         assert imported <= BELOW[package], f"{package}/{source.name} imports {imported}"
+
+
+@pytest.mark.parametrize("package", sorted(set(BELOW) - WIRING))
+def test_a_package_uses_only_the_public_face_of_the_others(package: str) -> None:
+    for source in sorted((ROOT / package).glob("*.py")):
+        for name in imported_modules(source):
+            parts = name.split(".")
+            if len(parts) > 2 and parts[1] != package:
+                assert not parts[2].startswith("_"), f"{package}/{source.name} imports {name}"
 
 
 def test_the_check_can_fail() -> None:

@@ -29,7 +29,7 @@ import trio
 
 from volta._commands import COMMANDS, add_client_commands, run_client_command
 from volta._logging import configure_logging
-from volta._runtime import node_spec, serve
+from volta._runtime import serve
 from volta.bus import (
     BusError,
     NatsServerConfig,
@@ -37,8 +37,8 @@ from volta.bus import (
     NatsServerPortInUse,
     run_nats_server,
 )
-from volta.config import ConfigError, VoltaConfig, load_config, shipped_config, with_overrides
-from volta.node import IdentityConflict
+from volta.config import ConfigError, assemble, load_config, shipped_config, with_overrides
+from volta.node import IdentityConflict, NodeSpec
 from volta.supervisor import SupervisorEscalation
 
 log = logging.getLogger("volta")
@@ -87,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(args: argparse.Namespace, environ: Mapping[str, str], path: Path) -> VoltaConfig:
+def _load(args: argparse.Namespace, environ: Mapping[str, str], path: Path) -> NodeSpec:
     config = load_config(path, environ=environ)
     return with_overrides(
         config, nats_url=args.nats_url, heartbeat_interval=args.heartbeat_interval
@@ -101,9 +101,8 @@ def _config_path(name: str) -> Path:
     return Path(str(shipped_config(name)))
 
 
-async def _run(config: VoltaConfig, source: str, environ: Mapping[str, str]) -> None:
-    spec = node_spec(config, source=source, environ=environ)
-    await serve(spec)
+async def _run(config: NodeSpec, source: str, environ: Mapping[str, str]) -> None:
+    await serve(assemble(config, source=source, environ=environ))
 
 
 async def _up(args: argparse.Namespace, environ: Mapping[str, str]) -> None:

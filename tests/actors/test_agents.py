@@ -13,6 +13,7 @@ from volta.actors import AgentContext, AgentFault, AskFailed, AskTimeout, Capabi
 from volta.actors._calls import PendingAsks
 from volta.bus import NatsServer, NatsServerConfig, open_bus, run_nats_server
 from volta.core import open_nursery
+from volta.node import ConnectionMode
 from volta.protocol import (
     AGENT_ANNOUNCE,
     CAPABILITY_REQUEST,
@@ -23,7 +24,7 @@ from volta.protocol import (
     Presence,
     agent_status,
 )
-from volta.supervisor import EventKind, Intensity, SupervisorEvent
+from volta.supervisor import EventKind, SupervisorEvent
 
 from ..mesh import (
     Recorder,
@@ -437,7 +438,8 @@ async def test_announce_on_start(nats_server: NatsServer) -> None:
 
 @pytest.mark.parametrize("shared", [True, False])
 async def test_shared_and_own_connections(nats_server: NatsServer, shared: bool) -> None:
-    spec = node_spec(nats_server.url, seed_agents(), shared_connection=shared)
+    connection = ConnectionMode.SHARED if shared else ConnectionMode.PER_AGENT
+    spec = node_spec(nats_server.url, seed_agents(), connection=connection)
     async with running_node(spec), open_bus(nats_server.url) as bus:
         context = client_context(bus)
         assert await context.request_capability("word_count", "one two") == 2
@@ -449,7 +451,7 @@ async def test_intensity_breach_escalates_to_the_node_which_restarts_the_agent(
 ) -> None:
     from volta.actors import SupervisionPolicy
 
-    strict = SupervisionPolicy(intensity=Intensity(max_restarts=1, period=30))
+    strict = SupervisionPolicy(max_restarts=1, period=30)
     spec = node_spec(nats_server.url, [agent("fragile", handler=Fails(), supervision=strict)])
     async with running_node(spec) as node, open_bus(nats_server.url) as bus:
         context = client_context(bus)

@@ -20,7 +20,7 @@ import trio
 from volta.actors import AskFailed, SupervisionPolicy
 from volta.bus import ConnectionEvent, ConnectionEventKind, NatsServer, open_bus
 from volta.protocol import AGENT_ANNOUNCE
-from volta.supervisor import Backoff, EventKind, Intensity, SupervisorEvent
+from volta.supervisor import Backoff, EventKind, SupervisorEvent
 
 from ..mesh import (
     FAST_RECONNECT,
@@ -96,7 +96,7 @@ async def test_a_restarted_inbox_is_ready_only_once_the_server_has_its_subscript
     """After a restart nobody flushes for the inbox but itself: until the server has its
     subscription (here: a frozen server), the supervisor must not hear "started"."""
     backoff = Backoff(initial=1.0, maximum=1.0, jitter=0)
-    policy = SupervisionPolicy(intensity=Intensity(max_restarts=10, period=60), backoff=backoff)
+    policy = SupervisionPolicy(max_restarts=10, period=60, backoff=backoff)
     spec = node_spec(nats_server.url, [agent("flaky", handler=Fails(), supervision=policy)])
     async with (
         running_node(spec) as node,

@@ -207,7 +207,7 @@ async def test_a_bus_that_gives_up_ends_the_node(nats_server: NatsServer) -> Non
     spec = node_spec(
         nats_server.url,
         seed_agents(),
-        bus_options=BusOptions(
+        nats=BusOptions(
             servers=(nats_server.url,),
             reconnect=attrs.evolve(FAST_RECONNECT, max_attempts=2),
         ),

@@ -191,7 +191,7 @@ class Watch:
 @asynccontextmanager
 async def attacked(nats_server: NatsServer, **changes: Any) -> AsyncIterator[Watch]:
     # A strict restart intensity: any crash at all would end the agent quickly.
-    strict = SupervisionPolicy(intensity=Intensity(max_restarts=1, period=60))
+    strict = SupervisionPolicy(max_restarts=1, period=60)
     agents = [
         agent("alpha", ["echo"], supervision=strict, heartbeat_interval=0.1),
         agent("beta", ["word_count"], supervision=strict, heartbeat_interval=0.1),

@@ -550,8 +550,11 @@ async def test_answers_errors_and_refusals_the_bus_cannot_send_are_logged_never_
     async with open_bus(options) as closing:
         context = client_context(closing, "alpha")
         units = Units("alpha", UnitLimits(), unwatched)
+        spec = agent("alpha")
+        assert isinstance(spec.handler, EchoHandler)
         inbox = Inbox(
-            agent("alpha"),
+            spec,
+            spec.handler,
             closing,
             context,
             units,

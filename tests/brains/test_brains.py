@@ -168,7 +168,9 @@ async def test_a_model_api_that_is_not_there_is_brain_unavailable(nats_server: N
     gone = FakeMessagesAPI(lambda request: text("never"))
     gone._server = None
     spec_agent = brain_agent("a", api, max_retries=0)
-    model = spec_agent.handler.model  # type: ignore[attr-defined]
+    assert isinstance(spec_agent.handler, Brain)
+    model = spec_agent.handler.model
+    assert isinstance(model, ClaudeModel)
     model._options["base_url"] = url  # the closed port
     async with (
         running_node(node_spec(nats_server.url, [spec_agent])),
@@ -414,6 +416,7 @@ async def test_skills_and_functions_serve_capabilities(nats_server: NatsServer) 
         base = brain_agent(
             "a", api, capabilities=("summarize", "shout"), skills={"summarize": "Sum up."}
         )
+        assert isinstance(base.handler, Brain)
         handler = FunctionCapabilities(base.handler, {"shout": shout})
         spec = node_spec(nats_server.url, [attrs.evolve(base, handler=handler)])
         async with running_node(spec), open_client(nats_server.url) as client:

@@ -17,6 +17,7 @@ import pytest
 import trio
 
 from volta.actors import AgentContext, AskFailed, open_client
+from volta.brains import Brain
 from volta.brains._models import redact_url, scrub_secret
 from volta.bus import NatsServer, open_bus
 from volta.protocol import (
@@ -174,12 +175,13 @@ async def test_the_budget_check_learns_from_what_the_model_counts(
     with fake_messages_api(script) as api:
         agent_spec = brain_agent("a", api)
         brain = agent_spec.handler
+        assert isinstance(brain, Brain)
         async with (
             running_node(node_spec(nats_server.url, [agent_spec])),
             open_client(nats_server.url) as client,
         ):
             first = await client.ask("a", "hi", budget=100_000, timeout=5)
-            assert brain.calibration > 4  # type: ignore[attr-defined]
+            assert brain.calibration > 4
             spent = first.metadata["usage"]["tokens"]
             # Now a budget that four-characters-a-token says is plenty, the truth not.
             with pytest.raises(AskFailed) as refused:

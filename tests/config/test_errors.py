@@ -42,7 +42,8 @@ def load_error(text: str) -> ConfigError:
             "zzz: 1\n" + AGENT,
             "zzz",
             "unknown key (expected one of nats, connection, heartbeat_interval, "
-            "offline_after_missed, request_timeout, supervision, directory, agents)",
+            "offline_after_missed, request_timeout, supervision, directory, router, "
+            "intensity, name, node_id, claim_window, agents)",
             id="unknown-key-without-suggestion",
         ),
         pytest.param(
@@ -51,7 +52,7 @@ def load_error(text: str) -> ConfigError:
         pytest.param(
             "agents:\n  - {id: alpha, handler: echo}\n  - {id: beta}\n",
             "agents[1].handler",
-            "required key is missing (or give the agent a 'brain')",
+            "required key is missing (or give the agent a 'brain', or 'functions')",
             id="missing-handler",
         ),
         pytest.param("agents: []\n", "agents", "expected at least one agent", id="no-agents"),
@@ -139,7 +140,7 @@ def load_error(text: str) -> ConfigError:
         pytest.param(
             "nats: {reconnect: {jitter: 2}}\n" + AGENT,
             "nats.reconnect.jitter",
-            "expected a number <= 1, got 2",
+            "expected a number >= 0 and <= 1, got 2",
             id="reconnect-jitter-from-bus-validator",
         ),
         pytest.param(
@@ -187,7 +188,7 @@ def load_error(text: str) -> ConfigError:
         pytest.param(
             "agents:\n  - {id: broadcast, handler: echo}\n",
             "agents[0].id",
-            "agent id 'broadcast' is reserved: it addresses every agent",
+            "agent id 'broadcast' is reserved for broadcasts",
             id="reserved-id",
         ),
         pytest.param(
@@ -289,7 +290,8 @@ def test_every_problem_is_reported_at_once() -> None:
         "(did you mean 'shared'?)\n"
         "  request_timeout: expected a number, got 'soon'\n"
         "  agents[0].capabilites: unknown key (did you mean 'capabilities'?)\n"
-        "  agents[1].handler: required key is missing (or give the agent a 'brain')\n"
+        "  agents[1].handler: required key is missing "
+        "(or give the agent a 'brain', or 'functions')\n"
         "  agents[2].max_concurrency: expected an integer, got 'many'"
     )
     # key and reason are the first problem's
@@ -301,7 +303,8 @@ def test_every_unknown_key_is_named_with_its_own_hint() -> None:
     error = load_error("zzz: 1\nhearbeat_interval: 3\nrequest_timout: 1\n" + AGENT)
     assert [str(problem) for problem in error.problems] == [
         "zzz: unknown key (expected one of nats, connection, heartbeat_interval, "
-        "offline_after_missed, request_timeout, supervision, directory, agents)",
+        "offline_after_missed, request_timeout, supervision, directory, router, "
+        "intensity, name, node_id, claim_window, agents)",
         "hearbeat_interval: unknown key (did you mean 'heartbeat_interval'?)",
         "request_timout: unknown key (did you mean 'request_timeout'?)",
     ]
@@ -317,7 +320,7 @@ def test_every_range_check_of_a_mapping_is_reported() -> None:
     # Sections first, each whole; the ranges of a mapping wait for its own sections.
     assert [str(problem) for problem in error.problems] == [
         "nats.reconnect.initial_delay: expected a number >= 0, got -1",
-        "nats.reconnect.jitter: expected a number <= 1, got 2",
+        "nats.reconnect.jitter: expected a number >= 0 and <= 1, got 2",
         "supervision.backoff.maximum: expected a number >= initial (2), got 1",
         "supervision.backoff.jitter: expected a number >= 0 and <= 1, got 3",
     ]

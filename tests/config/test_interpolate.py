@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from volta.config import ConfigError, VoltaConfig, load_config, load_config_text
+from volta.config import ConfigError, load_config, load_config_text
+from volta.node import NodeSpec
 
 ENVIRON = {"HOST": "node-7", "HB": "5", "EMPTY": "", "WORDS": "a b: [c] # d"}
 FORMS = "expected ${NAME}, ${NAME:-default} or ${NAME-default} ($$ is a literal $)"
 
 
-def load(text: str, environ: dict[str, str] | None = None) -> VoltaConfig:
+def load(text: str, environ: dict[str, str] | None = None) -> NodeSpec:
     return load_config_text(text, environ=ENVIRON if environ is None else environ)
 
 
@@ -186,7 +187,7 @@ def test_reference_problems_come_first_and_together_with_the_others() -> None:
         # what the values left as written would have said ("expected a number, got
         # '${HB_UNSET}'", "invalid agent id") is left out
         "  request_timeout: expected a number, got 'soon'\n"
-        "  agents[2].handler: required key is missing (or give the agent a 'brain')"
+        "  agents[2].handler: required key is missing (or give the agent a 'brain', or 'functions')"
     )
 
 

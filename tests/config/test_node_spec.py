@@ -1,4 +1,4 @@
-"""From a loaded configuration to the node's spec: handlers are built and checked,
+"""From a loaded spec to one a node runs: handlers are built and checked (assemble),
 and every handler problem of the file is reported at once.
 
 Rules for this module: no network and no servers; custom handlers come from
@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import pytest
 
-from volta._runtime import node_spec
 from volta.actors import EchoHandler
 from volta.actors._handler import BUILTIN_CAPABILITIES, handler_serves
-from volta.config import ConfigError, ConfigProblem, load_config, load_config_text, shipped_config
+from volta.config import (
+    ConfigError,
+    ConfigProblem,
+    assemble,
+    load_config,
+    load_config_text,
+    shipped_config,
+)
 
 from .handlers import Quiet, Translator
 
@@ -22,7 +28,7 @@ HANDLERS = "tests.config.handlers"
 def spec_error(text: str) -> ConfigError:
     config = load_config_text(text)
     with pytest.raises(ConfigError) as caught:
-        node_spec(config, source="conf/node.yaml")
+        assemble(config, source="conf/node.yaml")
     return caught.value
 
 
@@ -46,7 +52,7 @@ def test_a_handler_without_serves_does_not_say() -> None:
 @pytest.mark.parametrize("name", ["seed", "coordinator", "researcher", "writer"])
 def test_the_shipped_configs_build(name: str) -> None:
     config = load_config(shipped_config(name))
-    spec = node_spec(config)
+    spec = assemble(config)
     assert [agent.id for agent in spec.agents] == [agent.id for agent in config.agents]
 
 
@@ -67,7 +73,7 @@ def test_a_custom_handler_that_says_what_it_serves() -> None:
     config = load_config_text(
         f"agents:\n  - {{id: t, handler: '{HANDLERS}:Translator', capabilities: [translate]}}\n"
     )
-    (agent,) = node_spec(config).agents
+    (agent,) = assemble(config).agents
     assert isinstance(agent.handler, Translator)
     error = spec_error(
         f"agents:\n  - id: t\n    handler: '{HANDLERS}:Translator'\n"
@@ -85,7 +91,7 @@ def test_a_custom_handler_that_does_not_say_is_trusted() -> None:
     config = load_config_text(
         f"agents:\n  - {{id: q, handler: '{HANDLERS}:Quiet', capabilities: [translate, fly]}}\n"
     )
-    (agent,) = node_spec(config).agents
+    (agent,) = assemble(config).agents
     assert isinstance(agent.handler, Quiet)
     assert agent.capabilities == ("translate", "fly")
 
@@ -94,7 +100,7 @@ def test_a_custom_handler_is_built_with_its_options() -> None:
     config = load_config_text(
         f"agents:\n  - {{id: q, handler: '{HANDLERS}:Quiet', options: {{model: m}}}}\n"
     )
-    (agent,) = node_spec(config).agents
+    (agent,) = assemble(config).agents
     assert isinstance(agent.handler, Quiet)
     assert agent.handler.options == {"model": "m"}
 
@@ -146,11 +152,15 @@ agents:
     handler: echo
 """
     )
-    spec = node_spec(config)
+    spec = assemble(config)
     worker, single = spec.agents
     assert (worker.replicated, worker.inbox_buffer, worker.inbox_max_bytes) == (True, 64, 65536)
     assert (single.replicated, single.inbox_buffer) == (False, 1024)
-    assert (spec.forget_after, spec.max_agents, spec.name) == (120.0, 500, "workers")
+    assert (spec.directory.forget_after, spec.directory.max_agents, spec.name) == (
+        120.0,
+        500,
+        "workers",
+    )
 
 
 def test_directory_bounds_are_checked() -> None:

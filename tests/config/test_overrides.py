@@ -23,7 +23,7 @@ agents: [{id: alpha, handler: echo}]
 
 def test_no_environ_means_no_overrides() -> None:
     config = load_config_text(FILE)
-    assert config.nats.url == ("nats://file:4222",)
+    assert config.nats.servers == ("nats://file:4222",)
     assert (config.nats.user, config.nats.password) == ("file-user", "file-password")
 
 
@@ -39,17 +39,17 @@ def test_environ_overrides_the_nats_section() -> None:
             "HOME": "/root",
         },
     )
-    assert config.nats.url == ("nats://a:4222", "nats://b:4222")
+    assert config.nats.servers == ("nats://a:4222", "nats://b:4222")
     assert config.nats.user == "env-user"
     assert config.nats.password == "env-password"
     assert config.nats.token == "env-token"
     assert config.nats.creds_file == Path("/run/secrets/node.creds")
-    assert config.nats.bus_options().servers == ("nats://a:4222", "nats://b:4222")
+    assert config.nats.servers == ("nats://a:4222", "nats://b:4222")
 
 
 def test_unset_or_empty_variables_keep_the_file_values() -> None:
     config = load_config_text(FILE, environ={"NATS_URL": "", "NATS_USER": "other"})
-    assert config.nats.url == ("nats://file:4222",)
+    assert config.nats.servers == ("nats://file:4222",)
     assert (config.nats.user, config.nats.password) == ("other", "file-password")
 
 
@@ -98,7 +98,7 @@ def test_secrets_never_reach_error_messages() -> None:
 def test_with_overrides() -> None:
     config = load_config_text(FILE)
     changed = with_overrides(config, nats_url="nats://x:1,nats://y:2", heartbeat_interval=0.5)
-    assert changed.nats.url == ("nats://x:1", "nats://y:2")
+    assert changed.nats.servers == ("nats://x:1", "nats://y:2")
     assert changed.heartbeat_interval == 0.5
     assert changed.nats.password == "file-password"
     assert changed.agents == config.agents

@@ -1,4 +1,5 @@
-"""The configuration classes: defaults, checks when built in Python, and bus options.
+"""The configuration is the runtime's own specs: defaults, every key read, checks when built
+in Python.
 
 Rules for this module: no network and no servers.
 """
@@ -10,24 +11,17 @@ from pathlib import Path
 import attrs
 import pytest
 
+from volta.actors import AgentSpec, SupervisionPolicy
 from volta.bus import BusOptions, ReconnectPolicy
-from volta.config import (
-    AgentConfig,
-    BackoffConfig,
-    ConfigError,
-    ConnectionMode,
-    NatsConfig,
-    SupervisionConfig,
-    SupervisionStrategy,
-    VoltaConfig,
-    load_config_text,
-)
+from volta.config import ConfigError, load_config_text
+from volta.node import ConnectionMode, NodeSpec
+from volta.supervisor import Backoff, Strategy
 
 
 def test_defaults_of_a_minimal_file() -> None:
     config = load_config_text("agents:\n  - {id: alpha, handler: echo}\n")
-    assert config.nats == NatsConfig(
-        url=("nats://127.0.0.1:4222",),
+    assert config.nats == BusOptions(
+        servers=("nats://127.0.0.1:4222",),
         connect_timeout=2.0,
         retry_initial_connect=True,
         reconnect=ReconnectPolicy(initial_delay=0.1, max_delay=5.0, jitter=0.2, max_attempts=-1),
@@ -38,15 +32,15 @@ def test_defaults_of_a_minimal_file() -> None:
     assert config.heartbeat_interval == 30.0
     assert config.offline_after_missed == 3
     assert config.request_timeout == 10.0
-    assert config.supervision == SupervisionConfig(
-        strategy=SupervisionStrategy.ONE_FOR_ONE,
+    assert config.supervision == SupervisionPolicy(
+        strategy=Strategy.ONE_FOR_ONE,
         max_restarts=5,
         period=10.0,
         backoff=None,
         shutdown_timeout=5.0,
     )
     (agent,) = config.agents
-    assert agent == AgentConfig(
+    assert agent == AgentSpec(
         id="alpha",
         name="alpha",
         capabilities=(),
@@ -59,7 +53,7 @@ def test_defaults_of_a_minimal_file() -> None:
 
 def test_an_empty_backoff_section_takes_the_defaults() -> None:
     config = load_config_text("supervision: {backoff: {}}\nagents: [{id: a, handler: echo}]\n")
-    assert config.supervision.backoff == BackoffConfig(
+    assert config.supervision.backoff == Backoff(
         initial=0.05, maximum=5.0, multiplier=2.0, jitter=0.1
     )
 
@@ -97,8 +91,8 @@ agents:
     capability_timeout: 2
 """
     )
-    assert config.nats == NatsConfig(
-        url=("nats://a:4222", "tls://b:4222"),
+    assert config.nats == BusOptions(
+        servers=("nats://a:4222", "tls://b:4222"),
         user="bob",
         password="pw",
         token="tk",
@@ -114,15 +108,15 @@ agents:
         4,
         1.5,
     )
-    assert config.supervision == SupervisionConfig(
-        strategy=SupervisionStrategy.REST_FOR_ONE,
+    assert config.supervision == SupervisionPolicy(
+        strategy=Strategy.REST_FOR_ONE,
         max_restarts=0,
         period=60.0,
-        backoff=BackoffConfig(initial=0.0, maximum=1.0, multiplier=3.0, jitter=0.0),
+        backoff=Backoff(initial=0.0, maximum=1.0, multiplier=3.0, jitter=0.0),
         shutdown_timeout=0.5,
     )
     assert config.agents == (
-        AgentConfig(
+        AgentSpec(
             id="a-1",
             name="Agent One",
             capabilities=("x", "y_2"),
@@ -141,7 +135,7 @@ def test_a_url_string_may_list_several_servers() -> None:
     config = load_config_text(
         "nats: {url: 'nats://a:1, nats://b:2'}\nagents: [{id: a, handler: echo}]\n"
     )
-    assert config.nats.url == ("nats://a:1", "nats://b:2")
+    assert config.nats.servers == ("nats://a:1", "nats://b:2")
 
 
 def test_configs_are_frozen_and_hashable() -> None:
@@ -153,34 +147,17 @@ def test_configs_are_frozen_and_hashable() -> None:
     assert hash(config) == hash(load_config_text("agents: [{id: a, handler: echo}]\n"))
 
 
-def test_bus_options_carry_everything_including_credentials() -> None:
-    nats = NatsConfig(
-        url="nats://a:4222,nats://b:4222",
-        user="bob",
-        password="pw",
-        token="tk",
-        creds_file=Path("x.creds"),
-        name="node-1",
-        connect_timeout=3.0,
-        retry_initial_connect=False,
-        reconnect=ReconnectPolicy(initial_delay=1.0, max_attempts=3),
+def test_a_node_retries_its_first_connect_unless_the_file_says_not_to() -> None:
+    # Unlike a client's BusOptions, a container keeps trying until its server is up: a
+    # node's `nats` section starts from that, and a file that names other keys keeps it.
+    assert BusOptions().retry_initial_connect is False
+    assert NodeSpec(agents=(AgentSpec(id="a", handler="echo"),)).nats == BusOptions(
+        retry_initial_connect=True
     )
-    assert nats.bus_options() == BusOptions(
-        servers=("nats://a:4222", "nats://b:4222"),
-        user="bob",
-        password="pw",
-        token="tk",
-        creds_file=Path("x.creds"),
-        name="node-1",
-        connect_timeout=3.0,
-        retry_initial_connect=False,
-        reconnect=ReconnectPolicy(initial_delay=1.0, max_attempts=3),
-    )
-
-
-def test_default_bus_options_retry_the_first_connect() -> None:
-    # Unlike BusOptions, a container keeps trying until its server is up.
-    assert NatsConfig().bus_options() == BusOptions(retry_initial_connect=True)
+    named = load_config_text("nats: {name: n}\nagents: [{id: a, handler: echo}]\n")
+    assert named.nats == BusOptions(name="n", retry_initial_connect=True)
+    off = "nats: {retry_initial_connect: false}\nagents: [{id: a, handler: echo}]\n"
+    assert load_config_text(off).nats.retry_initial_connect is False
 
 
 def test_secrets_stay_out_of_reprs() -> None:
@@ -188,7 +165,7 @@ def test_secrets_stay_out_of_reprs() -> None:
         "nats: {user: bob-the-user, password: hunter2-pw, token: tok-3456}\n"
         "agents: [{id: a, handler: echo}]\n"
     )
-    for text in (repr(config), str(config), repr(config.nats), repr(config.nats.bus_options())):
+    for text in (repr(config), str(config), repr(config.nats)):
         assert "hunter2-pw" not in text
         assert "tok-3456" not in text
         assert "bob-the-user" not in text
@@ -199,45 +176,43 @@ def test_secrets_stay_out_of_reprs() -> None:
     ("build", "message"),
     [
         pytest.param(
-            lambda: AgentConfig(id="a b", handler="echo"),
+            lambda: AgentSpec(id="a b", handler="echo"),
             "id: invalid agent id 'a b': use 1-64 characters from A-Z a-z 0-9 _ -",
             id="agent-id",
         ),
         pytest.param(
-            lambda: AgentConfig(id="a", handler="echo", capabilities=("x", "x")),
+            lambda: AgentSpec(id="a", handler="echo", capabilities=("x", "x")),
             "capabilities[1]: duplicate capability 'x' (first at capabilities[0])",
             id="capabilities",
         ),
         pytest.param(
-            lambda: AgentConfig(id="a", handler="pkg:"),
+            lambda: AgentSpec(id="a", handler="pkg:"),
             "handler: invalid handler 'pkg:': expected a built-in handler name "
             "or 'package.module:attribute'",
             id="handler",
         ),
         pytest.param(
-            lambda: VoltaConfig(agents=()),
+            lambda: NodeSpec(agents=()),
             "agents: expected at least one agent",
             id="no-agents",
         ),
         pytest.param(
-            lambda: VoltaConfig(
-                agents=(AgentConfig(id="a", handler="echo"),), heartbeat_interval=True
-            ),
+            lambda: NodeSpec(agents=(AgentSpec(id="a", handler="echo"),), heartbeat_interval=True),
             "heartbeat_interval: expected a number > 0, got true",
             id="bool-is-not-a-number",
         ),
         pytest.param(
-            lambda: SupervisionConfig(period=float("inf")),
+            lambda: SupervisionPolicy(period=float("inf")),
             "period: expected a number > 0, got inf",
             id="infinite-period",
         ),
         pytest.param(
-            lambda: NatsConfig(url=("nats://a:1", "localhost:4222")),
-            "url: 'localhost:4222' must start with nats://, tls://, ws:// or wss://",
+            lambda: BusOptions(servers=("nats://a:1", "localhost:4222")),
+            "servers: 'localhost:4222' must start with nats://, tls://, ws:// or wss://",
             id="url",
         ),
         pytest.param(
-            lambda: NatsConfig(user=""),
+            lambda: BusOptions(user=""),
             "user: expected a non-empty string, got ''",
             id="empty-user",
         ),
@@ -252,15 +227,15 @@ def test_classes_check_their_values_when_built_in_python(build: object, message:
 
 
 def test_the_name_defaults_to_the_id() -> None:
-    assert AgentConfig(id="beta", handler="echo").name == "beta"
-    assert AgentConfig(id="beta", name="Beta", handler="echo").name == "Beta"
+    assert AgentSpec(id="beta", handler="echo").name == "beta"
+    assert AgentSpec(id="beta", name="Beta", handler="echo").name == "Beta"
 
 
 @pytest.mark.parametrize(
     "handler", ["echo", "word-count", "pkg:factory", "pkg.sub.mod:Handler", "_p._q:_r"]
 )
 def test_accepted_handlers(handler: str) -> None:
-    assert AgentConfig(id="a", handler=handler).handler == handler
+    assert AgentSpec(id="a", handler=handler).handler == handler
 
 
 @pytest.mark.parametrize(
@@ -269,4 +244,4 @@ def test_accepted_handlers(handler: str) -> None:
 )
 def test_refused_handlers(handler: str) -> None:
     with pytest.raises(ConfigError, match=r"^handler: invalid handler"):
-        AgentConfig(id="a", handler=handler)
+        AgentSpec(id="a", handler=handler)

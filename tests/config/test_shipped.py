@@ -9,7 +9,9 @@ from importlib.resources import files
 
 import pytest
 
-from volta.config import ConfigError, ConnectionMode, load_config, shipped_config
+from volta.brains import BrainSpec
+from volta.config import ConfigError, load_config, shipped_config
+from volta.node import ConnectionMode
 
 SHIPPED = ["coordinator", "researcher", "seed", "writer"]
 TEAM = ["coordinator", "researcher", "writer"]
@@ -39,15 +41,16 @@ def test_the_seed_is_a_coordinator_and_two_specialists() -> None:
         ("writer", "Writer", ("uppercase",), None),
     ]
     coordinator, researcher, writer = config.agents
-    assert coordinator.brain is not None
+    assert isinstance(coordinator.brain, BrainSpec)
     assert coordinator.brain.team == ("researcher", "writer")
-    assert researcher.brain is not None
+    assert isinstance(researcher.brain, BrainSpec)
     assert set(researcher.brain.skills) == {"summarize"}
     assert dict(researcher.functions) == {"word_count": "word_count"}
     assert dict(writer.functions) == {"uppercase": "uppercase"}
     # No key in any file: brains read theirs from the environment.
     assert all(
-        a.brain is not None and a.brain.api_key_env == "ANTHROPIC_API_KEY" for a in config.agents
+        isinstance(a.brain, BrainSpec) and a.brain.api_key_env == "ANTHROPIC_API_KEY"
+        for a in config.agents
     )
 
 
@@ -58,7 +61,7 @@ def test_one_agent_files_match_the_seed(name: str) -> None:
     assert single.agents == tuple(agent for agent in seed.agents if agent.id == name)
     # Apart from the agents and the connection name, the container settings are the seed's.
     assert single.nats.name == f"volta-{name}"
-    assert single.nats.url == seed.nats.url
+    assert single.nats.servers == seed.nats.servers
     assert (single.supervision, single.request_timeout) == (seed.supervision, seed.request_timeout)
 
 

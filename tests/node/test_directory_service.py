@@ -28,7 +28,7 @@ from volta.bus import (
     open_bus,
     run_nats_server,
 )
-from volta.node import Directory, DirectoryService, IdentityClash, PresenceChange
+from volta.node import Directory, DirectoryService, DirectorySpec, IdentityClash, PresenceChange
 from volta.protocol import AGENT_ANNOUNCE, MCP_LIST_AGENTS, AgentStatus, Presence, agent_status
 
 from ..mesh import client_context, wait_until
@@ -51,7 +51,7 @@ async def serving(
     events: list[Event] = []
     if directory is None:  # (not `directory or ...`: an empty Directory is falsy)
         directory = Directory(30.0)
-    service = DirectoryService(directory, bus, events.append, **options)
+    service = DirectoryService(directory, bus, events.append, spec=DirectorySpec(**options))
     async with trio.open_nursery() as nursery:
         with trio.fail_after(10):
             await nursery.start(service.run)
@@ -467,6 +467,8 @@ async def test_presence_and_refusal_lines_say_who_what_and_why_word_for_word(
 
 async def test_a_page_may_not_be_smaller_than_128_bytes(nats_server: NatsServer) -> None:
     async with service_bus(nats_server.url) as bus:
-        DirectoryService(Directory(30.0), bus, max_page_bytes=128)
-        with pytest.raises(ValueError, match=r"^max_page_bytes must be at least 128$"):
-            DirectoryService(Directory(30.0), bus, max_page_bytes=127)
+        DirectoryService(Directory(30.0), bus, spec=DirectorySpec(max_page_bytes=128))
+        with pytest.raises(
+            ValueError, match=r"^max_page_bytes: expected an integer >= 128, got 127$"
+        ):
+            DirectoryService(Directory(30.0), bus, spec=DirectorySpec(max_page_bytes=127))

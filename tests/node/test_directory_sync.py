@@ -19,7 +19,7 @@ import pytest
 import trio
 
 from volta.bus import Bus, NatsServer, open_bus
-from volta.node import Directory, DirectoryService, IdentityClash, PresenceChange
+from volta.node import Directory, DirectoryService, DirectorySpec, IdentityClash, PresenceChange
 from volta.protocol import MCP_LIST_AGENTS, AgentStatus, Presence
 
 from ..mesh import agent, node_spec, running_node
@@ -77,7 +77,7 @@ def ids(directory: Directory) -> list[str]:
 async def learn(bus: Bus, directory: Directory, **options: Any) -> list[PresenceChange]:
     """Sync ``directory`` over ``bus``; the changes it reported."""
     events: list[PresenceChange | IdentityClash] = []
-    service = DirectoryService(directory, bus, events.append, **options)
+    service = DirectoryService(directory, bus, events.append, spec=DirectorySpec(**options))
     with trio.fail_after(10):
         await service.sync()
     changes = [event for event in events if isinstance(event, PresenceChange)]
@@ -116,7 +116,7 @@ async def test_a_second_directory_learns_what_the_first_knows_over_several_pages
     first = known_table()
     async with open_bus(nats_server.url) as bus, trio.open_nursery() as nursery:
         # Small pages: two or three agents each.
-        service = DirectoryService(first, bus, max_page_bytes=700)
+        service = DirectoryService(first, bus, spec=DirectorySpec(max_page_bytes=700))
         with trio.fail_after(10):
             await nursery.start(service.run)
         async with fake_directory(nats_server.url, lambda _offset: None) as asked:  # a spy
@@ -233,7 +233,9 @@ async def test_a_sync_waits_for_a_slow_page_as_long_as_sync_timeout_allows(
     ):
         second = Directory(30.0)
         events: list[PresenceChange | IdentityClash] = []
-        service = DirectoryService(second, bus, events.append, sync_timeout=20.0)
+        service = DirectoryService(
+            second, bus, events.append, spec=DirectorySpec(sync_timeout=20.0)
+        )
         with trio.fail_after(25):
             await service.sync()
     assert ids(second) == [fake(0)["id"]]

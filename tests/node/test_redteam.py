@@ -309,7 +309,7 @@ async def test_presence_changes_are_logged_at_a_bounded_rate(
 ) -> None:
     caplog.set_level(logging.INFO, "volta.node.directory")
     options = BusOptions(servers=(nats_server.url,), reconnect=FAST_RECONNECT)
-    spec = node_spec(nats_server.url, [agent("alpha")], bus_options=options)
+    spec = node_spec(nats_server.url, [agent("alpha")], nats=options)
     async with running_node(spec), open_bus(nats_server.url) as bus:
         for n in range(2000):
             await bus.publish(AGENT_ANNOUNCE, json.dumps({"id": f"new{n}"}).encode())

@@ -16,7 +16,7 @@ import trio
 
 from volta.actors import CapabilityFailed
 from volta.bus import Bus, NatsServer, open_bus
-from volta.node import CapabilityRouter, Directory
+from volta.node import CapabilityRouter, Directory, RouterSpec
 from volta.protocol import AGENT_ANNOUNCE, CAPABILITY_REQUEST, AgentStatus, ErrorCode
 
 from ..actors.test_agents import Hangs
@@ -102,7 +102,7 @@ async def test_the_router_caps_what_a_caller_may_ask_it_to_wait(nats_server: Nat
         bus.subscribe("capability.invoke.slow", queue="capability.invoke.slow") as silent,
         trio.open_nursery() as nursery,
     ):
-        router = CapabilityRouter(directory, bus, max_timeout=0.3)
+        router = CapabilityRouter(directory, bus, spec=RouterSpec(max_timeout=0.3))
         await nursery.start(router.run)
         start = trio.current_time()
         reply = await request(bus, {"capability": "slow", "timeout": 1e9}, timeout=10)

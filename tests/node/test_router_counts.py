@@ -19,7 +19,7 @@ import pytest
 import trio
 
 from volta.bus import Bus, Delivery, NatsServer, Subscription, open_bus
-from volta.node import CapabilityRouter, Directory
+from volta.node import CapabilityRouter, Directory, RouterSpec
 from volta.protocol import CAPABILITY_REQUEST, AgentStatus, CapabilityReply
 
 from ..mesh import agent, node_spec, running_node, wait_until
@@ -47,7 +47,7 @@ def listing(provider: str, capabilities: Sequence[str]) -> Directory:
 async def router_alone(
     bus: Bus, directory: Directory, **options: Any
 ) -> AsyncIterator[CapabilityRouter]:
-    router = CapabilityRouter(directory, bus, **options)
+    router = CapabilityRouter(directory, bus, spec=RouterSpec(**options))
     async with trio.open_nursery() as nursery:
         with trio.fail_after(5):
             await nursery.start(router.run)

@@ -46,39 +46,43 @@ def test_children_may_be_given_as_a_list_and_are_kept_as_a_tuple() -> None:
         (
             lambda: ChildSpec("a", _child, shutdown_timeout=-1),
             ValueError,
-            "shutdown_timeout must be finite and in [0, inf], got -1",
+            "shutdown_timeout: expected a number >= 0, got -1",
         ),
         (
             lambda: ChildSpec("a", _child, shutdown_timeout=math.inf),
             ValueError,
-            "shutdown_timeout must be finite and in [0, inf], got inf",
+            "shutdown_timeout: expected a number >= 0, got inf",
         ),
         (
             lambda: ChildSpec("a", _child, restart="permanent"),  # type: ignore[arg-type]
             TypeError,
             "'restart' must be <enum 'Restart'> (got 'permanent'",
         ),
-        (lambda: Intensity(max_restarts=-1), ValueError, "'max_restarts' must be >= 0: -1"),
-        (lambda: Intensity(period=0), ValueError, "period must be finite and in (0, inf], got 0"),
+        (
+            lambda: Intensity(max_restarts=-1),
+            ValueError,
+            "max_restarts: expected an integer >= 0, got -1",
+        ),
+        (lambda: Intensity(period=0), ValueError, "period: expected a number > 0, got 0"),
         (
             lambda: Intensity(period="5"),  # type: ignore[arg-type]
             TypeError,
-            "period must be a number, got '5'",
+            "period: expected a number > 0, got '5'",
         ),
         (
             lambda: Backoff(initial=2.0, maximum=1.0),
             ValueError,
-            "maximum (1.0) must not be below initial (2.0)",
+            "maximum: expected a number >= initial (2), got 1",
         ),
         (
             lambda: Backoff(initial=1.0, maximum=2.0, jitter=1.5),
             ValueError,
-            "jitter must be finite and in [0, 1], got 1.5",
+            "jitter: expected a number >= 0 and <= 1, got 1.5",
         ),
         (
             lambda: Backoff(initial=1.0, maximum=2.0, multiplier=0.5),
             ValueError,
-            "multiplier must be finite and in [1, inf], got 0.5",
+            "multiplier: expected a number >= 1, got 0.5",
         ),
         (
             lambda: SupervisorSpec("s", [object()]),  # type: ignore[list-item]

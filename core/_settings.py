@@ -1,4 +1,11 @@
-"""The one error a bad configuration produces, and how values are shown inside it."""
+"""The one error a bad setting produces, wherever it is made: a YAML file, a flag, or
+a spec built in Python; and how values are shown inside it.
+
+Every spec class (``AgentSpec``, ``BusOptions``, ``Backoff``, ...) checks its values
+with the validators of :mod:`volta.core.validators`, which raise :class:`ConfigError`
+naming the field; the YAML loader (``volta.config``) puts the path from the document's
+root in front of it and reports every problem of a file at once.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +31,7 @@ class ConfigProblem:
 
 
 class ConfigError(ValueError):
-    """A configuration is not acceptable, for one reason or several.
+    """A configuration (a setting, a spec, a file) is not acceptable, for one reason or several.
 
     With one problem the message reads ``<source>: <key>: <reason>``, leaving out
     the parts that are not known, for example
@@ -137,3 +144,8 @@ def describe_kind(value: object) -> str:
     if isinstance(value, int | float):
         return "a number"
     return f"a {type(value).__name__}"
+
+
+class ConfigTypeError(ConfigError, TypeError):
+    """A setting of the wrong type (a string where a number goes): a :class:`ConfigError`
+    that is also a ``TypeError``, as Python code expects of a wrong type."""
