@@ -74,8 +74,7 @@ class CapabilitiesOnly:
         names = ", ".join(context.capabilities) or "none"
         raise HandlerError(
             ErrorCode.BAD_REQUEST,
-            f"agent {context.agent_id!r} serves capabilities ({names}), not messages: "
-            "send a capability request",
+            f"{context.agent_id} takes capability requests ({names}), not messages",
         )
 
     def serves(self, capability: str) -> bool:

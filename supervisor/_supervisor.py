@@ -108,6 +108,11 @@ class Supervisor:
         self._in_flight: StartChild | StopChild | None = None
 
     @property
+    def spec(self) -> SupervisorSpec:
+        """What it runs, and its restart policy."""
+        return self._spec
+
+    @property
     def name(self) -> str:
         """The supervisor's name."""
         return self._spec.name

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from volta.brains import Brain, ClaudeModel, OfflineModel
+from volta.brains import DEFAULT_MODEL, Brain, ClaudeModel, OfflineModel
 from volta.config import ConfigError, assemble, load_config
 from volta.node import NodeSpec
 
@@ -68,3 +68,24 @@ def test_which_model_and_why(tmp_path: Path) -> None:
     kept_offline = build_brain(forced, source, {"ANTHROPIC_API_KEY": KEY})
     assert isinstance(kept_offline.model, OfflineModel)
     assert kept_offline.reason == "offline: true in its config"
+
+
+def test_the_start_up_line_names_the_endpoint_anthropic_base_url_gives(tmp_path: Path) -> None:
+    agent, source = agent_of(tmp_path, "{system: x}")
+    elsewhere = build_brain(
+        agent,
+        source,
+        {"ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": "http://user:pw@127.0.0.1:9/v1?k=v"},
+    )
+    assert elsewhere.describe() == (
+        f"Claude at http://***@127.0.0.1:9/v1 ({DEFAULT_MODEL}, key from ANTHROPIC_API_KEY)"
+    )
+    assert "pw" not in elsewhere.describe()
+    anthropic = build_brain(agent, source, {"ANTHROPIC_API_KEY": KEY})
+    assert anthropic.describe().startswith("Claude at the Anthropic API (")
+    # The spec's own base_url comes first.
+    named, _ = agent_of(tmp_path, "{system: x, base_url: 'https://proxy.example/v1'}")
+    proxied = build_brain(
+        named, source, {"ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": "http://127.0.0.1:9"}
+    )
+    assert proxied.describe().startswith("Claude at https://proxy.example/v1 (")

@@ -46,3 +46,13 @@ def broken(options: Mapping[str, Any]) -> object:
 def not_a_handler(options: Mapping[str, Any]) -> object:
     """A factory that builds something else."""
     return object()
+
+
+class Plain:
+    """A handler that takes no options: built with none."""
+
+    async def on_message(self, message: Message, context: AgentContext) -> str | None:
+        return "plain"
+
+    async def on_capability(self, capability: str, input: Any, context: AgentContext) -> Any:
+        return input

@@ -20,7 +20,7 @@ from volta.config import (
     shipped_config,
 )
 
-from .handlers import Quiet, Translator
+from .handlers import Plain, Quiet, Translator
 
 HANDLERS = "tests.config.handlers"
 
@@ -171,4 +171,30 @@ def test_directory_bounds_are_checked() -> None:
     assert [p.key for p in caught.value.problems] == [
         "directory.forget_after",
         "directory.max_agents",
+    ]
+
+
+def test_a_handler_that_takes_no_options_is_built_with_none() -> None:
+    config = load_config_text(f"agents:\n  - {{id: p, handler: '{HANDLERS}:Plain'}}\n")
+    (agent,) = assemble(config).agents
+    assert isinstance(agent.handler, Plain)
+    error = spec_error(
+        f"agents:\n  - {{id: p, handler: '{HANDLERS}:Plain', options: {{model: m}}}}\n"
+    )
+    assert [str(problem) for problem in error.problems] == [
+        f"agents[0].handler: handler '{HANDLERS}:Plain' takes no options, got ['model']"
+    ]
+
+
+def test_an_agent_of_functions_alone_needs_no_handler() -> None:
+    config = load_config_text(
+        "agents:\n  - {id: f, capabilities: [word_count], functions: {word_count: word_count}}\n"
+    )
+    (agent,) = assemble(config).agents
+    assert agent.handler is not None
+    assert not isinstance(agent.handler, str)
+    with pytest.raises(ConfigError) as caught:
+        load_config_text("agents:\n  - {id: nothing}\n")
+    assert [str(problem) for problem in caught.value.problems] == [
+        "agents[0].handler: required key is missing (or give the agent a 'brain', or 'functions')"
     ]
