@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
-from volta.core import ConfigError, ConfigProblem, ConfigTypeError, validators
+from volta.core import ConfigError, validators
 from volta.core.validators import describe
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
@@ -65,22 +65,13 @@ def _check_servers(
             )
 
 
+_URLS = validators.strings("servers", item="a URL string", whole="a URL or a list of URLs")
+
+
 def _split_servers(value: str | Sequence[str]) -> tuple[str, ...]:
     """One URL, several separated by commas (as in ``NATS_URL``), or a sequence of URLs."""
-    if isinstance(value, str):
-        value = value.split(",")
-    if not isinstance(value, list | tuple):
-        raise ConfigTypeError(
-            f"expected a URL or a list of URLs, got {describe(value)}", key="servers"
-        )
-    problems = [
-        ConfigProblem(f"servers[{index}]", f"expected a URL string, got {describe(url)}")
-        for index, url in enumerate(value)
-        if not isinstance(url, str)
-    ]
-    if problems:
-        raise ConfigError.from_problems(problems)
-    return tuple(url.strip() for url in value if url.strip())
+    urls = value.split(",") if isinstance(value, str) else _URLS(value)
+    return tuple(url.strip() for url in urls if url.strip())
 
 
 _positive = validators.integer(ge=1)

@@ -102,18 +102,20 @@ def boolean(_instance: object, attribute: attrs.Attribute[Any], value: object) -
         raise ConfigTypeError(f"expected true or false, got {describe(value)}", key=attribute.name)
 
 
-def strings(field: str) -> Callable[[Any], tuple[str, ...]]:
+def strings(
+    field: str, *, item: str = "a string", whole: str = "a list"
+) -> Callable[[Any], tuple[str, ...]]:
     """A converter to a tuple of strings, from a list or tuple of them (never from one
     string, which would be a tuple of letters); every item that is not a string is
-    reported (``field[2]: expected a string, got 5``)."""
+    reported (``field[2]: expected a string, got 5``), in the words given."""
 
     def convert(value: Any) -> tuple[str, ...]:
         if not isinstance(value, list | tuple):
-            raise ConfigTypeError(f"expected a list, got {describe(value)}", key=field)
+            raise ConfigTypeError(f"expected {whole}, got {describe(value)}", key=field)
         problems = [
-            ConfigProblem(f"{field}[{index}]", f"expected a string, got {describe(item)}")
-            for index, item in enumerate(value)
-            if not isinstance(item, str)
+            ConfigProblem(f"{field}[{index}]", f"expected {item}, got {describe(entry)}")
+            for index, entry in enumerate(value)
+            if not isinstance(entry, str)
         ]
         if problems:
             raise ConfigTypeError.from_problems(problems)
