@@ -6,7 +6,7 @@
 
 A client is not an agent: it has an id of its own (``cli-<hex>`` by default) for the
 ``from`` of what it sends, but it announces nothing and serves nothing. Each
-``ask`` starts a task (``actors/_task.py``) with the client first in its chain, a
+``ask`` starts a task (``volta.protocol.TaskContext``) with the client first in its chain, a
 deadline and optionally a token budget; ``on_progress`` receives the task's
 progress events from every agent it reaches; and if the ask is cancelled (Ctrl-C
 in ``volta ask``), the work it started is cancelled on every one of those agents.

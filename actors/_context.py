@@ -2,7 +2,7 @@
 request_capability, progress). A Claude brain offers exactly these as tools.
 
 Everything sent on behalf of a unit of work carries its task context
-(``actors/_task.py``): ``ask`` and ``request_capability`` refuse calls the task
+(``actors/_unit.py``): ``ask`` and ``request_capability`` refuse calls the task
 forbids (loops, depth, a passed deadline, a spent budget) before making them,
 wait no longer than the task's deadline, hand the callee an allowance out of the
 unit's budget and take back what it did not spend, and cancel the work they

@@ -1,6 +1,6 @@
 """What does a total codec cost? Volta JSON against plain ``json``, per message.
 
-The question: the decoders and encoders became total (bus/_json.py: depth,
+The question: the decoders and encoders became total (protocol/_json.py: depth,
 integer range, finite numbers, surrogates, UTF-8 only). How much slower is a
 message decode and encode than the plain ``json.loads``/``json.dumps`` they
 wrap, measured in the same process and run? Target: under 1.5x for a typical

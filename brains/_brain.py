@@ -2,7 +2,7 @@
 
 :class:`Brain` implements the handler protocol. For each message (a unit of its
 task) it runs the tool loop: call the model with the conversation so far and the
-bus as tools (``actors/_tools.py``); run the tool calls of a turn concurrently; feed
+bus as tools (``brains/_tools.py``); run the tool calls of a turn concurrently; feed
 their results back; repeat until the model answers in text, at most ``max_steps``
 calls (the last one may not call tools). The text is the reply to the sender.
 

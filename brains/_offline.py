@@ -35,7 +35,7 @@ def _user_text(content: Any) -> str:
 
 def _request_of(text: str) -> str:
     """The request inside a user turn: the text of its ``<question from=...>`` element
-    (``actors/_brain.py`` from_sender), else what follows its first line."""
+    (``brains/_brain.py`` from_sender), else what follows its first line."""
     element = _ELEMENT.fullmatch(text)
     if element is not None:
         return html.unescape(element.group(2)).strip()

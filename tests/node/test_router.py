@@ -1,6 +1,6 @@
 """The capability router, branch by branch, with the exact code and words of each reply.
 
-Each test drives one decision of ``actors/_router.py`` so that a router that
+Each test drives one decision of ``node/_router.py`` so that a router that
 skipped it would answer differently: a rogue subscriber that is not in the
 directory, a provider that is listed but not subscribed, a caller timeout much
 shorter than the router's default, an agent that answers garbage.

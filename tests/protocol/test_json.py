@@ -1,4 +1,4 @@
-"""Volta JSON: the total codec every payload goes through (bus/_json.py).
+"""Volta JSON: the total codec every payload goes through (protocol/_json.py).
 
 The rules are checked case by case, then hypothesis throws random and
 adversarial input at both directions: whatever comes in, the decoder returns a
