@@ -23,6 +23,8 @@ from volta.core import ConfigError, ConfigProblem, ConfigTypeError, validators
 from volta.core.validators import describe
 from volta.protocol import (
     ID_RULE,
+    MAX_BUDGET,
+    MAX_TIMEOUT,
     AgentStatus,
     InvalidSubject,
     Presence,
@@ -155,6 +157,10 @@ def _check_brain(instance: AgentSpec, attribute: attrs.Attribute[Any], value: ob
     if value is not None and isinstance(instance.handler, str):
         # (A handler object beside a brain is the brain, built: volta.config.assemble.)
         raise ConfigError("give either 'handler' or 'brain', not both", key=attribute.name)
+    if value is not None and instance.options:
+        raise ConfigError(
+            "options go to a handler factory: an agent with a brain takes none", key="options"
+        )
     if value is None and instance.handler is None and not instance.functions:
         raise ConfigError(
             "required key is missing (or give the agent a 'brain', or 'functions')",
@@ -244,18 +250,13 @@ class AgentSpec:
         validator=_check_capabilities,
     )
     """Capabilities it serves to others (``capability.request``); unique."""
-    handler: Handler | str | None = attrs.field(
-        default=None, validator=_check_handler, metadata={"yaml": str}
-    )
+    handler: Handler | str | None = attrs.field(default=None, validator=_check_handler)
     """What it does with messages and capability calls: a handler object, or (to be
     built) a built-in handler's name (``echo``) or ``package.module:factory``."""
     options: Mapping[str, Any] = attrs.field(factory=dict, converter=_options, hash=False)
     """Given to the handler factory (read-only at the top level)."""
     functions: Mapping[str, Any] = attrs.field(
-        factory=dict,
-        converter=_functions,
-        hash=False,
-        metadata={"yaml": dict[str, str]},
+        factory=dict, converter=_functions, validator=_check_functions, hash=False
     )
     """Capabilities served by plain callables: name -> a function, a built-in
     capability's name (``word_count``) or ``package.module:function``. The rest go to
@@ -288,15 +289,16 @@ class AgentSpec:
     """Restart policy of its children (null: its node's; run alone, the defaults)."""
     task_timeout: float | None = attrs.field(
         default=_thinking(THINKING_TASK_TIMEOUT),
-        validator=validators.optional(validators.number(gt=0)),
+        validator=validators.optional(validators.number(gt=0, le=MAX_TIMEOUT)),
     )
     """Seconds any unit may run: the deadline of a task it starts, the latest deadline of
-    one that comes with its own (null: none; an agent with a brain: 120)."""
+    one that comes with its own (null: none; an agent with a brain: 120; at most a week)."""
     budget: int | None = attrs.field(
-        default=_thinking(THINKING_BUDGET), validator=validators.optional(validators.integer(ge=0))
+        default=_thinking(THINKING_BUDGET),
+        validator=validators.optional(validators.integer(ge=0, le=MAX_BUDGET)),
     )
     """Tokens one task may spend on this agent, delegates included (null: no limit; an
-    agent with a brain: 50,000)."""
+    agent with a brain: 50,000; at most 10^12, what the wire carries)."""
     trace: bool = attrs.field(
         default=attrs.Factory(lambda self: self.brain is not None, takes_self=True),
         validator=validators.boolean,

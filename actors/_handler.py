@@ -7,6 +7,7 @@ answer, message other agents, broadcast, list agents and request capabilities.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
 from collections.abc import Callable, Mapping
@@ -203,13 +204,19 @@ def import_reference(reference: str, what: str, builtins: Mapping[str, object]) 
     module_name, _, attribute = reference.partition(":")
     if not module_name or not attribute:
         known = ", ".join(sorted(builtins))
+        close = difflib.get_close_matches(reference.lower(), list(builtins), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ValueError(
-            f"{what} {reference!r}: not a built-in ({known}) nor 'package.module:attribute'"
+            f"{what} {reference!r}: not a built-in ({known}) nor 'package.module:attribute'{hint}"
         )
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
         raise ValueError(f"{what} {reference!r}: cannot import {module_name}: {error}") from None
+    except Exception as error:  # the module itself fails as it loads: a syntax error, a raise
+        raise ValueError(
+            f"{what} {reference!r}: cannot import {module_name}: {type(error).__name__}: {error}"
+        ) from None
     try:
         return getattr(module, attribute)
     except AttributeError:
@@ -244,12 +251,16 @@ def resolve_handler(reference: str, options: Mapping[str, Any] | None = None) ->
     )
     if not callable(factory):
         raise ValueError(f"handler {reference!r}: {type(factory).__name__} is not callable")
-    if _takes_an_argument(factory):
-        handler = factory(options)
-    elif options:
+    if not _takes_an_argument(factory) and options:
         raise ValueError(f"handler {reference!r} takes no options, got {sorted(options)}")
-    else:
-        handler = factory()
+    try:
+        handler = factory(options) if _takes_an_argument(factory) else factory()
+    except (ValueError, TypeError):
+        raise  # (its own words: what it needs)
+    except Exception as error:
+        raise ValueError(
+            f"handler {reference!r} could not be built: {type(error).__name__}: {error}"
+        ) from None
     if not isinstance(handler, Handler):
         raise ValueError(
             f"handler {reference!r} built a {type(handler).__name__}, which lacks "

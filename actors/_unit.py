@@ -24,7 +24,9 @@ only carry it (decode the payload, call :meth:`Units.run`, send the :data:`Outco
   crash with once the sender has its answer.
 
 A unit fails alone: a handler that raises fails its unit (counted, logged at a
-bounded rate, answered); only :class:`AgentFault` is also a fault of the actor.
+bounded rate, answered); a Volta error it raises (a ``HandlerError``, or an ask or a
+capability call of its own that failed) fails it with that error's code and words;
+only :class:`AgentFault` is also a fault of the actor.
 
 The budget: a unit may spend its task's ``budget`` (its own model calls and its
 delegates' together). :class:`Budget` has one way in, :meth:`Budget.reserve` (an
@@ -58,10 +60,11 @@ from volta.protocol import (
     ProtocolError,
     TaskContext,
     TaskRefused,
+    VoltaError,
 )
 
 from ._cancel import RunningUnit, TaskRegistry
-from ._handler import AgentFault, HandlerError
+from ._handler import AgentFault
 
 log = logging.getLogger("volta.actors.unit")
 
@@ -486,7 +489,7 @@ class Units:
                     failure = (ErrorCode.TIMEOUT, f"no result within {timeout:g} s")
             except TaskRefused as error:  # the task's rules, met while it ran
                 failure = (error.code, error.message)
-            except HandlerError as error:
+            except VoltaError as error:  # a code of its own, or a call it made that failed
                 counters.handler_errors += 1
                 failure = (error.code, error.message)
             except Exception as error:

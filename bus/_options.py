@@ -31,9 +31,8 @@ def redact_url(url: str) -> str:
         return _HIDDEN
     if parts.password is None and parts.username is None:
         return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
+    # (netloc, not hostname and port: a port that is not a number must not raise here)
+    host = parts.netloc.rpartition("@")[2]
     # A lone userinfo part is a token: hide all of it.
     userinfo = f"{parts.username}:{_HIDDEN}" if parts.password is not None else _HIDDEN
     return urlunsplit((parts.scheme, f"{userinfo}@{host}", parts.path, parts.query, ""))
@@ -55,9 +54,17 @@ def _check_servers(
         raise ConfigError("expected at least one server URL", key=attribute.name)
     for url in value:
         try:
-            scheme = urlsplit(url).scheme
+            parts = urlsplit(url)
         except ValueError:
             raise ConfigError(f"not a URL: {redact_url(url)!r}", key=attribute.name) from None
+        try:
+            parts.port  # noqa: B018 (urllib checks the port when it is read)
+        except ValueError:
+            raise ConfigError(
+                f"{redact_url(url)!r}: the port must be a number from 0 to 65535",
+                key=attribute.name,
+            ) from None
+        scheme = parts.scheme
         if scheme not in ("nats", "tls", "ws", "wss"):
             raise ConfigError(
                 f"{redact_url(url)!r} must start with nats://, tls://, ws:// or wss://",

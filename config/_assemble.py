@@ -44,10 +44,20 @@ def _unserved(agent: AgentSpec, handler: Handler) -> list[ConfigProblem]:
     unserved = [
         (index, capability)
         for index, capability in enumerate(agent.capabilities)
-        if handler_serves(handler, capability) is False
+        if capability not in agent.functions  # (a function that failed is reported already)
+        and handler_serves(handler, capability) is False
     ]
     if not unserved:
         return []
+    inner = handler.handler if isinstance(handler, FunctionCapabilities) else handler
+    if isinstance(inner, CapabilitiesOnly):
+        return [
+            ConfigProblem(
+                f"capabilities[{index}]",
+                f"nothing serves {capability!r}: give it a function, a handler or a brain",
+            )
+            for index, capability in unserved
+        ]
     described = agent.handler if isinstance(agent.handler, str) else type(handler).__name__
     hint = ""
     if agent.handler in BUILTIN_HANDLERS:

@@ -198,15 +198,26 @@ def _structure_secret(value: object, _type: object) -> str | None:
 
 def _structure_float(value: object, _type: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"expected a number, got {describe(value)}")
+        raise ConfigError(f"expected a number, got {describe(value)}{_as_text(value)}")
     if not math.isfinite(value):
         raise ConfigError(f"expected a finite number, got {describe(value)}")
     return float(value)
 
 
+_EXPONENT = re.compile(r"[+-]?[0-9]+[eE][+-]?[0-9]+")
+
+
+def _as_text(value: object) -> str:
+    """Why YAML gave a string for what reads as a number: YAML 1.1 wants a dot in
+    ``1e3`` (``1.0e3``); without it, the scalar is text."""
+    if isinstance(value, str) and _EXPONENT.fullmatch(value):
+        return " (YAML took it for text: write 1e3 as 1.0e3)"
+    return ""
+
+
 def _structure_int(value: object, _type: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"expected an integer, got {describe(value)}")
+        raise ConfigError(f"expected an integer, got {describe(value)}{_as_text(value)}")
     return value
 
 

@@ -170,6 +170,26 @@ async def test_a_bad_config_reports_every_problem_at_once(tmp_path: Path) -> Non
     )
 
 
+async def test_up_checks_the_whole_configuration_before_it_starts_a_server(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "team.yaml"
+    config.write_text("agents:\n  - {id: a, handler: 'no_such_module_here:H'}\n")
+    result = await trio.run_process(
+        [*VOLTA, "up", "--config", str(config), "--port", "0", "--monitor-port", "0"],
+        capture_stderr=True,
+        check=False,
+        env=CLEAN_ENV,
+    )
+    said = result.stderr.decode()
+    assert result.returncode == 2, said
+    assert said == (
+        f"volta: bad configuration: {config}: agents[0].handler: handler "
+        "'no_such_module_here:H': cannot import no_such_module_here: "
+        "No module named 'no_such_module_here'\n"
+    )
+
+
 async def volta(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     """Run a client command: exit code, stdout, stderr."""
     with trio.fail_after(30):
@@ -341,6 +361,9 @@ async def test_a_taken_port_is_named_with_what_to_do_instead() -> None:
             f"volta: nats-server did not start: 127.0.0.1:{taken} is already in use"
         )
         assert "volta up --port 0 --monitor-port 0" in said
+        # The commands to reach the team that holds the port name it (4222 needs no URL).
+        named = f"volta agents --nats-url nats://127.0.0.1:{taken};" in said
+        assert named is (taken == port), said
         assert "Traceback" not in said
         assert len(said.splitlines()) == 3, said
 

@@ -258,6 +258,9 @@ def test_ids_and_text_that_cannot_be_sent_are_usage_errors(
         (["agents", "--nats-url", "http://127.0.0.1:1"], {}),
         (["ask", "writer", "hi", "--nats-url", " , "], {}),
         (["capability", "echo"], {"NATS_URL": "ftp://127.0.0.1:1"}),
+        # A port that is not one (it once raised from the redaction of the password).
+        (["agents", "--nats-url", "nats://u:p4ss@127.0.0.1:x"], {}),
+        (["ask", "writer", "hi"], {"NATS_URL": "nats://127.0.0.1:99999"}),
     ],
 )
 def test_a_url_that_is_not_nats_is_one_line_and_exit_code_2(
@@ -267,3 +270,4 @@ def test_a_url_that_is_not_nats_is_one_line_and_exit_code_2(
     err = capsys.readouterr().err
     assert err.startswith("volta: bad NATS URL (--nats-url or NATS_URL): servers: ")
     assert err.count("\n") == 1, err
+    assert "p4ss" not in err

@@ -107,15 +107,15 @@ async def _run(config: NodeSpec, source: str, environ: Mapping[str, str]) -> Non
 
 async def _up(args: argparse.Namespace, environ: Mapping[str, str]) -> None:
     path = _config_path(args.config)
+    # The whole configuration is checked (handlers built) before a server starts for it.
+    spec = assemble(_load(args, environ, path), source=str(path), environ=environ)
     if args.nats_url or environ.get("NATS_URL"):
-        await _run(_load(args, environ, path), str(path), environ)
+        await serve(spec)
         return
     server_config = NatsServerConfig(port=args.port or -1, monitor_port=args.monitor_port or -1)
     async with run_nats_server(server_config) as server:
         log.info("embedded nats-server at %s (monitoring %s)", server.url, server.monitor_url)
-        config = _load(args, environ, path)
-        config = with_overrides(config, nats_url=server.url)
-        await _run(config, str(path), environ)
+        await serve(with_overrides(spec, nats_url=server.url))
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -141,10 +141,16 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(f"volta: the node gave up: {error}", file=sys.stderr)
         return EXIT_FAILED
     except NatsServerPortInUse as error:
+        port = error.address.rpartition(":")[2]
+        # (the hint's commands reach 4222 by themselves; a team on another port, if the
+        # port taken is the client port asked for, needs its URL)
+        client_port = port == str(getattr(args, "port", 4222)) and port != "4222"
+        where = f" --nats-url nats://127.0.0.1:{port}" if client_port else ""
         print(
             f"volta: {error}.\n"
             "  Another team on free ports: volta up --port 0 --monitor-port 0\n"
-            "  Or talk to the one running: volta agents; volta ask coordinator '...'",
+            f"  Or talk to the one running: volta agents{where}; "
+            f"volta ask coordinator '...'{where}",
             file=sys.stderr,
         )
         return EXIT_FAILED

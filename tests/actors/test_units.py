@@ -146,3 +146,31 @@ async def test_both_paths_publish_the_same_progress(nats_server: NatsServer) -> 
     ]
     assert {event.parent for event in events} == {task.parent_span}
     assert {event.span for event in events} == {task.span}
+
+
+class Delegating:
+    """Its work is another's: an ask to nobody, a capability nobody serves."""
+
+    async def on_message(self, message: Message, context: AgentContext) -> str | None:
+        await context.ask("nobody", message.message, timeout=2)
+        return "never"
+
+    async def on_capability(self, capability: str, input: Any, context: AgentContext) -> Any:
+        return await context.request_capability("nowhere", input, timeout=2)
+
+
+async def test_a_call_that_failed_fails_the_unit_with_its_own_code(
+    nats_server: NatsServer,
+) -> None:
+    """The sender learns why (no_agent, no_capability), not a Python repr of an exception."""
+    spec = node_spec(nats_server.url, [agent("alpha", ["work"], handler=Delegating())])
+    async with running_node(spec) as node, open_client(nats_server.url) as client:
+        with pytest.raises(AskFailed) as asked:
+            await client.ask("alpha", "pass it on", timeout=5)
+        with pytest.raises(CapabilityFailed) as called:
+            await client.capability("work", "pass it on", timeout=5)
+        stats = node.agents["alpha"].statistics()
+    assert (asked.value.code, asked.value.message) == ("no_agent", "no agent 'nobody' is online")
+    assert called.value.code == "no_capability"
+    assert called.value.message == "no online agent has the capability 'nowhere'"
+    assert stats.handler_errors == 2

@@ -56,3 +56,10 @@ class Plain:
 
     async def on_capability(self, capability: str, input: Any, context: AgentContext) -> Any:
         return input
+
+
+class Exploding:
+    """A factory that fails with an error of its own (not a ValueError)."""
+
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        raise KeyError("no such setting")

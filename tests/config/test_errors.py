@@ -527,3 +527,62 @@ def test_a_config_error_survives_pickling() -> None:
     )
     copy = pickle.loads(pickle.dumps(error))
     assert (str(copy), copy.source, copy.problems) == (str(error), "f", error.problems)
+
+
+@pytest.mark.parametrize(
+    ("text", "problems"),
+    [
+        pytest.param(
+            "agents:\n"
+            "  - {id: a, handler: echo, capabilities: [echo], functions: {y: word_count}}\n",
+            ["agents[0].functions.y: not one of the agent's capabilities"],
+            id="function-not-a-capability",
+        ),
+        pytest.param(
+            "agents:\n  - {id: a, brain: {skills: {nothere: x}}}\n",
+            ["agents[0].brain.skills.nothere: not one of the agent's capabilities"],
+            id="skill-not-a-capability",
+        ),
+        pytest.param(
+            "agents:\n  - id: a\n    capabilities: [s]\n    functions: {s: word_count}\n"
+            "    brain: {skills: {s: x}}\n",
+            ["agents[0].brain.skills.s: also served by a function"],
+            id="skill-and-function",
+        ),
+        pytest.param(
+            "agents:\n  - {id: a, brain: {}, options: {x: 1}}\n",
+            [
+                "agents[0].options: options go to a handler factory: "
+                "an agent with a brain takes none"
+            ],
+            id="options-with-a-brain",
+        ),
+        pytest.param(
+            "agents:\n  - {id: a, handler: echo, task_timeout: 1.0e+12, budget: 3000000000000}\n",
+            [
+                "agents[0].task_timeout: expected a number > 0 and <= 604800, got 1000000000000",
+                "agents[0].budget: expected an integer >= 0 and <= 1e+12, got 3000000000000",
+            ],
+            id="limits-beyond-the-wire",
+        ),
+        pytest.param(
+            "heartbeat_interval: 1e3\nagents: [{id: a, handler: echo}]\n",
+            [
+                "heartbeat_interval: expected a number, got '1e3' "
+                "(YAML took it for text: write 1e3 as 1.0e3)"
+            ],
+            id="yaml-1e3-is-text",
+        ),
+        pytest.param(
+            "nats: {url: 'nats://bob:hunter2@127.0.0.1:notaport'}\n"
+            "agents: [{id: a, handler: echo}]\n",
+            [
+                "nats.url: 'nats://bob:***@127.0.0.1:notaport': "
+                "the port must be a number from 0 to 65535"
+            ],
+            id="port-not-a-number",
+        ),
+    ],
+)
+def test_rules_across_keys_and_limits_are_checked(text: str, problems: list[str]) -> None:
+    assert [str(problem) for problem in load_error(text).problems] == problems

@@ -7,6 +7,8 @@ Rules for this module: no network and no servers; custom handlers come from
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from volta.actors import EchoHandler
@@ -197,4 +199,45 @@ def test_an_agent_of_functions_alone_needs_no_handler() -> None:
         load_config_text("agents:\n  - {id: nothing}\n")
     assert [str(problem) for problem in caught.value.problems] == [
         "agents[0].handler: required key is missing (or give the agent a 'brain', or 'functions')"
+    ]
+
+
+def test_a_module_that_fails_as_it_loads_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "raising.py").write_text("raise RuntimeError('boom at import')\n")
+    (tmp_path / "broken_syntax.py").write_text("def (:\n")
+    config = tmp_path / "team.yaml"
+    config.write_text(
+        "agents:\n"
+        "  - {id: a, handler: 'raising:Handler'}\n"
+        "  - {id: b, capabilities: [x], functions: {x: 'broken_syntax:x'}}\n"
+        f"  - {{id: c, handler: '{HANDLERS}:Exploding'}}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        assemble(load_config(config), source=str(config))
+    assert [str(problem) for problem in caught.value.problems] == [
+        "agents[0].handler: handler 'raising:Handler': cannot import raising: "
+        "RuntimeError: boom at import",
+        "agents[1].functions.x: function 'broken_syntax:x': cannot import broken_syntax: "
+        "SyntaxError: invalid syntax (broken_syntax.py, line 1)",
+        f"agents[2].handler: handler '{HANDLERS}:Exploding' could not be built: "
+        "KeyError: 'no such setting'",
+    ]
+
+
+def test_a_function_that_cannot_be_found_is_the_only_problem_it_makes() -> None:
+    error = spec_error(
+        "agents:\n  - {id: f, capabilities: [shout, y], functions: {shout: 'tests.nope:shout'}}\n"
+    )
+    assert [str(problem) for problem in error.problems] == [
+        "agents[0].functions.shout: function 'tests.nope:shout': cannot import tests.nope: "
+        "No module named 'tests.nope'",
+        "agents[0].capabilities[1]: nothing serves 'y': give it a function, a handler or a brain",
+    ]
+
+
+def test_a_built_in_handler_misspelt_gets_a_suggestion() -> None:
+    error = spec_error("agents:\n  - {id: a, handler: Echo}\n")
+    assert [str(problem) for problem in error.problems] == [
+        "agents[0].handler: handler 'Echo': not a built-in (echo) nor "
+        "'package.module:attribute'; did you mean 'echo'?"
     ]
