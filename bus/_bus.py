@@ -87,6 +87,9 @@ class BusStatistics:
     """Payloads reported malformed (by subscriptions and by their consumers) since it opened."""
     requests_waiting: int
     """Requests waiting for a reply."""
+    pub_acks_skipped: int
+    """JetStream PubAcks that came back as replies and were skipped (a stream over a
+    request's subject: the answer still comes)."""
     reconnects: int
     """Reconnections since the bus opened."""
     events_lost: int
@@ -166,6 +169,7 @@ class Bus:
             dropped=sum(b.dropped for b in buffers),
             malformed=self._malformed,
             requests_waiting=self._requests.waiting,
+            pub_acks_skipped=self._requests.pub_acks,
             reconnects=self._monitor.reconnects,
             events_lost=self._events.lost,
             direct_writes=self._outbox.direct,

@@ -3,6 +3,11 @@
 Each request gets a token; the reply subject is ``<inbox prefix>.<token>``. The
 asyncio-side callback of the ``<prefix>.*`` subscription finds the waiting trio
 task by its token and wakes it directly, so a request costs no loop hop.
+
+A JetStream stream over a request's subject (any client may create one on a server
+with JetStream) makes the server answer the request itself, with a PubAck, before
+the real responder does. A PubAck is never the answer: it is counted and skipped,
+and the request keeps waiting for its reply.
 """
 
 from __future__ import annotations
@@ -19,6 +24,11 @@ if TYPE_CHECKING:
 
 NO_RESPONDERS_STATUS = "503"
 
+# What nats-server writes first in a JetStream PubAck ({"stream":"S","seq":1}) and in
+# its error form ({"error":{"code":503,"err_code":10077,"description":...}}). No Volta
+# reply starts so (messages, capability replies and listings have other first keys).
+_PUB_ACK_PREFIXES = (b'{"stream":', b'{"error":{"code":')
+
 
 class RequestMux:
     """Matches replies to the requests waiting for them."""
@@ -28,6 +38,8 @@ class RequestMux:
         self._offset = len(prefix) + 1
         self._tokens = itertools.count(1)
         self._waiting: dict[str, Completion[Msg]] = {}
+        self.pub_acks = 0
+        """JetStream PubAcks that came back on a reply subject and were skipped."""
 
     @property
     def prefix(self) -> str:
@@ -57,6 +69,9 @@ class RequestMux:
 
     async def on_reply(self, msg: Msg) -> None:
         """nats-py callback of the inbox subscription (asyncio side)."""
+        if is_pub_ack(msg):
+            self.pub_acks += 1  # a stream's receipt, not the answer: keep waiting
+            return
         completion = self._waiting.pop(msg.subject[self._offset :], None)
         if completion is not None:
             completion.set_result(msg)
@@ -66,6 +81,11 @@ class RequestMux:
         waiting, self._waiting = self._waiting, {}
         for completion in waiting.values():
             completion.set_error(error)
+
+
+def is_pub_ack(msg: Msg) -> bool:
+    """True if the reply is a JetStream PubAck (or its error), not a responder's answer."""
+    return msg.data.startswith(_PUB_ACK_PREFIXES) and not msg.headers
 
 
 def is_no_responders(msg: Msg) -> bool:
