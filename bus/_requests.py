@@ -26,8 +26,10 @@ NO_RESPONDERS_STATUS = "503"
 
 # What nats-server writes first in a JetStream PubAck ({"stream":"S","seq":1}) and in
 # its error form ({"error":{"code":503,"err_code":10077,"description":...}}). No Volta
-# reply starts so (messages, capability replies and listings have other first keys).
-_PUB_ACK_PREFIXES = (b'{"stream":', b'{"error":{"code":')
+# reply starts so: messages, capability replies and listings have other first keys,
+# and a Volta error reply ({"error":{"code":"bad_request",...}}) has a word for a code.
+_PUB_ACK = b'{"stream":'
+_PUB_ACK_ERROR = b'{"error":{"code":'  # then a number: a Volta error's code is a word
 
 
 class RequestMux:
@@ -85,7 +87,15 @@ class RequestMux:
 
 def is_pub_ack(msg: Msg) -> bool:
     """True if the reply is a JetStream PubAck (or its error), not a responder's answer."""
-    return msg.data.startswith(_PUB_ACK_PREFIXES) and not msg.headers
+    if msg.headers:
+        return False
+    data = msg.data
+    if data.startswith(_PUB_ACK):
+        return True
+    return (
+        data.startswith(_PUB_ACK_ERROR)
+        and data[len(_PUB_ACK_ERROR) : len(_PUB_ACK_ERROR) + 1].isdigit()
+    )
 
 
 def is_no_responders(msg: Msg) -> bool:
