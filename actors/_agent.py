@@ -42,7 +42,7 @@ from volta.supervisor import (
     SupervisorSpec,
 )
 
-from ._announcer import Announcer
+from ._announcer import Announcer, AnnounceRequests
 from ._calls import PendingAsks
 from ._cancel import TaskRegistry
 from ._capabilities import CapabilityResponder, EndpointCounters, Endpoints
@@ -406,6 +406,7 @@ class Agent:
         # What the children share, each handed only what it needs:
         self._asks = PendingAsks()
         self._announced = trio.Event()
+        self._announce_requests = AnnounceRequests()
         self._inbox = InboxRecord()
         self._endpoints = Endpoints()
         self._context: AgentContext | None = None
@@ -442,6 +443,11 @@ class Agent:
     def announced(self) -> bool:
         """Whether it has announced itself (it is reachable)."""
         return self._announced.is_set()
+
+    def announce_again(self) -> None:
+        """Announce once more, soon (a directory called the roll); never blocks, and
+        several asks before the announcer wakes make one announce."""
+        self._announce_requests.request()
 
     @property
     def restarts(self) -> int:
@@ -538,7 +544,8 @@ class Agent:
             starts.append(("capabilities", responder.run))
         heartbeat = Heartbeat(spec.id, self._heartbeat_interval, self.status, bus)
         starts.append(("heartbeat", heartbeat.run))
-        starts.append(("announcer", Announcer(self.status, self._announced, bus).run))
+        announcer = Announcer(self.status, self._announced, bus, self._announce_requests)
+        starts.append(("announcer", announcer.run))
         timeout = self._supervision.shutdown_timeout
         return tuple(
             ChildSpec(name=name, start=start, shutdown_timeout=timeout) for name, start in starts

@@ -3,7 +3,8 @@
 A node claims its agents' ids (identity), then runs under one root supervisor the
 directory (who is online; ``mcp.list_agents``), the capability router
 (``capability.request``), the NATS service API responder, the canceller
-(``task.cancel``) and one child per agent. Everything that happens is an event on
+(``task.cancel``), the roll-call responder (``agent.rollcall``) and one child per
+agent. Everything that happens is an event on
 ``node.events``.
 
 - Running a node: :class:`Node`, :class:`NodeSpec` (with :class:`ConnectionMode`,

@@ -19,8 +19,10 @@ offline:
 - a second instance is accepted only for an agent that is ``replicated`` (and
   only when the new one says so too). For any other agent it is an identity
   clash: recorded, reported, not stored. A successor (the same agent restarted
-  after a crash) is accepted once the old instance has gone offline: there is no
-  moment at which a healthy instance can be replaced.
+  after a crash) is accepted once the old instance has gone offline, or as soon
+  as the nodes, asked, show that no node holds the old instance any more
+  (:meth:`Directory.succeed`): there is no moment at which a healthy instance
+  can be replaced.
 
 Cost: a status costs O(log n) (a deadline goes on a heap; nothing is encoded);
 expiry pops due deadlines instead of scanning the table; an entry is encoded
@@ -37,7 +39,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
 
 import attrs
@@ -92,6 +94,9 @@ class IdentityClash:
     """Why it was refused, in words (names the instance and node holding the id)."""
     at: float
     """trio time of the refusal."""
+    provable: bool = False
+    """Whether asking the nodes can settle it: every instance holding the id names a
+    node, and a node that died does not answer (:meth:`Directory.succeed`)."""
 
 
 @attrs.define
@@ -210,6 +215,7 @@ class Directory:
         self._deadlines: list[tuple[float, int, str, str]] = []
         self._order = itertools.count()
         self._live_instances = 0
+        self._settling_until = -math.inf
         self.clashes = 0
         """Statuses refused as identity clashes."""
         self.refused = 0
@@ -235,6 +241,15 @@ class Directory:
         """Expiry deadlines held, stale ones included (each heartbeat adds one; the
         heap is rebuilt once it holds more than ``4 * live instances + 64``)."""
         return len(self._deadlines)
+
+    def settle_until(self, when: float) -> None:
+        """Say that until ``when`` (trio time) the table may miss agents: it has just
+        (re)joined the bus and asked every agent to announce again."""
+        self._settling_until = max(self._settling_until, when)
+
+    def settling(self, now: float) -> bool:
+        """Whether the table may still miss agents (an empty answer is not to be trusted)."""
+        return now < self._settling_until
 
     def interval_of(self, status: AgentStatus) -> float:
         """The heartbeat interval the directory applies to an agent (clamped)."""
@@ -335,6 +350,50 @@ class Directory:
             status.node,
             f"agent {status.id!r} is already online as {which}{where}; {mode}",
             now,
+            provable=all(instance.node is not None for instance in instances.values()),
+        )
+
+    def succeed(
+        self, status: AgentStatus, alive: Collection[str], now: float, reason: str
+    ) -> tuple[tuple[str, ...], PresenceChange | IdentityClash | None]:
+        """Record a status that clashed, now that the nodes said which instances live.
+
+        Every instance of the agent that names a node and is not in ``alive`` is gone
+        (its node died without a word: it did not answer): it is removed. Then the
+        status is observed as usual, so it joins if nothing that lives holds the id.
+
+        Args:
+            status: the status that was refused as a :attr:`~IdentityClash.provable` clash.
+            alive: the instances the live nodes hold the agent by.
+            now: trio time.
+            reason: as for :meth:`observe`.
+
+        Returns:
+            The instances removed, and what :meth:`observe` returns, as a change from
+            the presence before (a successor taking over an online agent changes nothing).
+        """
+        entry = self._entries.get(status.id)
+        if entry is None:
+            return (), self.observe(status, now, reason)
+        before = entry.presence
+        gone = tuple(
+            key
+            for key, instance in entry.instances.items()
+            if instance.node is not None and key not in alive
+        )
+        if gone:
+            self._unlist(entry)
+            for key in gone:
+                del entry.instances[key]
+                self._live_instances -= 1
+            self._settle(entry, now)
+        outcome = self.observe(status, now, reason)
+        if isinstance(outcome, IdentityClash):
+            self.clashes -= 1  # the same status, refused once: counted when first observed
+            return gone, outcome
+        after = entry.presence
+        return gone, None if after is before else PresenceChange(
+            status.id, before, after, reason, now
         )
 
     def merge(self, agents: Iterable[AgentInfo], now: float) -> list[PresenceChange]:

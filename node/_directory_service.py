@@ -5,6 +5,15 @@ any language), expires instances whose heartbeats stop, and answers
 ``mcp.list_agents`` in the ``volta.directory`` queue group, so each request gets
 exactly one reply however many nodes run.
 
+It never waits for heartbeats to learn what it missed: when it joins the bus,
+and after every reconnect, it calls the roll (``agent.rollcall``: every node has
+its agents announce again, ``_roll_call``), and for a second after that its
+router does not trust an empty answer. A status from a new instance of an agent
+that another node's instance holds is held back while it asks the nodes who
+holds the id (a probe on ``agent.claim``): if no node holds the old instance any
+more (its node died without a word), the new one takes over at once; otherwise
+the status is refused as a clash.
+
 Nothing a client sends can take it down: every payload is decoded by a total
 decoder, every status and every request is a unit of work that fails alone
 (counted, logged at a bounded rate, answered where someone waits), and the
@@ -14,24 +23,34 @@ table it feeds belongs to the node, so a restart of this child keeps it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
 
 import attrs
 import trio
 
-from volta.bus import Bus, BusError, Delivery, Subscription
+from volta.bus import (
+    Bus,
+    BusError,
+    ConnectionEvent,
+    ConnectionEventKind,
+    Delivery,
+    Subscription,
+)
 from volta.core import RateLimitedLog, open_nursery, validators
 from volta.protocol import (
     AGENT_ANNOUNCE,
+    AGENT_ROLL_CALL,
     AGENT_STATUS_ALL,
     DIRECTORY_QUEUE,
     MCP_LIST_AGENTS,
     MIN_PAGE_BYTES,
+    ROLL_CALL_CODEC,
     STATUS_CODEC,
     AgentInfo,
     AgentStatus,
     ListQuery,
     ProtocolError,
+    RollCall,
     agent_id_from_subject,
     decode_agent_page,
     decode_list_query,
@@ -50,6 +69,15 @@ from ._directory import (
 )
 
 log = logging.getLogger("volta.node.directory")
+
+SETTLE = 1.0
+"""Seconds after a roll call during which the table may still miss agents."""
+MAX_HELD_BACK = 1024
+"""Most clashing statuses held back at once while the nodes are asked; more are refused."""
+
+Holders = Callable[[Collection[str], float], Awaitable[dict[str, set[str]]]]
+"""``holders(agent_ids, window)``: the instances live nodes hold each id by
+(:meth:`~volta.node.Identity.holders`)."""
 
 DirectoryEvent = PresenceChange | IdentityClash
 """What the directory service reports."""
@@ -83,6 +111,9 @@ class DirectoryService:
         on_change: Callable[[DirectoryEvent], None] | None = None,
         *,
         spec: DirectorySpec | None = None,
+        node: str | None = None,
+        holders: Holders | None = None,
+        window: float = 0.25,
     ) -> None:
         """Args:
         directory: the table it keeps current (the node's: it outlives the service).
@@ -90,6 +121,10 @@ class DirectoryService:
         on_change: told of every presence change and identity clash.
         spec: its bounds (only ``sync_timeout`` and ``max_page_bytes`` are the service's;
             the table has its own).
+        node: the node's name, in its roll calls.
+        holders: how to ask the nodes which instances they hold (None: a clashing
+            status is refused until the old instance falls silent).
+        window: seconds it waits for the nodes' answers.
         """
         spec = spec or DirectorySpec()
         self._directory = directory
@@ -100,6 +135,16 @@ class DirectoryService:
         self._report_every = bus.options.report_interval
         self._sooner = trio.Event()
         self._log = RateLimitedLog(log, bus.options.report_interval)
+        self._node = node
+        self._holders = holders
+        self._window = window
+        # (agent id, instance) -> (the newest status that clashed, why it came, the clash)
+        self._held_back: dict[tuple[str, str | None], tuple[AgentStatus, str, IdentityClash]] = {}
+        self._clash_heard = trio.Event()
+        self.roll_calls = 0
+        """Roll calls it made (on joining, and after each reconnect)."""
+        self.successions = 0
+        """Agents whose old instance was shown gone, so that a new one took over."""
         self.malformed = 0
         """Statuses that did not decode, or spoke for another agent than their subject."""
         self.clashes = 0
@@ -138,6 +183,7 @@ class DirectoryService:
         bus = self._bus
         try:
             async with (
+                bus.watch_events() as events,
                 bus.subscribe(AGENT_ANNOUNCE) as announces,
                 bus.subscribe(AGENT_STATUS_ALL) as statuses,
             ):
@@ -150,7 +196,10 @@ class DirectoryService:
                     nursery.start_soon(self._observe, statuses, "heartbeat")
                     nursery.start_soon(self._answer, requests)
                     nursery.start_soon(self._expire)
+                    nursery.start_soon(self._settle_clashes)
                     await bus.flush()
+                    await self._call_roll()  # the server has our subscriptions: ask
+                    nursery.start_soon(self._rejoin, events)
                     task_status.started()
         finally:
             # What was held back is said before the service goes, not lost with it.
@@ -181,6 +230,69 @@ class DirectoryService:
             except (BusError, ProtocolError) as error:
                 log.debug("no directory to sync from: %s", error)
         self._report(self._directory.merge(agents, trio.current_time()))
+
+    async def _call_roll(self) -> None:
+        """Ask every agent to announce again; until their answers are in, the table
+        may miss some, and the router does not trust an empty answer."""
+        self._directory.settle_until(trio.current_time() + SETTLE)
+        try:
+            await self._bus.publish(AGENT_ROLL_CALL, ROLL_CALL_CODEC.encode(RollCall(self._node)))
+        except BusError as error:
+            self._log.info("roll-call", "roll calls not sent", "could not call the roll: %s", error)
+            return
+        self.roll_calls += 1
+
+    async def _rejoin(self, events: AsyncIterator[ConnectionEvent]) -> None:
+        # Subscriptions are back when the reconnect is reported; what was announced
+        # while we were away is not: ask for it.
+        async for event in events:
+            if event.kind is ConnectionEventKind.RECONNECTED:
+                await self._call_roll()
+
+    def _hold_back(self, status: AgentStatus, reason: str, clash: IdentityClash) -> bool:
+        """Keep a clashing status until the nodes say who holds its id (False: no room,
+        or nobody to ask)."""
+        if self._holders is None:
+            return False
+        key = (status.id, status.instance)
+        if key not in self._held_back and len(self._held_back) >= MAX_HELD_BACK:
+            return False
+        self._held_back[key] = (status, reason, clash)
+        self._clash_heard.set()
+        return True
+
+    async def _settle_clashes(self) -> None:
+        # One probe at a time, for every status held back meanwhile: a flood of
+        # forged statuses costs one probe per window.
+        while True:
+            await self._clash_heard.wait()
+            self._clash_heard = trio.Event()
+            held_back, self._held_back = self._held_back, {}
+            assert self._holders is not None
+            try:
+                ids = {agent_id for agent_id, _instance in held_back}
+                alive = await self._holders(ids, self._window)
+            except BusError as error:
+                self._log.info(
+                    "probe", "probes not sent", "could not ask who holds the ids: %s", error
+                )
+                self._report(clash for _status, _reason, clash in held_back.values())
+                continue
+            now = trio.current_time()
+            for (agent_id, _instance), (status, reason, _clash) in held_back.items():
+                gone, change = self._directory.succeed(status, alive.get(agent_id, ()), now, reason)
+                if gone and not isinstance(change, IdentityClash):
+                    self.successions += 1
+                    log.info(
+                        "agent %s: no node holds instance %s any more; instance %s (node %s) "
+                        "takes over",
+                        agent_id,
+                        ", ".join(gone),
+                        status.instance or "-",
+                        status.node or "-",
+                    )
+                if change is not None:
+                    self._report([change])
 
     async def _malformed(self, _delivery: Delivery, _error: ProtocolError) -> None:
         self.malformed += 1
@@ -215,6 +327,12 @@ class DirectoryService:
             return
         soonest = self._directory.next_deadline()
         change = self._directory.observe(status, trio.current_time(), reason)
+        if (
+            isinstance(change, IdentityClash)
+            and change.provable
+            and self._hold_back(status, reason, change)
+        ):
+            change = None  # settled once the nodes answer (_settle_clashes)
         if change is not None:
             self._report([change])
         if self._directory.next_deadline() < soonest:

@@ -17,7 +17,9 @@ for as long as it runs it answers the claims of other nodes. The rules
   ``owner`` for them.
 
 A node that holds an id but is dead does not answer, so its successor (the same
-container restarted) takes the id at once. Agents outside Volta do not answer
+container restarted) takes the id at once; and directories, asking the nodes the
+same way (:meth:`Identity.holders`, a probe that is no claim), see at once that
+the old instance is gone. Agents outside Volta do not answer
 claims; for them the node consults the directory (an agent listed online whose
 instances name no node).
 """
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 import attrs
 import trio
@@ -142,6 +144,8 @@ class Identity:
             if held is None or not held.claim.conflicts_with(theirs):
                 continue
             conflicts.append(Conflict(held.claim, held.state))
+            if claim.probe:
+                continue  # a question, not a rival
             rival = Rival(theirs, node, ClaimState.CLAIMING)
             if held.state is ClaimState.CLAIMING and rival.beats(held.claim):
                 held.beaten_by = rival
@@ -199,6 +203,37 @@ class Identity:
                 )
             )
         return kept, lost
+
+    async def holders(self, agent_ids: Collection[str], window: float) -> dict[str, set[str]]:
+        """Which instances the live nodes hold each of ``agent_ids`` by (claiming included).
+
+        Asks every node with a *probe* on ``agent.claim`` (a claim no claimer counts as
+        a rival) and collects the answers for ``window`` seconds; this node answers
+        from what it holds. A node that died does not answer: an instance missing from
+        the result is gone (or its node did not answer in time, as for claims).
+
+        Raises:
+            BusError: the probe could not be published.
+        """
+        found: dict[str, set[str]] = {agent_id: set() for agent_id in agent_ids}
+        for agent_id, instances in found.items():
+            held = self._held.get(agent_id)
+            if held is not None:
+                instances.add(held.claim.instance)
+        question = f"probe-{uuid.uuid4().hex}"  # an instance no node holds: all answer
+        inbox = f"_INBOX.volta-claim.{uuid.uuid4().hex}"
+        async with self._bus.subscribe(inbox) as replies:
+            asked = [AgentClaim(agent_id, question) for agent_id in found]
+            for chunk in self._chunks(asked):
+                probe = Claim(self._node, self._token, chunk, probe=True)
+                await self._bus.publish(AGENT_CLAIM, CLAIM_CODEC.encode(probe), reply=inbox)
+            with trio.move_on_after(window):
+                answers = replies.decoded(_claim_answer, on_malformed=self._malformed)
+                async for _delivery, answer in answers:
+                    for conflict in answer.conflicts:
+                        if conflict.claim.id in found:
+                            found[conflict.claim.id].add(conflict.claim.instance)
+        return found
 
     def _chunks(self, claims: list[AgentClaim]) -> Iterable[tuple[AgentClaim, ...]]:
         """The claims, in as few messages as fit the server's ``max_payload``."""

@@ -8,11 +8,13 @@ answering other nodes' claims for as long as it runs.
 
 The root supervisor's children, in start order: the directory service, the
 capability router, the NATS service API responder (ADR-32: agents show up in
-``nats micro ls``), then one child per agent. Agents share the node's NATS
-connection (how thousands fit in one process) or each open their own (how each
-gets its own credentials). Everything that happens (supervisor events, bus
-connection events, agents coming and going) is emitted on one stream,
-``node.events``, that logs, metrics and the dashboard all read.
+``nats micro ls``), the ``task.cancel`` listener, the roll-call responder
+(directories that (re)join hear every agent again), then one child per agent.
+Agents share the node's NATS connection (how thousands fit in one process) or
+each open their own (how each gets its own credentials). Everything that
+happens (supervisor events, bus connection events, agents coming and going) is
+emitted on one stream, ``node.events``, that logs, metrics and the dashboard
+all read.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from ._canceller import CancelListener
 from ._directory import Directory, IdentityClash, PresenceChange
 from ._directory_service import DirectoryService, DirectorySpec
 from ._identity import Identity, IdentityConflict
+from ._roll_call import RollCallResponder
 from ._router import CapabilityRouter, RouterSpec
 from ._service import ServiceResponder
 
@@ -193,6 +196,8 @@ class Node:
         self.refused: list[IdentityClash] = []
         """The agents that were not started, and why."""
         self.supervisor: Supervisor | None = None
+        self.identity: Identity | None = None
+        """The ids it claims and holds (it answers other nodes' claims), once running."""
         self.directory_service: DirectoryService | None = None
         """The directory child (its counters: malformed, clashes, errors), once running."""
 
@@ -215,11 +220,16 @@ class Node:
         )
         service = ServiceResponder(self.agents.values, bus)
         canceller = CancelListener(self.tasks, bus)
+        # With one shared connection, the node's own directory and its agents reconnect
+        # together (and the agents announce then): its own roll calls need no answer.
+        own = self.node_id if spec.connection is ConnectionMode.SHARED else None
+        roll_call = RollCallResponder(self.agents.values, bus, node=own)
         children = [
             ChildSpec(name="directory", start=directory.run),
             ChildSpec(name="router", start=router.run),
             ChildSpec(name="service", start=service.run),
             ChildSpec(name="canceller", start=canceller.run),
+            ChildSpec(name="roll-call", start=roll_call.run),
         ]
         children += [
             ChildSpec(name=f"agent-{agent.id}", start=agent.run) for agent in self.agents.values()
@@ -286,9 +296,16 @@ class Node:
             async with open_nursery() as nursery:
                 await nursery.start(self._forward_connection_events, bus)
                 identity = Identity(bus, self.node_id)
+                self.identity = identity
                 await nursery.start(identity.serve)
                 directory = DirectoryService(
-                    self.directory, bus, on_change=self._emit, spec=self.spec.directory
+                    self.directory,
+                    bus,
+                    on_change=self._emit,
+                    spec=self.spec.directory,
+                    node=self.node_id,
+                    holders=identity.holders,
+                    window=self.spec.claim_window,
                 )
                 self.directory_service = directory
                 await self._claim(identity, directory, bus)

@@ -48,6 +48,8 @@ from ._directory import Directory
 
 log = logging.getLogger("volta.node.router")
 
+_SETTLE_POLL = 0.02  # how often a request waiting for a settling directory looks again
+
 
 @attrs.frozen(kw_only=True)
 class RouterSpec:
@@ -183,7 +185,7 @@ class CapabilityRouter:
         except ProtocolError as error:
             return CapabilityReply.failure(ErrorCode.BAD_REQUEST, str(error))
         name = request.capability
-        if not self._directory.providers(name):
+        if not self._directory.providers(name) and not await self._listed_soon(name):
             return CapabilityReply.failure(
                 ErrorCode.NO_CAPABILITY, f"no online agent has the capability {name!r}"
             )
@@ -202,6 +204,20 @@ class CapabilityRouter:
             self._in_flight[name] -= 1
             if not self._in_flight[name]:
                 del self._in_flight[name]
+
+    async def _listed_soon(self, name: str) -> bool:
+        """Whether an agent with the capability appears while the directory settles.
+
+        Right after the directory (re)joined the bus its table may miss agents whose
+        answers to its roll call are on their way: an empty answer then is not the
+        truth yet, so the request waits for the table (at most until it settles).
+        """
+        directory = self._directory
+        while directory.settling(trio.current_time()):
+            await trio.sleep(_SETTLE_POLL)
+            if directory.providers(name):
+                return True
+        return False
 
     async def _forward(self, request: CapabilityRequest) -> CapabilityReply:
         name = request.capability

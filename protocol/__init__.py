@@ -26,11 +26,13 @@ from ._capability import sendable_capability_reply as sendable_capability_reply
 from ._claims import AGENT_CLAIM_CODEC as AGENT_CLAIM_CODEC
 from ._claims import CLAIM_ANSWER_CODEC as CLAIM_ANSWER_CODEC
 from ._claims import CLAIM_CODEC as CLAIM_CODEC
+from ._claims import ROLL_CALL_CODEC as ROLL_CALL_CODEC
 from ._claims import AgentClaim as AgentClaim
 from ._claims import Claim as Claim
 from ._claims import ClaimAnswer as ClaimAnswer
 from ._claims import ClaimState as ClaimState
 from ._claims import Conflict as Conflict
+from ._claims import RollCall as RollCall
 from ._codec import Codec as Codec
 from ._codec import Field as Field
 from ._codec import load_json_object as load_json_object
@@ -56,6 +58,7 @@ from ._message import message_to_dict as message_to_dict
 from ._names import AGENT_ANNOUNCE as AGENT_ANNOUNCE
 from ._names import AGENT_BROADCAST as AGENT_BROADCAST
 from ._names import AGENT_CLAIM as AGENT_CLAIM
+from ._names import AGENT_ROLL_CALL as AGENT_ROLL_CALL
 from ._names import AGENT_STATUS_ALL as AGENT_STATUS_ALL
 from ._names import BROADCAST as BROADCAST
 from ._names import CAPABILITY_REQUEST as CAPABILITY_REQUEST
@@ -123,6 +126,7 @@ __all__ = [
     "AGENT_ANNOUNCE",
     "AGENT_BROADCAST",
     "AGENT_CLAIM",
+    "AGENT_ROLL_CALL",
     "AGENT_STATUS_ALL",
     "BROADCAST",
     "CAPABILITY_REQUEST",
@@ -201,7 +205,7 @@ __all__ = [
     "new_id",
     "spent_from",
     "usage_metadata",
-    # identity claims
+    # identity claims and roll calls
     "AGENT_CLAIM_CODEC",
     "CLAIM_ANSWER_CODEC",
     "CLAIM_CODEC",
@@ -210,6 +214,8 @@ __all__ = [
     "ClaimAnswer",
     "ClaimState",
     "Conflict",
+    "ROLL_CALL_CODEC",
+    "RollCall",
     # Volta JSON and codecs
     "MAX_JSON_DEPTH",
     "Codec",

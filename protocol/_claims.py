@@ -1,8 +1,11 @@
 """Identity on the wire: a node's claim on agent ids (``agent.claim``) and the answers
-naming the conflicts. docs/PROTOCOL.md 5.9.
+naming the conflicts (docs/PROTOCOL.md 5.9), and a directory's roll call
+(``agent.rollcall``, 5.7).
 
-A claim: ``{"node": ..., "token": ..., "agents": [{"id", "instance", "replicated"}]}``;
-an answer: ``{"node": ..., "conflicts": [{"id", "instance", "replicated", "state"}]}``.
+A claim: ``{"node": ..., "token": ..., "agents": [{"id", "instance", "replicated"}],
+"probe": bool}``;
+an answer: ``{"node": ..., "conflicts": [{"id", "instance", "replicated", "state"}]}``;
+a roll call: ``{"node": ...}`` (or ``{}``).
 """
 
 from __future__ import annotations
@@ -69,6 +72,17 @@ class Claim:
     """A random token of the node (it tells its own claims from others' on the wire)."""
     agents: tuple[AgentClaim, ...]
     """The ids it claims."""
+    probe: bool = False
+    """Only a question: who holds these ids? Nodes answer as to a claim, but no
+    claimer counts it as a rival (a directory proving that an instance is gone)."""
+
+
+@attrs.frozen
+class RollCall:
+    """What a directory publishes on ``agent.rollcall`` when it (re)joins."""
+
+    node: str | None = None
+    """The calling node's name, if it says (for logs)."""
 
 
 @attrs.frozen
@@ -123,9 +137,15 @@ CLAIM_CODEC: Codec[Claim] = Codec(
             required=True,
             encode=encode_each(AGENT_CLAIM_CODEC.to_dict),
         ),
+        Field("probe", fields.boolean, omit=lambda probe: not probe),
     ],
 )
 """The codec of :class:`Claim`."""
+
+ROLL_CALL_CODEC: Codec[RollCall] = Codec(
+    RollCall, [Field("node", fields.optional(_node), omit=lambda node: node is None)]
+)
+"""The codec of :class:`RollCall` (``{}`` is a roll call too)."""
 
 CLAIM_ANSWER_CODEC: Codec[ClaimAnswer] = Codec(
     ClaimAnswer,

@@ -33,6 +33,9 @@ AGENT_ANNOUNCE = "agent.announce"
 AGENT_CLAIM = "agent.claim"
 """A node claims agent ids before it starts them; nodes holding one answer (identity)."""
 
+AGENT_ROLL_CALL = "agent.rollcall"
+"""A directory that (re)joins asks every agent to announce itself again."""
+
 AGENT_STATUS_ALL = "agent.*.status"
 """Wildcard over every agent's heartbeat subject (for directories and dashboards)."""
 

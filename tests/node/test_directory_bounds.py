@@ -141,6 +141,7 @@ def test_a_clash_names_the_instance_heard_from_last() -> None:
         "agent 'worker' is already online as instance w2 on node node-w2; "
         "it is replicated but this instance is not",
         2.0,
+        provable=True,  # both holders name their node: asking the nodes can settle it
     )
     directory.observe(replica("worker", "w1"), 3.0, "heartbeat")  # w1 is now the latest
     clash = directory.observe(single, 4.0, "announce")

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import attrs
 import hypothesis
 import pytest
 from hypothesis import strategies as st
@@ -14,16 +15,21 @@ from volta.actors import CapabilityError, EchoHandler
 from volta.actors._handler import resolve_handler
 from volta.protocol import (
     CAPABILITY_REQUEST_CODEC,
+    CLAIM_CODEC,
+    ROLL_CALL_CODEC,
     STATUS_CODEC,
+    AgentClaim,
     AgentInfo,
     AgentStatus,
     CapabilityReply,
     CapabilityRequest,
+    Claim,
     ErrorCode,
     ListQuery,
     PayloadEncodeError,
     Presence,
     ProtocolError,
+    RollCall,
     decode_agent_page,
     decode_capability_reply,
     decode_list_query,
@@ -257,3 +263,32 @@ def test_pages_never_exceed_their_size_and_walk_every_entry_once(
     alone = [entry for entry in entries if 64 + len(entry) + 1 <= max_bytes]
     assert seen == alone
     assert skipped == len(entries) - len(alone)
+
+
+def test_a_probe_is_a_claim_that_says_so_and_a_plain_claim_does_not() -> None:
+    probe = Claim("dir@host:1", "t", (AgentClaim("alpha", "probe-1"),), probe=True)
+    assert json.loads(CLAIM_CODEC.encode(probe))["probe"] is True
+    assert CLAIM_CODEC.decode(CLAIM_CODEC.encode(probe)) == probe
+    plain = attrs.evolve(probe, probe=False)
+    assert "probe" not in json.loads(CLAIM_CODEC.encode(plain)), "older peers see a plain claim"
+    with pytest.raises(ProtocolError, match=r"^probe: "):
+        CLAIM_CODEC.decode(b'{"node": "n", "token": "t", "agents": [], "probe": "yes"}')
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (b"{}", RollCall()),
+        (b'{"node": null}', RollCall()),
+        (b'{"node": "a@b:1"}', RollCall("a@b:1")),
+    ],
+)
+def test_roll_calls(payload: bytes, expected: RollCall) -> None:
+    assert ROLL_CALL_CODEC.decode(payload) == expected
+    assert ROLL_CALL_CODEC.decode(ROLL_CALL_CODEC.encode(expected)) == expected
+
+
+@pytest.mark.parametrize("payload", [b"[]", b'{"node": 7}', b'{"node": ""}', b"\xff"])
+def test_malformed_roll_calls(payload: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        ROLL_CALL_CODEC.decode(payload)
