@@ -147,9 +147,10 @@ class BusOptions:
     does by default, a client does not)."""
     reconnect: ReconnectPolicy = attrs.field(factory=ReconnectPolicy)
     """How to reconnect after losing the connection."""
-    ping_interval: float = attrs.field(default=10.0, validator=_positive_float)
-    """Seconds between client PINGs; a dead link is noticed within
-    ``ping_interval * (max_outstanding_pings + 1)``."""
+    ping_interval: float = attrs.field(default=2.0, validator=_positive_float)
+    """Seconds between client PINGs; a silent partition (a link that carries nothing,
+    no error either) is noticed within about ``ping_interval * (max_outstanding_pings
+    + 2)`` (8 s by default; nats-py's own default of 120 s would take minutes)."""
     max_outstanding_pings: int = attrs.field(default=2, validator=_positive)
     """Unanswered PINGs before the connection counts as dead."""
     outbox_max_bytes: int = attrs.field(default=8 * 1024 * 1024, validator=_positive)

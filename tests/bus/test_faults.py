@@ -16,6 +16,7 @@ import trio.lowlevel
 from volta.bus import (
     Bus,
     BusClosed,
+    BusOptions,
     ConnectionEventKind,
     NatsServer,
     NoResponders,
@@ -327,3 +328,19 @@ async def test_a_subscribe_abandoned_during_an_outage_leaves_nothing_behind(
             pytest.fail("the abandoned subscription is still on the server")
         else:  # pragma: no cover
             pytest.fail("someone answered on 'abandoned'")
+
+
+async def test_a_silent_partition_is_noticed_in_seconds_by_default(
+    nats_server: NatsServer,
+) -> None:
+    """A server that answers nothing (SIGSTOP): the default pings notice within 8 s."""
+    options = BusOptions(servers=(nats_server.url,), reconnect=FAST_RECONNECT)
+    assert options.ping_interval * (options.max_outstanding_pings + 2) <= 8
+    async with open_bus(options) as bus, bus.watch_events() as events:
+        await bus.flush()
+        async with stalled(nats_server):
+            start = trio.current_time()
+            with trio.fail_after(12):
+                await next_event(events, ConnectionEventKind.DISCONNECTED)
+            noticed = trio.current_time() - start
+    assert noticed <= 9, f"a silent partition took {noticed:.1f} s to notice"
