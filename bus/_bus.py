@@ -26,7 +26,6 @@ from volta.protocol import InvalidSubject, Message, encode_message, validate_sub
 from ._connect import ConnectionMonitor
 from ._errors import (
     BusClosed,
-    NoResponders,
     PayloadTooLarge,
     RequestTimeout,
 )
@@ -34,7 +33,7 @@ from ._events import ConnectionEvent, ConnectionEventKind
 from ._loop import asyncio_loop
 from ._options import BusOptions, redact_url
 from ._outbox import Command, Completion, Outbox
-from ._requests import RequestMux, is_no_responders, wait_reply
+from ._requests import PendingReply, RequestMux
 from ._subscription import (
     Delivery,
     MessageSubscription,
@@ -438,25 +437,44 @@ class Bus:
         *,
         timeout: float = 5.0,
         headers: Mapping[str, str] | None = None,
+        receipt: bool = False,
     ) -> Delivery:
         """Publish a request and wait for the first reply.
+
+        A JetStream PubAck is never taken for the reply (a stream that captures the
+        subject sends one), unless ``receipt``: then the request is a publish into a
+        stream and the PubAck is what it waits for (``volta.bus.StreamPublisher``).
 
         Raises:
             RequestTimeout: no reply within ``timeout`` seconds (names the subject).
             NoResponders: nobody is subscribed to ``subject``.
             InvalidSubject, PayloadTooLarge, BusClosed: as for :meth:`publish`.
         """
-        token, reply_subject, completion = self._requests.open()
+        pending = await self.send_request(subject, data, headers=headers, receipt=receipt)
+        return to_delivery(await pending.reply(timeout))
+
+    async def send_request(
+        self,
+        subject: str,
+        data: bytes | Message,
+        *,
+        headers: Mapping[str, str] | None = None,
+        receipt: bool = False,
+    ) -> PendingReply:
+        """Publish a request and return at once; its reply is read later, so that many
+        requests can be in flight from one task (a window of durable publishes).
+
+        Raises:
+            InvalidSubject, PayloadTooLarge, BusClosed: as for :meth:`publish`.
+        """
+        token, reply_subject, completion = self._requests.open(receipt=receipt)
+        pending = PendingReply(self._requests, token, subject, completion)
         try:
             await self.publish(subject, data, reply=reply_subject, headers=headers)
-            msg = await wait_reply(completion, timeout)
-        finally:
-            self._requests.discard(token)
-        if msg is None:
-            raise RequestTimeout(subject, timeout)
-        if is_no_responders(msg):
-            raise NoResponders(subject)
-        return to_delivery(msg)
+        except BaseException:
+            pending.discard()
+            raise
+        return pending
 
     # lifecycle ------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from ._errors import NoResponders, RequestTimeout
 from ._outbox import Completion
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ class RequestMux:
         self._offset = len(prefix) + 1
         self._tokens = itertools.count(1)
         self._waiting: dict[str, Completion[Msg]] = {}
+        self._receipts: set[str] = set()  # tokens of durable publishes: a PubAck is their answer
         self.pub_acks = 0
         """JetStream PubAcks that came back on a reply subject and were skipped."""
 
@@ -58,23 +60,32 @@ class RequestMux:
         """Requests still waiting for a reply."""
         return len(self._waiting)
 
-    def open(self) -> tuple[str, str, Completion[Msg]]:
-        """Register a request: its token, reply subject and completion."""
+    def open(self, *, receipt: bool = False) -> tuple[str, str, Completion[Msg]]:
+        """Register a request: its token, reply subject and completion.
+
+        Args:
+            receipt: the request is a publish into a stream: its answer is the PubAck
+                (every other request skips PubAcks).
+        """
         token = format(next(self._tokens), "x")
         completion: Completion[Msg] = Completion()
         self._waiting[token] = completion
+        if receipt:
+            self._receipts.add(token)
         return token, f"{self._prefix}.{token}", completion
 
     def discard(self, token: str) -> None:
         """Forget a request (answered, timed out or cancelled)."""
         self._waiting.pop(token, None)
+        self._receipts.discard(token)
 
     async def on_reply(self, msg: Msg) -> None:
         """nats-py callback of the inbox subscription (asyncio side)."""
-        if is_pub_ack(msg):
+        token = msg.subject[self._offset :]
+        if is_pub_ack(msg) and token not in self._receipts:
             self.pub_acks += 1  # a stream's receipt, not the answer: keep waiting
             return
-        completion = self._waiting.pop(msg.subject[self._offset :], None)
+        completion = self._waiting.pop(token, None)
         if completion is not None:
             completion.set_result(msg)
 
@@ -109,3 +120,47 @@ async def wait_reply(completion: Completion[Msg], timeout: float) -> Msg | None:
     with trio.move_on_after(timeout):
         return await completion.wait()
     return None
+
+
+class PendingReply:
+    """A request that was sent and whose reply has not been read yet
+    (``Bus.send_request``): read it with :meth:`reply`, or give it up with :meth:`discard`."""
+
+    __slots__ = ("_completion", "_mux", "_subject", "_token")
+
+    def __init__(self, mux: RequestMux, token: str, subject: str, completion: Completion[Msg]):
+        self._mux = mux
+        self._token = token
+        self._subject = subject
+        self._completion = completion
+
+    @property
+    def subject(self) -> str:
+        """The subject the request went to."""
+        return self._subject
+
+    @property
+    def answered(self) -> bool:
+        """True once a reply (or the bus closing) arrived: :meth:`reply` will not wait."""
+        return self._completion.done
+
+    async def reply(self, timeout: float) -> Msg:
+        """The reply; the request is forgotten afterwards, whatever happens.
+
+        Raises:
+            RequestTimeout: none within ``timeout`` seconds (since this call).
+            NoResponders: the server said nobody listens on the subject.
+        """
+        try:
+            msg = await wait_reply(self._completion, timeout)
+        finally:
+            self.discard()
+        if msg is None:
+            raise RequestTimeout(self._subject, timeout)
+        if is_no_responders(msg):
+            raise NoResponders(self._subject)
+        return msg
+
+    def discard(self) -> None:
+        """Stop waiting (a late reply is dropped)."""
+        self._mux.discard(self._token)

@@ -10,6 +10,7 @@ Rules for every test in this tree:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -20,4 +21,12 @@ from volta.bus import NatsServer, NatsServerConfig, run_nats_server
 async def nats_server() -> AsyncIterator[NatsServer]:
     """A fresh nats-server on a free loopback port, for one test."""
     async with run_nats_server(NatsServerConfig()) as server:
+        yield server
+
+
+@pytest.fixture
+async def js_server(tmp_path: Path) -> AsyncIterator[NatsServer]:
+    """A fresh nats-server with JetStream (file store in the test's folder), for one test."""
+    config = NatsServerConfig(jetstream=True, store_dir=tmp_path / "store")
+    async with run_nats_server(config) as server:
         yield server

@@ -178,9 +178,11 @@ async def test_capabilities_route_and_spread_load(nats_server: NatsServer) -> No
 
 async def test_unknown_capability_fails_at_once(nats_server: NatsServer) -> None:
     async with (
-        running_node(node_spec(nats_server.url, seed_agents())),
+        running_node(node_spec(nats_server.url, seed_agents())) as node,
         open_bus(nats_server.url) as bus,
     ):
+        # Once the node's roll call is over (before, it waits for late announcements).
+        await wait_until(lambda: not node.directory.settling(trio.current_time()))
         start = trio.current_time()
         with pytest.raises(CapabilityFailed, match="no_capability") as caught:
             await client_context(bus).request_capability("fly", None, timeout=30)
