@@ -36,6 +36,10 @@ from ._cancel import TaskRegistry as TaskRegistry
 from ._client import Client as Client
 from ._client import open_client as open_client
 from ._context import AgentContext as AgentContext
+from ._durable import REPLY_HEADER as REPLY_HEADER
+from ._durable import DurableInboxes as DurableInboxes
+from ._durable import DurableMode as DurableMode
+from ._durable import DurableSpec as DurableSpec
 from ._handler import AgentFault as AgentFault
 from ._handler import BuildContext as BuildContext
 from ._handler import CapabilityError as CapabilityError
@@ -54,6 +58,10 @@ __all__ = [
     # writing a handler
     "DELEGATE_SHARE",
     "AgentContext",
+    "DurableInboxes",
+    "DurableMode",
+    "DurableSpec",
+    "REPLY_HEADER",
     "AgentFault",
     "Budget",
     "CapabilityError",

@@ -47,6 +47,7 @@ from ._calls import PendingAsks
 from ._cancel import TaskRegistry
 from ._capabilities import CapabilityResponder, EndpointCounters, Endpoints
 from ._context import AgentContext
+from ._durable import DurableInboxes
 from ._handler import Handler, HandlerRecipe
 from ._heartbeat import Heartbeat
 from ._inbox import Inbox, InboxRecord
@@ -371,6 +372,7 @@ class Agent:
         on_event: EventSink | None = None,
         node: str | None = None,
         tasks: TaskRegistry | None = None,
+        durable: DurableInboxes | None = None,
     ) -> None:
         """Create the agent; nothing runs until :meth:`run`.
 
@@ -382,6 +384,7 @@ class Agent:
             on_event: receives the events of the agent's supervisor.
             node: the name of the node running it (in its statuses).
             tasks: the node's running units, for ``task.cancel`` (None: not cancellable).
+            durable: the node's inbox stream (None: direct messages on core NATS).
 
         Raises:
             ValueError: neither ``bus`` nor ``bus_options`` is given.
@@ -402,6 +405,7 @@ class Agent:
         self._bus_options = bus_options
         self._on_event = on_event
         self._node = node
+        self._durable = durable
         self._instance = new_instance_id()
         # What the children share, each handed only what it needs:
         self._asks = PendingAsks()
@@ -517,7 +521,13 @@ class Agent:
     def _children(self, bus: Bus) -> tuple[ChildSpec, ...]:
         spec = self.spec
         context = AgentContext(
-            spec.id, spec.name, spec.capabilities, bus, self._asks, self._request_timeout
+            spec.id,
+            spec.name,
+            spec.capabilities,
+            bus,
+            self._asks,
+            self._request_timeout,
+            durable=self._durable,
         )
         self._context = context
         inbox = Inbox(
@@ -529,6 +539,7 @@ class Agent:
             asks=self._asks,
             record=self._inbox,
             announced=self._announced,
+            durable=self._durable,
         )
         starts: list[tuple[str, Callable[..., Awaitable[None]]]] = [("inbox", inbox.run)]
         if spec.capabilities:

@@ -39,6 +39,7 @@ from volta.protocol import (
 
 from ._calls import PendingAsks
 from ._context import DEADLINE_GRACE, AgentContext
+from ._durable import DurableInboxes, DurableSpec
 from ._unit import CURRENT_TASK, Budget, TaskScope
 
 ProgressCallback = Callable[[ProgressEvent], Any]
@@ -53,11 +54,19 @@ def new_client_id() -> str:
 class Client:
     """Talks to agents over the bus. Made by :func:`open_client`."""
 
-    def __init__(self, bus: Bus, client_id: str, timeout: float) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        client_id: str,
+        timeout: float,
+        durable: DurableInboxes | None = None,
+    ) -> None:
         self._bus = bus
         self._asks = PendingAsks()
         self._timeout = timeout
-        self._context = AgentContext(client_id, client_id, (), bus, self._asks, timeout)
+        self._context = AgentContext(
+            client_id, client_id, (), bus, self._asks, timeout, durable=durable
+        )
 
     @property
     def id(self) -> str:
@@ -190,13 +199,19 @@ async def open_client(
     *,
     client_id: str | None = None,
     timeout: float = 60.0,
+    durable: DurableSpec | None = None,
 ) -> AsyncIterator[Client]:
     """A client for the duration of the block.
+
+    What it sends to an agent with a durable inbox goes through the inbox stream
+    (stored once, its PubAck awaited), when the stream exists.
 
     Args:
         options: where NATS is (options or URL), or an open bus to use.
         client_id: its id (default ``cli-<8 hex digits>``).
         timeout: default deadline of asks and wait of other requests, in seconds.
+        durable: the nodes' ``durable`` settings (the stream's name; ``mode: off``
+            sends on core NATS only).
 
     Raises:
         ConnectFailed: NATS could not be reached.
@@ -207,7 +222,8 @@ async def open_client(
             if isinstance(options, Bus)
             else await stack.enter_async_context(open_bus(options))
         )
-        client = Client(bus, client_id or new_client_id(), timeout)
+        inboxes = await DurableInboxes.find(bus, durable or DurableSpec())
+        client = Client(bus, client_id or new_client_id(), timeout, inboxes)
         inbox = await stack.enter_async_context(bus.subscribe(agent_message(client.id)))
         nursery = await stack.enter_async_context(open_nursery())
         nursery.start_soon(client._route_responses, inbox)

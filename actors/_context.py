@@ -46,11 +46,13 @@ from volta.protocol import (
     ProtocolError,
     TaskContext,
     TaskRefused,
+    agent_inbox,
     agent_message,
     decode_agent_page,
     decode_capability_reply,
     decode_message,
     encode_list_query,
+    encode_message,
     progress_subject,
     spent_from,
     validate_own_agent_id,
@@ -58,6 +60,7 @@ from volta.protocol import (
 from volta.supervisor import shutdown_scope
 
 from ._calls import AskFailed, AskTimeout, CapabilityFailed, PendingAsks
+from ._durable import REPLY_HEADER, DurableInboxes
 from ._unit import CURRENT_TASK, Budget, Reservation, TaskScope
 
 __all__ = ["AgentContext", "AskFailed", "AskTimeout", "CapabilityFailed", "PendingAsks"]
@@ -86,8 +89,11 @@ class AgentContext:
         bus: Bus,
         asks: PendingAsks,
         request_timeout: float,
+        *,
+        durable: DurableInboxes | None = None,
     ) -> None:
         self._agent_id = agent_id
+        self._durable = durable
         self._name = name
         self._capabilities = capabilities
         self._bus = bus
@@ -221,8 +227,45 @@ class AgentContext:
             type=type,
             metadata=self._stamp(metadata, task),
         )
-        await self._bus.publish(agent_message(to), message)
+        await self._deliver(to, message)
         return message
+
+    async def _deliver(self, to: str, message: Message) -> None:
+        """A message into ``to``'s inbox: through the inbox stream when ``to`` has a
+        durable inbox (stored once, its PubAck awaited), else on core NATS."""
+        subject = agent_message(to)
+        if self._durable is not None and await self._durable.has_inbox(self._bus, to):
+            publisher = self._durable.publisher(self._bus)
+            await publisher.publish(agent_inbox(to), encode_message(message), message.id)
+        else:
+            await self._bus.publish(subject, message)
+
+    async def _request(self, to: str, question: Message, timeout: float) -> bytes:
+        """Send a question and wait for the answer (its payload) on this connection's
+        reply subject; through the inbox stream (the reply subject in its header) when
+        ``to`` has a durable inbox.
+
+        Raises:
+            RequestTimeout: no answer in time.
+            NoResponders: nobody listens on ``to``'s inbox (core NATS only).
+        """
+        subject = agent_message(to)
+        if self._durable is None or not await self._durable.has_inbox(self._bus, to):
+            return (await self._bus.request(subject, question, timeout=timeout)).data
+        subject = agent_inbox(to)
+        reply_subject, pending = self._bus.expect_reply(subject)
+        try:
+            publisher = self._durable.publisher(self._bus)
+            await publisher.publish(
+                subject,
+                encode_message(question),
+                question.id,
+                headers={REPLY_HEADER: reply_subject},
+            )
+        except BaseException:
+            pending.discard()
+            raise
+        return (await pending.reply(timeout)).data
 
     def route_replies(self, message: Message, reply_subject: str | None) -> None:
         """Send answers to ``message`` to ``reply_subject`` while it is handled (the
@@ -333,18 +376,18 @@ class AgentContext:
         return response
 
     async def _ask(self, to: str, question: Message, timeout: float) -> Message:
-        subject = agent_message(to)
+        agent_message(to)  # raises InvalidSubject before anything is registered
         answered, responses = self._asks.open(question.id)
 
         async def by_request() -> None:
             try:
-                delivery = await self._bus.request(subject, question, timeout=timeout + _ASK_MARGIN)
+                answer = await self._request(to, question, timeout + _ASK_MARGIN)
             except NoResponders:
                 raise AskFailed(to, ErrorCode.NO_AGENT, f"no agent {to!r} is online") from None
             except RequestTimeout:
                 return  # the ask's own deadline ends it
             try:
-                response = decode_message(delivery.data)
+                response = decode_message(answer)
             except ProtocolError as error:
                 raise AskFailed(
                     to, ErrorCode.AGENT_ERROR, f"the answer is not a message: {error}"

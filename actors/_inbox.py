@@ -1,4 +1,5 @@
-"""The inbox: ``agent.<id>.message`` and ``agent.broadcast`` into the handler.
+"""The inbox: ``agent.<id>.message``, ``agent.broadcast`` and, with a durable inbox,
+the agent's consumer of ``agent.<id>.inbox`` into the handler.
 
 Two readers start one task per message under a capacity limiter, so at most
 ``max_concurrency`` messages are handled at once (in arrival order when it is
@@ -26,6 +27,12 @@ unit is, from its task to its outcome, is ``_unit.py``; the inbox carries it):
 
 Answers go to the NATS reply subject of the message when it has one (so an
 ``ask`` reaches the very instance that asked), else to ``agent.<from>.message``.
+
+A message from the durable inbox (``_durable.py``) is the same unit of work, with
+three differences: its reply subject is the ``Volta-Reply`` header; it is acked only
+after its answer was sent and it was recorded as handled (redelivered copies are
+skipped); and if the inbox stops while it runs it is not answered "interrupted" but
+left to be delivered again.
 Only :class:`~volta.actors.AgentFault` crashes the inbox (after answering), for
 its supervisor to restart it; messages in flight then get ``agent_error
 "interrupted: ..."``.
@@ -34,6 +41,8 @@ its supervisor to restart it; messages in flight then get ``agent_error
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -44,8 +53,12 @@ from volta.bus import (
     BusError,
     Delivery,
     PayloadTooLarge,
+    PullOptions,
+    PullSubscription,
+    StreamDelivery,
     Subscription,
     SubscriptionStatistics,
+    pull,
 )
 from volta.core import RateLimitedLog, TokenBucket, open_nursery
 from volta.protocol import (
@@ -56,10 +69,12 @@ from volta.protocol import (
     MessageType,
     PayloadEncodeError,
     ProtocolError,
+    agent_inbox,
     agent_message,
     decode_json,
     decode_message,
     encode_json,
+    encode_message,
     inbox_queue,
     message_attribution,
     usage_metadata,
@@ -67,6 +82,15 @@ from volta.protocol import (
 from volta.supervisor import shutdown_scope
 
 from ._calls import PendingAsks
+from ._durable import (
+    DurableInboxes,
+    GroupCommit,
+    Handled,
+    MessageKey,
+    message_key,
+    reply_header,
+)
+from ._handler import AgentFault
 from ._unit import Answered, Failed, Outcome, Units, Work
 
 if TYPE_CHECKING:
@@ -76,6 +100,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("volta.actors.inbox")
 
+_REDELIVER_AFTER = 1.0  # seconds before a message the inbox could not finish comes again
 ERROR_REPLIES_PER_SECOND = 100.0
 """Error responses to malformed or refused messages an inbox sends per second, at most
 (on average)."""
@@ -95,6 +120,12 @@ class InboxRecord:
     """Messages dropped by the inboxes that ran before this one."""
     subscriptions: tuple[Subscription, ...] = ()
     """The running inbox's subscriptions (direct, broadcast)."""
+    handled: Handled | None = None
+    """With a durable inbox: what it handled lately (kept across restarts of the inbox)."""
+    records: int = 0
+    """With a durable inbox: records written of what it handled (one per batch of acks)."""
+    unrecorded: int = 0
+    """... and records that could not be written (their messages come again, skipped)."""
 
     @property
     def dropped(self) -> int:
@@ -125,6 +156,7 @@ class Inbox:
         asks: PendingAsks,
         record: InboxRecord,
         announced: trio.Event,
+        durable: DurableInboxes | None = None,
     ) -> None:
         """Args:
         spec: the agent.
@@ -135,6 +167,8 @@ class Inbox:
         asks: the agent's asks waiting for answers (responses go there first).
         record: where the inbox keeps its counts across restarts.
         announced: set once the agent has announced itself: a later start is a restart.
+        durable: the node's inbox stream: direct messages come from the agent's
+            durable consumer (None: from a core subscription).
         """
         self._spec = spec
         self._handler = handler
@@ -144,6 +178,17 @@ class Inbox:
         self._asks = asks
         self._record = record
         self._announced = announced
+        self._durable = durable
+        self._held: dict[MessageKey, StreamDelivery] = {}  # the messages being handled
+        self._commits = (
+            None
+            if durable is None
+            else GroupCommit(
+                lambda keys: durable.record_handled(bus, spec.id, keys), counts=self._record
+            )
+        )
+        if durable is not None and record.handled is None:
+            record.handled = Handled(durable.spec.remember)
         self._error_replies = TokenBucket(ERROR_REPLIES_PER_SECOND, ERROR_REPLY_BURST)
         self._log = RateLimitedLog(log, bus.options.report_interval)
 
@@ -154,18 +199,31 @@ class Inbox:
         queue = inbox_queue(spec.id)
         buffer, max_bytes = spec.inbox_buffer, spec.inbox_max_bytes
         try:
-            async with (
-                self._bus.subscribe(
-                    agent_message(spec.id), queue=queue, max_messages=buffer, max_bytes=max_bytes
-                ) as direct,
-                self._bus.subscribe(
-                    AGENT_BROADCAST, queue=queue, max_messages=buffer, max_bytes=max_bytes
-                ) as everyone,
-                open_nursery() as nursery,
-            ):
+            async with AsyncExitStack() as stack:
+                direct = await stack.enter_async_context(
+                    self._bus.subscribe(
+                        agent_message(spec.id),
+                        queue=queue,
+                        max_messages=buffer,
+                        max_bytes=max_bytes,
+                    )
+                )
+                messages: PullSubscription | None = None
+                if self._durable is not None:
+                    messages = await stack.enter_async_context(self._open_durable())
+                everyone = await stack.enter_async_context(
+                    self._bus.subscribe(
+                        AGENT_BROADCAST, queue=queue, max_messages=buffer, max_bytes=max_bytes
+                    )
+                )
+                nursery = await stack.enter_async_context(open_nursery())
                 self._record.subscriptions = (direct, everyone)
                 nursery.start_soon(self._read, direct, limiter, nursery)
                 nursery.start_soon(self._read, everyone, limiter, nursery)
+                if messages is not None:
+                    self._record.subscriptions += (messages.subscription,)
+                    nursery.start_soon(self._read_durable, messages, limiter, nursery)
+                    nursery.start_soon(self._keep_in_progress)
                 if self._announced.is_set():
                     # A restart: ready means reachable, so wait until the server has the
                     # subscriptions. (At first start the announcer flushes for everyone.)
@@ -173,6 +231,135 @@ class Inbox:
                 task_status.started()
         finally:
             self._record.closed()
+
+    def _open_durable(self) -> AbstractAsyncContextManager[PullSubscription]:
+        """The agent's durable consumer, made sure of, read for the block."""
+        durable = self._durable
+        assert durable is not None
+        spec = self._spec
+        options = PullOptions(batch=min(256, spec.inbox_buffer), max_messages=spec.inbox_buffer)
+
+        @asynccontextmanager
+        async def reading() -> AsyncIterator[PullSubscription]:
+            await durable.open_inbox(self._bus, spec.id, held=spec.inbox_buffer)
+            async with pull(self._bus, durable.spec.stream, spec.id, options) as messages:
+                yield messages
+
+        return reading()
+
+    async def _read_durable(
+        self, messages: PullSubscription, limiter: trio.CapacityLimiter, nursery: trio.Nursery
+    ) -> None:
+        """Direct messages from the durable consumer: each handled once, acked after its
+        unit (module docstring of ``_durable.py``)."""
+        handled = self._record.handled
+        assert handled is not None
+        async for held in messages:
+            key = message_key(held)
+            if held.redelivered and not handled.loaded and not handled.was_done(key):
+                await self._load_records(handled)
+            if not handled.begin(key):
+                if handled.was_done(key):
+                    await held.ack()  # its first ack was lost (a server restart)
+                continue
+            reply = reply_header(held.headers)
+            delivery = attrs.evolve(held.delivery, reply=reply)
+            try:
+                message = decode_message(held.data)
+            except ProtocolError as error:
+                messages.subscription.malformed(delivery, error)
+                await self._malformed(delivery, error)
+                handled.end(key, done=True)
+                await held.term()  # it will never decode: do not deliver it again
+                continue
+            if message.type is MessageType.RESPONSE and self._asks.resolve(message):
+                handled.end(key, done=True)
+                await held.ack()
+                continue
+            token = object()
+            await limiter.acquire_on_behalf_of(token)
+            reply_to = reply if delivery.answerable else None
+            nursery.start_soon(self._handle_held, held, message, reply_to, limiter, token)
+
+    async def _load_records(self, handled: Handled) -> None:
+        """Read what earlier runs of this agent (anywhere) wrote down as handled."""
+        assert self._durable is not None
+        try:
+            keys = await self._durable.handled_before(self._bus, self._spec.id)
+        except BusError as error:
+            self._log.warning(
+                "records",
+                "reads of handled records that failed",
+                "agent %s could not read what it handled before: %s",
+                self._spec.id,
+                error,
+            )
+            return  # tried again at the next message delivered again
+        for key in keys:
+            handled.remember(key)
+        handled.loaded = True
+
+    async def _handle_held(
+        self,
+        held: StreamDelivery,
+        message: Message,
+        reply_to: str | None,
+        limiter: trio.CapacityLimiter,
+        token: object,
+    ) -> None:
+        """One stored message as a unit: acked once answered; left to be delivered
+        again (to another instance, or after a restart) if the inbox stops first."""
+        key = message_key(held)
+        self._held[key] = held
+        answered = False
+        self._context.route_replies(message, reply_to)
+        try:
+            try:
+                await self._run_unit(message, reply_to, broadcast=False)
+            except AgentFault:
+                answered = True  # answered, then the fault crashes the inbox
+                raise
+            answered = True
+        finally:
+            self._context.forget_replies(message)
+            self._held.pop(key, None)
+            try:
+                with shutdown_scope():
+                    await self._settle(held, key, answered=answered)
+            finally:
+                # (Only now: what may run again after a crash is bounded by max_concurrency.)
+                limiter.release_on_behalf_of(token)
+
+    async def _settle(self, held: StreamDelivery, key: MessageKey, *, answered: bool) -> None:
+        """Ack an answered message once it is written down as handled (one record for
+        all the acks waiting together); have an unanswered one delivered again."""
+        handled = self._record.handled
+        assert handled is not None
+        assert self._commits is not None
+        handled.end(key, done=answered)
+        try:
+            if answered:
+                await self._commits.commit(held)
+            else:
+                # Not at once: this inbox may still have pull requests open, and it is
+                # stopping; by then they are gone and another instance gets it.
+                await held.nak(delay=_REDELIVER_AFTER)
+        except BusError as error:  # delivered again later, and skipped then
+            self._log.info(
+                "ack", "acks that could not be sent", "agent %s: %s", self._spec.id, error
+            )
+
+    async def _keep_in_progress(self) -> None:
+        """Tell the server the messages being handled are still at work, every third of
+        ``ack_wait``, so a long unit (a brain's turns) is not delivered again meanwhile."""
+        assert self._durable is not None
+        while True:
+            await trio.sleep(self._durable.spec.ack_wait / 3)
+            for held in list(self._held.values()):
+                try:
+                    await held.in_progress()
+                except BusError:
+                    break  # disconnected: the next round tries again
 
     async def _read(
         self,
@@ -221,9 +408,8 @@ class Inbox:
         if (sender is None and reply_to is None) or not self._admit_error_reply():
             return
         text = str(error)
-        payload: bytes | Message
         if sender is not None:
-            payload = Message(
+            refusal = Message(
                 sender=self._spec.id,
                 to=sender[0],
                 message=f"error: {text}",
@@ -233,13 +419,13 @@ class Inbox:
                     "error": {"code": ErrorCode.BAD_REQUEST.value, "message": text},
                 },
             )
-            subject = reply_to or agent_message(sender[0])
-        else:
-            assert reply_to is not None
-            payload = encode_json({"error": {"code": ErrorCode.BAD_REQUEST.value, "message": text}})
-            subject = reply_to
         try:
-            await self._bus.publish(subject, payload)
+            if sender is not None:
+                await self._publish_answer(sender[0], sender[1], reply_to, refusal)
+            else:
+                assert reply_to is not None
+                error_only = {"error": {"code": ErrorCode.BAD_REQUEST.value, "message": text}}
+                await self._bus.publish(reply_to, encode_json(error_only))
         except (BusError, PayloadEncodeError) as failure:  # the refusal goes unsaid
             self._log.info(
                 "refuse",
@@ -281,7 +467,9 @@ class Inbox:
             return answer
 
         async def interrupted(failure: Failed) -> None:
-            await self._fail(message, reply_to, failure)
+            if self._durable is None or broadcast:
+                await self._fail(message, reply_to, failure)
+            # (A stored message is delivered again instead: its answer comes then.)
 
         outcome = await self._units.run(
             work, handle, interrupted=interrupted, admit_refusal=self._admit_error_reply
@@ -303,7 +491,7 @@ class Inbox:
         metadata = None if answered.spent is None else {"usage": usage_metadata(answered.spent)}
         response = message.reply(answered.value, sender=self._spec.id, metadata=metadata)
         try:
-            await self._bus.publish(reply_to or agent_message(message.sender), response)
+            await self._publish_answer(message.sender, message.id, reply_to, response)
         except PayloadTooLarge as error:
             await self._fail(
                 message,
@@ -329,6 +517,28 @@ class Inbox:
                 error,
             )
 
+    async def _publish_answer(
+        self, sender: str, question_id: str, reply_to: str | None, response: Message
+    ) -> None:
+        """Send an answer where its asker waits: the reply subject it named, else its
+        durable inbox if it has one (stored once, however often the question is
+        answered), else ``agent.<sender>.message``.
+
+        Raises:
+            BusError, PayloadEncodeError: it could not be sent.
+        """
+        if reply_to is not None:
+            await self._bus.publish(reply_to, response)
+        elif self._durable is None or not await self._durable.has_inbox(self._bus, sender):
+            await self._bus.publish(agent_message(sender), response)
+        else:
+            # Stored before the question is acked; sent again (same id) until it is.
+            await self._durable.publisher(self._bus).publish(
+                agent_inbox(sender),
+                encode_message(response),
+                f"answer.{self._spec.id}.{sender}.{question_id}",
+            )
+
     async def _fail(self, message: Message, reply_to: str | None, failure: Failed) -> None:
         """Tell the sender its message failed (bounded; never raises)."""
         if message.type is MessageType.RESPONSE:
@@ -343,7 +553,7 @@ class Inbox:
         )
         with shutdown_scope():
             try:
-                await self._bus.publish(reply_to or agent_message(message.sender), response)
+                await self._publish_answer(message.sender, message.id, reply_to, response)
             except (BusError, PayloadEncodeError) as error:
                 self._log.info(
                     "fail",

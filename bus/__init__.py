@@ -33,6 +33,7 @@ from ._server import NatsServerError as NatsServerError
 from ._server import NatsServerPortInUse as NatsServerPortInUse
 from ._server import find_nats_server as find_nats_server
 from ._server import run_nats_server as run_nats_server
+from ._stream_publish import MSG_ID as MSG_ID
 from ._stream_publish import NotAStream as NotAStream
 from ._stream_publish import Outgoing as Outgoing
 from ._stream_publish import PubAck as PubAck
@@ -87,6 +88,7 @@ __all__ = [
     "JetStreamError",
     "JetStreamUnavailable",
     "NotAStream",
+    "MSG_ID",
     "Outgoing",
     "PubAck",
     "PublishFailed",

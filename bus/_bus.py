@@ -476,6 +476,16 @@ class Bus:
             raise
         return pending
 
+    def expect_reply(self, subject: str) -> tuple[str, PendingReply]:
+        """A reply subject of this connection and the reply that will come to it, for a
+        request sent some other way (a durable publish that names it in a header).
+
+        Args:
+            subject: what the request goes to (named in a timeout).
+        """
+        token, reply_subject, completion = self._requests.open()
+        return reply_subject, PendingReply(self._requests, token, subject, completion)
+
     # lifecycle ------------------------------------------------------------------
 
     def mark_closed(self, reason: str) -> None:

@@ -174,6 +174,11 @@ class PullSubscription:
         self.requests = 0
         """Pull requests sent."""
 
+    @property
+    def subscription(self) -> Subscription:
+        """The inbox subscription the messages arrive on (its counters; ``malformed``)."""
+        return self._subscription
+
     def __aiter__(self) -> PullSubscription:
         return self
 

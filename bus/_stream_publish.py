@@ -132,7 +132,14 @@ class StreamPublisher:
             message.subject, message.data, headers=headers or {MSG_ID: message.msg_id}, receipt=True
         )
 
-    async def publish(self, subject: str, data: bytes, msg_id: str | None = None) -> PubAck:
+    async def publish(
+        self,
+        subject: str,
+        data: bytes,
+        msg_id: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> PubAck:
         """Publish one message and wait for its PubAck (retrying under the same id).
 
         Raises:
@@ -141,7 +148,11 @@ class StreamPublisher:
             NotAStream: no stream captures ``subject``.
             InvalidSubject, PayloadTooLarge, BusClosed: as for ``Bus.publish``.
         """
-        message = Outgoing(subject, data) if msg_id is None else Outgoing(subject, data, msg_id)
+        message = (
+            Outgoing(subject, data, headers=headers)
+            if msg_id is None
+            else Outgoing(subject, data, msg_id, headers)
+        )
         (ack,) = await self.publish_many([message], window=1)
         return ack
 

@@ -13,6 +13,7 @@ updated), so every node can call them at start and the first one wins.
 
 from __future__ import annotations
 
+import base64
 import enum
 import re
 from collections.abc import Iterable
@@ -23,14 +24,16 @@ import attrs
 from volta.core import validators
 from volta.protocol import ProtocolError, decode_json, encode_json, validate_subject
 
-from ._errors import BusError, NoResponders
+from ._errors import BusError, NoResponders, RequestTimeout
 
 if TYPE_CHECKING:
     from ._bus import Bus
 
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _NS = 1_000_000_000
-_ALREADY_IN_USE = 10058  # stream name already in use with a different configuration
+_ALREADY_IN_USE = 10058
+_NOT_FOUND = 404
+_NO_MESSAGE = 10037  # no message found  # stream name already in use with a different configuration
 _API_TIMEOUT = 5.0
 
 
@@ -163,6 +166,9 @@ class ConsumerSpec:
         default=DeliverPolicy.ALL, validator=attrs.validators.instance_of(DeliverPolicy)
     )
     """Where it starts when it is first created."""
+    inactive_threshold: float = attrs.field(default=0.0, validator=validators.number(ge=0))
+    """Seconds without a reader after which the server deletes it (0: never); what it
+    held for its readers is then let go."""
 
     def __attrs_post_init__(self) -> None:
         if self.filter_subject is not None:
@@ -180,6 +186,8 @@ class ConsumerSpec:
         }
         if self.filter_subject is not None:
             config["filter_subject"] = self.filter_subject
+        if self.inactive_threshold:
+            config["inactive_threshold"] = int(self.inactive_threshold * _NS)
         return config
 
 
@@ -243,11 +251,18 @@ class JetStream:
             )
         return answer
 
-    async def available(self) -> bool:
-        """Whether the server offers JetStream to this connection."""
+    async def available(self, *, timeout: float = 1.0) -> bool:
+        """Whether the server offers JetStream to this connection.
+
+        A server with JetStream answers at once; one without says there are no
+        responders, unless some client listens on ``>``: then no answer within
+        ``timeout`` seconds also means no.
+        """
         try:
-            await self._api("read the account", "$JS.API.INFO", None)
-        except JetStreamUnavailable:
+            await JetStream(self._bus, timeout=timeout)._api(
+                "read the account", "$JS.API.INFO", None
+            )
+        except (JetStreamUnavailable, RequestTimeout):
             return False
         except JetStreamError as error:
             if error.code == 503:  # "JetStream not enabled for account"
@@ -282,6 +297,37 @@ class JetStream:
         """
         answer = await self._api(f"read stream {name}", f"$JS.API.STREAM.INFO.{name}", None)
         return _stream_state(answer)
+
+    async def stored(self, stream: str, subject: str, *, limit: int = 100_000) -> list[bytes]:
+        """The payloads the stream holds on ``subject`` (oldest first, ``limit`` at most),
+        read one by one (``$JS.API.STREAM.MSG.GET``): for a small log, not a stream.
+
+        Raises:
+            JetStreamError: no such stream.
+        """
+        payloads: list[bytes] = []
+        sequence = 1
+        while len(payloads) < limit:
+            try:
+                answer = await self._api(
+                    f"read {subject} in {stream}",
+                    f"$JS.API.STREAM.MSG.GET.{stream}",
+                    {"seq": sequence, "next_by_subj": subject},
+                )
+            except JetStreamError as error:
+                if error.code == _NOT_FOUND and error.err_code == _NO_MESSAGE:
+                    break
+                raise
+            stored = _section(answer, "message")
+            data = stored.get("data", "")
+            try:
+                payloads.append(base64.b64decode(data if isinstance(data, str) else ""))
+            except ValueError:
+                raise JetStreamError(
+                    f"read {subject} in {stream}", 0, 0, "malformed answer: data is not base64"
+                ) from None
+            sequence = _integer(stored.get("seq")) + 1
+        return payloads
 
     async def delete_stream(self, name: str) -> None:
         """Delete a stream and everything in it."""

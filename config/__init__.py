@@ -4,7 +4,8 @@ A file is a :class:`~volta.node.NodeSpec`, key for key: ``nats`` is a
 :class:`~volta.bus.BusOptions` (``url`` for its ``servers``), each entry of ``agents``
 an :class:`~volta.actors.AgentSpec` (its ``brain`` a :class:`~volta.brains.BrainSpec`),
 ``supervision`` a :class:`~volta.actors.SupervisionPolicy` (its ``backoff`` a
-:class:`~volta.supervisor.Backoff`), ``directory`` and ``router`` the node's bounds.
+:class:`~volta.supervisor.Backoff`), ``directory`` and ``router`` the node's bounds,
+``durable`` its inbox stream (a :class:`~volta.actors.DurableSpec`).
 There is no second schema: a setting is a field of its class, checked by the class.
 
 Nothing below this package reads YAML or the environment: the CLI loads a file with

@@ -35,6 +35,8 @@ from volta.actors import (
     DEFAULT_REQUEST_TIMEOUT,
     Agent,
     AgentSpec,
+    DurableInboxes,
+    DurableSpec,
     SupervisionPolicy,
     TaskRegistry,
 )
@@ -153,6 +155,9 @@ class NodeSpec:
     node_id: str | None = attrs.field(default=None, validator=validators.optional(validators.text))
     """How the node names itself in statuses, claims and errors (default
     ``<name>@<host>:<pid>``)."""
+    durable: DurableSpec = attrs.field(factory=DurableSpec)
+    """Durable inboxes: direct messages through a JetStream stream when the server has
+    JetStream (``mode: auto``), its limits and replicas."""
     claim_window: float = attrs.field(default=0.25, validator=validators.number(gt=0))
     """Seconds the node waits for other nodes to object to the ids it claims."""
     agents: tuple[AgentSpec, ...] = attrs.field(converter=_specs, validator=_check_agents)
@@ -200,17 +205,23 @@ class Node:
         """The ids it claims and holds (it answers other nodes' claims), once running."""
         self.directory_service: DirectoryService | None = None
         """The directory child (its counters: malformed, clashes, errors), once running."""
+        self.durable: DurableInboxes | None = None
+        """The inbox stream, once running, when direct messages are durable."""
 
     def _emit(self, event: NodeEvent) -> None:
         self.events.emit(event)
 
     def _agent(self, spec: AgentSpec, bus: Bus) -> Agent:
         spec = self.spec.settled(spec)
-        if self.spec.connection is ConnectionMode.SHARED:
-            return Agent(spec, bus=bus, on_event=self._emit, node=self.node_id, tasks=self.tasks)
-        options = attrs.evolve(self.spec.nats, name=f"volta-{spec.id}")
+        shared = self.spec.connection is ConnectionMode.SHARED
         return Agent(
-            spec, bus_options=options, on_event=self._emit, node=self.node_id, tasks=self.tasks
+            spec,
+            bus=bus if shared else None,
+            bus_options=None if shared else attrs.evolve(self.spec.nats, name=f"volta-{spec.id}"),
+            on_event=self._emit,
+            node=self.node_id,
+            tasks=self.tasks,
+            durable=self.durable,
         )
 
     def _children(self, bus: Bus, directory: DirectoryService) -> list[ChildSpec]:
@@ -295,6 +306,7 @@ class Node:
                 bus = await stack.enter_async_context(open_bus(self.spec.nats))
             async with open_nursery() as nursery:
                 await nursery.start(self._forward_connection_events, bus)
+                self.durable = await DurableInboxes.open(bus, self.spec.durable)
                 identity = Identity(bus, self.node_id)
                 self.identity = identity
                 await nursery.start(identity.serve)

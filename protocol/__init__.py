@@ -58,6 +58,8 @@ from ._message import message_to_dict as message_to_dict
 from ._names import AGENT_ANNOUNCE as AGENT_ANNOUNCE
 from ._names import AGENT_BROADCAST as AGENT_BROADCAST
 from ._names import AGENT_CLAIM as AGENT_CLAIM
+from ._names import AGENT_HANDLED_ALL as AGENT_HANDLED_ALL
+from ._names import AGENT_INBOX_ALL as AGENT_INBOX_ALL
 from ._names import AGENT_ROLL_CALL as AGENT_ROLL_CALL
 from ._names import AGENT_STATUS_ALL as AGENT_STATUS_ALL
 from ._names import BROADCAST as BROADCAST
@@ -70,7 +72,9 @@ from ._names import PROGRESS_ALL as PROGRESS_ALL
 from ._names import ROUTER_QUEUE as ROUTER_QUEUE
 from ._names import TASK_CANCEL as TASK_CANCEL
 from ._names import VOLTA_NAMESPACES as VOLTA_NAMESPACES
+from ._names import agent_handled as agent_handled
 from ._names import agent_id_from_subject as agent_id_from_subject
+from ._names import agent_inbox as agent_inbox
 from ._names import agent_message as agent_message
 from ._names import agent_status as agent_status
 from ._names import capability_endpoint as capability_endpoint
@@ -122,6 +126,8 @@ from ._timestamps import format_timestamp as format_timestamp
 from ._timestamps import parse_timestamp as parse_timestamp
 
 __all__ = [
+    "AGENT_HANDLED_ALL",
+    "AGENT_INBOX_ALL",
     # names and subjects
     "AGENT_ANNOUNCE",
     "AGENT_BROADCAST",
@@ -139,6 +145,8 @@ __all__ = [
     "TASK_CANCEL",
     "VOLTA_NAMESPACES",
     "agent_id_from_subject",
+    "agent_handled",
+    "agent_inbox",
     "agent_message",
     "agent_status",
     "capability_endpoint",

@@ -36,6 +36,12 @@ AGENT_CLAIM = "agent.claim"
 AGENT_ROLL_CALL = "agent.rollcall"
 """A directory that (re)joins asks every agent to announce itself again."""
 
+AGENT_INBOX_ALL = "agent.*.inbox"
+"""Wildcard over every agent's durable inbox subject (what the inbox stream captures)."""
+
+AGENT_HANDLED_ALL = "agent.*.handled"
+"""Wildcard over every agent's records of the durable messages it handled."""
+
 AGENT_STATUS_ALL = "agent.*.status"
 """Wildcard over every agent's heartbeat subject (for directories and dashboards)."""
 
@@ -161,6 +167,26 @@ def agent_message(agent_id: str) -> str:
         InvalidSubject: the id is invalid or reserved.
     """
     return f"agent.{validate_own_agent_id(agent_id)}.message"
+
+
+def agent_inbox(agent_id: str) -> str:
+    """The subject of durable direct messages to one agent: ``agent.<id>.inbox``
+    (stored in the inbox stream; read through the agent's durable consumer).
+
+    Raises:
+        InvalidSubject: the id is invalid or reserved.
+    """
+    return f"agent.{validate_own_agent_id(agent_id)}.inbox"
+
+
+def agent_handled(agent_id: str) -> str:
+    """Where an agent's inboxes record the durable messages they handled:
+    ``agent.<id>.handled``.
+
+    Raises:
+        InvalidSubject: the id is invalid or reserved.
+    """
+    return f"agent.{validate_own_agent_id(agent_id)}.handled"
 
 
 def agent_status(agent_id: str) -> str:

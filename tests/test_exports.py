@@ -31,6 +31,7 @@ BUS = {
     "ConnectFailed",
     "ConnectionEvent",
     "ConnectionEventKind",
+    "MSG_ID",
     "ConsumerGone",
     "ConsumerSpec",
     "ConsumerState",
@@ -89,6 +90,10 @@ CORE = {
 
 PROTOCOL = {
     "AGENT_ANNOUNCE",
+    "AGENT_HANDLED_ALL",
+    "AGENT_INBOX_ALL",
+    "agent_handled",
+    "agent_inbox",
     "AGENT_BROADCAST",
     "AGENT_CLAIM",
     "AGENT_ROLL_CALL",
@@ -195,6 +200,10 @@ PROTOCOL = {
 
 ACTORS = {
     "DELEGATE_SHARE",
+    "REPLY_HEADER",
+    "DurableInboxes",
+    "DurableMode",
+    "DurableSpec",
     "AgentContext",
     "AgentFault",
     "Budget",

@@ -43,7 +43,7 @@ def load_error(text: str) -> ConfigError:
             "zzz",
             "unknown key (expected one of nats, connection, heartbeat_interval, "
             "offline_after_missed, request_timeout, supervision, directory, router, "
-            "intensity, name, node_id, claim_window, agents)",
+            "intensity, name, node_id, durable, claim_window, agents)",
             id="unknown-key-without-suggestion",
         ),
         pytest.param(
@@ -304,7 +304,7 @@ def test_every_unknown_key_is_named_with_its_own_hint() -> None:
     assert [str(problem) for problem in error.problems] == [
         "zzz: unknown key (expected one of nats, connection, heartbeat_interval, "
         "offline_after_missed, request_timeout, supervision, directory, router, "
-        "intensity, name, node_id, claim_window, agents)",
+        "intensity, name, node_id, durable, claim_window, agents)",
         "hearbeat_interval: unknown key (did you mean 'heartbeat_interval'?)",
         "request_timout: unknown key (did you mean 'request_timeout'?)",
     ]

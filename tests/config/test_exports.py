@@ -62,6 +62,7 @@ def test_the_classes_are_the_runtimes_own() -> None:
         "Backoff",
         "DirectorySpec",
         "RouterSpec",
+        "DurableSpec",
         "Intensity",
         "AgentSpec",
         "BrainSpec",

@@ -64,6 +64,7 @@ PLACES: dict[str, tuple[list[str | int], dict[str, Any]]] = {
     "Backoff": (["supervision", "backoff"], {"agents": [AGENT], "supervision": {"backoff": {}}}),
     "DirectorySpec": (["directory"], {"agents": [AGENT], "directory": {}}),
     "RouterSpec": (["router"], {"agents": [AGENT], "router": {}}),
+    "DurableSpec": (["durable"], {"agents": [AGENT], "durable": {}}),
     "Intensity": (["intensity"], {"agents": [AGENT], "intensity": {}}),
     "AgentSpec": (["agents", 0], {"agents": [{"id": "a"}]}),
     "BrainSpec": (["agents", 0, "brain"], {"agents": [THINKER]}),
