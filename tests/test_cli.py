@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,10 +26,14 @@ from .processes import free_ports, nats_processes_on, port_is_free, wait_until_g
 
 VOLTA = [sys.executable, "-m", "volta._cli"]
 # No key from the developer's shell: brains run offline here (or against a fake API).
+# And JetStream state of `volta up` in a folder of the test run, not the home folder.
 CLEAN_ENV = {
-    k: v
-    for k, v in os.environ.items()
-    if k not in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "VOLTA_MODEL", "NATS_URL")
+    **{
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "VOLTA_MODEL", "NATS_URL")
+    },
+    "VOLTA_STATE_DIR": tempfile.mkdtemp(prefix="volta-state-"),
 }
 
 
@@ -67,6 +72,7 @@ async def stop_volta(process: trio.Process, signum: int | None) -> tuple[int, st
 async def test_up_runs_the_seed_on_an_embedded_server_and_stops_on_ctrl_c() -> None:
     process, lines = await start_volta("up", "--port", "0", "--monitor-port", "0")
     url = next(line.split(" at ")[1].split(" ")[0] for line in lines if "embedded" in line)
+    assert any("JetStream in a temporary folder" in line for line in lines)
     async with open_bus(url) as bus, bus.subscribe("agent.*.status") as statuses:
         agents = await client_context(bus).list_agents()
         assert [a.id for a in agents] == ["coordinator", "researcher", "writer"]
@@ -110,9 +116,24 @@ async def test_up_after_a_kill_9_of_up_starts_cleanly_on_the_same_ports() -> Non
     assert port_is_free(monitor_port)
     process, lines = await start_volta(*args)
     assert any(f"nats://127.0.0.1:{port}" in line for line in lines)
+    # JetStream kept in the state folder, one per port; the node says it is durable.
+    store = Path(CLEAN_ENV["VOLTA_STATE_DIR"]) / f"nats-{port}"
+    assert any(f"JetStream in {store}" in line for line in lines)
+    assert any("durable inboxes on stream VOLTA_INBOX" in line for line in lines)
+    assert (store / "jetstream").is_dir()
     code, _ = await stop_volta(process, signal.SIGINT)
     assert code == 0
     assert nats_processes_on(port) == []
+
+
+async def test_up_without_jetstream_says_direct_messages_are_on_core_nats() -> None:
+    process, lines = await start_volta("up", "--port", "0", "--monitor-port", "0", "--no-jetstream")
+    code, _ = await stop_volta(process, signal.SIGINT)
+    assert code == 0
+    assert any("JetStream off" in line for line in lines)
+    assert any(
+        "direct messages on core NATS: the server has no JetStream" in line for line in lines
+    )
 
 
 async def test_run_uses_the_given_server_and_stops_on_sigterm(nats_server: NatsServer) -> None:

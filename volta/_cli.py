@@ -82,6 +82,19 @@ def _parser() -> argparse.ArgumentParser:
         default=8222,
         help="HTTP monitoring port of the embedded server (0: any free port)",
     )
+    up.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="where the embedded server keeps JetStream (durable inboxes) across restarts "
+        "(default: $VOLTA_STATE_DIR, else $XDG_STATE_HOME/volta, else ~/.local/state/volta; "
+        "with --port 0, a temporary folder unless given)",
+    )
+    up.add_argument(
+        "--no-jetstream",
+        action="store_true",
+        help="run the embedded server without JetStream (direct messages on core NATS only)",
+    )
     common(up)
     add_client_commands(commands)
     return parser
@@ -112,10 +125,43 @@ async def _up(args: argparse.Namespace, environ: Mapping[str, str]) -> None:
     if args.nats_url or environ.get("NATS_URL"):
         await serve(spec)
         return
-    server_config = NatsServerConfig(port=args.port or -1, monitor_port=args.monitor_port or -1)
+    store = None if args.no_jetstream else _store_dir(args, environ)
+    server_config = NatsServerConfig(
+        port=args.port or -1,
+        monitor_port=args.monitor_port or -1,
+        jetstream=not args.no_jetstream,
+        store_dir=store,
+    )
+    if store is not None:
+        store.mkdir(parents=True, exist_ok=True)
     async with run_nats_server(server_config) as server:
-        log.info("embedded nats-server at %s (monitoring %s)", server.url, server.monitor_url)
+        kept = (
+            "JetStream off"
+            if args.no_jetstream
+            else f"JetStream in {store}"
+            if store is not None
+            else "JetStream in a temporary folder"
+        )
+        log.info(
+            "embedded nats-server at %s (monitoring %s; %s)", server.url, server.monitor_url, kept
+        )
         await serve(with_overrides(spec, nats_url=server.url))
+
+
+def _store_dir(args: argparse.Namespace, environ: Mapping[str, str]) -> Path | None:
+    """Where the embedded server keeps JetStream: one folder per client port, so two
+    servers never share one (None: a temporary folder, for ``--port 0``)."""
+    if args.state_dir is not None:
+        base = Path(args.state_dir)
+    elif not args.port:
+        return None
+    elif environ.get("VOLTA_STATE_DIR"):
+        base = Path(environ["VOLTA_STATE_DIR"])
+    elif environ.get("XDG_STATE_HOME"):
+        base = Path(environ["XDG_STATE_HOME"]) / "volta"
+    else:
+        base = Path.home() / ".local" / "state" / "volta"
+    return base / f"nats-{args.port}" if args.port else base / "nats"
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
