@@ -8,13 +8,15 @@ both ways to one agent on a real nats-server and compares.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import attrs
 import pytest
 import trio
 
 from volta.actors import AgentContext, AskFailed, CapabilityFailed, HandlerError, open_client
-from volta.bus import NatsServer, open_bus
+from volta.bus import BusOptions, NatsServer, open_bus
 from volta.protocol import (
     CAPABILITY_REQUEST,
     CAPABILITY_REQUEST_CODEC,
@@ -27,11 +29,12 @@ from volta.protocol import (
     ProgressEvent,
     ProgressKind,
     TaskContext,
+    TaskRefused,
     decode_capability_reply,
     progress_subject,
 )
 
-from ..mesh import agent, node_spec, running_node
+from ..mesh import FAST_RECONNECT, agent, client_context, node_spec, running_node
 
 
 class Failing:
@@ -146,3 +149,131 @@ async def test_both_paths_publish_the_same_progress(nats_server: NatsServer) -> 
     ]
     assert {event.parent for event in events} == {task.parent_span}
     assert {event.span for event in events} == {task.span}
+
+
+class Returns:
+    """Answers a message with nothing; a capability ``word`` with a JSON value, any other
+    with a value JSON cannot carry."""
+
+    async def on_message(self, message: Message, context: AgentContext) -> str | None:
+        return None
+
+    async def on_capability(self, capability: str, input: Any, context: AgentContext) -> Any:
+        return {"word": input} if capability == "word" else {"tags": {1, 2}}
+
+
+async def test_the_answered_progress_says_what_came_back(nats_server: NatsServer) -> None:
+    """Nothing is an empty detail; a value is its JSON, non-ASCII kept as it is; a value
+    JSON cannot carry is shown by its repr, and the caller still gets its one reply."""
+    spec = node_spec(nats_server.url, [agent("alpha", ["word", "odd"], handler=Returns())])
+    task = TASK_CODEC.to_dict(TaskContext.root("tester", task_id="t2"))
+    async with (
+        running_node(spec),
+        open_bus(nats_server.url) as bus,
+        bus.subscribe(progress_subject("t2")) as progress,
+    ):
+        await bus.flush()
+        note = Message(sender="tester", to="alpha", message="note", metadata={"task": task})
+        await bus.publish("agent.alpha.message", note)
+        events: list[ProgressEvent] = []
+        with trio.fail_after(5):
+            while len(events) < 2:
+                events.append(PROGRESS_CODEC.decode((await progress.receive()).data))
+        replies = []
+        for capability in ("word", "odd"):
+            request = CapabilityRequest(capability, "naïve", timeout=5, task=task)
+            raw = await bus.request(
+                CAPABILITY_REQUEST, CAPABILITY_REQUEST_CODEC.encode(request), timeout=6
+            )
+            replies.append(decode_capability_reply(raw.data))
+        with trio.fail_after(5):
+            while len(events) < 6:
+                events.append(PROGRESS_CODEC.decode((await progress.receive()).data))
+    assert [(event.kind, event.detail) for event in events] == [
+        (ProgressKind.STARTED, "note"),
+        (ProgressKind.ANSWERED, ""),
+        (ProgressKind.STARTED, "capability word"),
+        (ProgressKind.ANSWERED, '{"word": "naïve"}'),
+        (ProgressKind.STARTED, "capability odd"),
+        (ProgressKind.ANSWERED, '{"tags": "{1, 2}"}'),
+    ]
+    assert (replies[0].ok, replies[0].result) == (True, {"word": "naïve"})
+    assert (replies[1].code, replies[1].message) == (
+        ErrorCode.UNENCODABLE,
+        "the result cannot be sent as JSON: cannot encode as JSON: $.result.tags: "
+        "set is not a JSON type",
+    )
+
+
+@attrs.define
+class Delegates:
+    """Asks beta about every message it gets, and keeps what came of each ask."""
+
+    outcomes: dict[str, tuple[str, str]] = attrs.Factory(dict)
+
+    async def on_message(self, message: Message, context: AgentContext) -> str | None:
+        try:
+            answer = await context.ask("beta", message.message, timeout=5)
+        except TaskRefused as refused:
+            self.outcomes[message.message] = (refused.code.value, refused.message)
+        else:
+            self.outcomes[message.message] = ("answered", answer.message)
+        return None
+
+    async def on_capability(self, capability: str, input: Any, context: AgentContext) -> Any:
+        return input
+
+
+async def test_a_broadcast_has_no_budget_to_delegate_with(nats_server: NatsServer) -> None:
+    """One message to every agent must not set every agent working: a broadcast's unit
+    has a budget of 0, whatever the agent's own limit (none here), so it cannot ask."""
+    delegates = Delegates()
+    agents = [agent("alpha", handler=delegates), agent("beta")]
+    async with running_node(node_spec(nats_server.url, agents)), open_bus(nats_server.url) as bus:
+        await client_context(bus).broadcast("news")
+        await client_context(bus).send("alpha", "hello")
+        with trio.fail_after(5):
+            while len(delegates.outcomes) < 2:
+                await trio.sleep(0.01)
+    assert delegates.outcomes == {
+        "news": ("budget_exceeded", "the task's budget is spent (0 of 0 tokens)"),
+        "hello": ("answered", "hello"),
+    }
+
+
+async def test_a_handler_exception_is_logged_naming_the_agent_and_the_work(
+    nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A WARNING per kind of work and window, naming the agent, the message or the
+    capability, and the error; the next ones within ``report_interval`` are summarised
+    by kind when the window has passed."""
+    caplog.set_level(logging.WARNING, "volta.actors.unit")
+    failing = agent("alpha", ["work"], handler=Failing(RuntimeError("boom")))
+    options = BusOptions(servers=(nats_server.url,), reconnect=FAST_RECONNECT, report_interval=1.0)
+    spec = node_spec(nats_server.url, [failing], nats=options)
+    async with running_node(spec), open_bus(nats_server.url) as bus:
+
+        async def both(n: int) -> None:
+            question = Message(sender="tester", to="alpha", message="do it", id=f"m{n}")
+            answer = (await bus.request("agent.alpha.message", question, timeout=5)).decode()
+            assert answer.metadata["error"]["code"] == "agent_error"
+            request = CapabilityRequest("work", "do it", timeout=5)
+            raw = await bus.request(
+                CAPABILITY_REQUEST, CAPABILITY_REQUEST_CODEC.encode(request), timeout=6
+            )
+            assert decode_capability_reply(raw.data).code is ErrorCode.AGENT_ERROR
+
+        await both(1)
+        await both(2)
+        await trio.sleep(1.1)  # the windows end: the next failures bring their summaries
+        await both(3)
+    lines = [r.getMessage() for r in caplog.records if r.name == "volta.actors.unit"]
+    assert lines == [
+        "agent alpha: message m1 failed: RuntimeError('boom')",
+        "agent alpha: capability work failed: RuntimeError('boom')",
+        "1 more message failures on message in the last 1 s",
+        "agent alpha: message m3 failed: RuntimeError('boom')",
+        "1 more capability failures on capability in the last 1 s",
+        "agent alpha: capability work failed: RuntimeError('boom')",
+    ]
+    assert {r.levelno for r in caplog.records if r.name == "volta.actors.unit"} == {logging.WARNING}
