@@ -63,18 +63,19 @@ async def test_a_handler_error_counts_the_same_on_both_paths(
 ) -> None:
     spec = node_spec(nats_server.url, [agent("alpha", ["work"], handler=Failing(error))])
     async with running_node(spec) as node, open_client(nats_server.url) as client:
-        with pytest.raises(AskFailed) as asked:
-            await client.ask("alpha", "do it", timeout=5)
-        with pytest.raises(CapabilityFailed) as called:
-            await client.capability("work", "do it", timeout=5)
+        for _ in range(2):  # each one counts (not only the first)
+            with pytest.raises(AskFailed) as asked:
+                await client.ask("alpha", "do it", timeout=5)
+            with pytest.raises(CapabilityFailed) as called:
+                await client.capability("work", "do it", timeout=5)
         stats = node.agents["alpha"].statistics()
     assert asked.value.code is called.value.code is code
     assert asked.value.message == called.value.message
     assert stats.messages is not None
     assert stats.calls is not None
-    assert (stats.messages.failed, stats.messages.handler_errors) == (1, 1)
-    assert (stats.calls.failed, stats.calls.handler_errors) == (1, 1)
-    assert stats.handler_errors == 2
+    assert (stats.messages.failed, stats.messages.handler_errors) == (2, 2)
+    assert (stats.calls.failed, stats.calls.handler_errors) == (2, 2)
+    assert stats.handler_errors == 4
     assert (stats.messages.answered, stats.calls.answered, stats.handled) == (0, 0, 0)
 
 
