@@ -22,6 +22,7 @@ from volta.protocol import (
     CAPABILITY_REQUEST_CODEC,
     PROGRESS_CODEC,
     TASK_CODEC,
+    CapabilityReply,
     CapabilityRequest,
     ErrorCode,
     Message,
@@ -30,11 +31,12 @@ from volta.protocol import (
     ProgressKind,
     TaskContext,
     TaskRefused,
+    capability_endpoint,
     decode_capability_reply,
     progress_subject,
 )
 
-from ..mesh import FAST_RECONNECT, agent, client_context, node_spec, running_node
+from ..mesh import FAST_RECONNECT, agent, client_context, node_spec, running_node, wait_until
 
 
 class Failing:
@@ -278,3 +280,67 @@ async def test_a_handler_exception_is_logged_naming_the_agent_and_the_work(
         "agent alpha: capability work failed: RuntimeError('boom')",
     ]
     assert {r.levelno for r in caplog.records if r.name == "volta.actors.unit"} == {logging.WARNING}
+
+
+class SpendsThenHangs:
+    """Spends 30 tokens of its unit's budget, then works for ever."""
+
+    async def _work(self, context: AgentContext) -> None:
+        scope = context.task
+        assert scope is not None
+        scope.budget.charge(30)
+        await trio.sleep_forever()
+
+    async def on_message(self, message: Message, context: AgentContext) -> str | None:
+        await self._work(context)
+        return None
+
+    async def on_capability(self, capability: str, input: Any, context: AgentContext) -> Any:
+        await self._work(context)
+
+
+async def test_a_unit_interrupted_by_its_agent_stopping_says_what_it_spent(
+    nats_server: NatsServer,
+) -> None:
+    """The caller holds a reservation for the unit: the interruption answer tells it what
+    was spent, so it settles for that instead of forfeiting the whole allowance."""
+    spec = node_spec(nats_server.url, [agent("busy", ["work"], handler=SpendsThenHangs())])
+    task = TASK_CODEC.to_dict(TaskContext.root("tester", budget=1000))
+    answers: list[Message] = []
+    replies: list[CapabilityReply] = []
+    async with open_bus(nats_server.url) as bus, trio.open_nursery() as nursery:
+
+        async def ask() -> None:
+            question = Message(
+                sender="tester",
+                to="busy",
+                message="take your time",
+                type=MessageType.QUERY,
+                metadata={"task": task},
+            )
+            answers.append((await bus.request("agent.busy.message", question, timeout=5)).decode())
+
+        async def call() -> None:
+            request = CapabilityRequest("work", "take your time", timeout=5, task=task)
+            raw = await bus.request(
+                capability_endpoint("work"), CAPABILITY_REQUEST_CODEC.encode(request), timeout=5
+            )
+            replies.append(decode_capability_reply(raw.data))
+
+        async with running_node(spec) as node:
+            nursery.start_soon(ask)
+            nursery.start_soon(call)
+            await wait_until(lambda: node.agents["busy"].statistics().in_flight == 2)
+        # The node stopped in order while both were in flight.
+    [answer] = answers
+    [reply] = replies
+    assert answer.metadata["error"] == {
+        "code": "agent_error",
+        "message": "interrupted: the inbox stopped",
+    }
+    assert answer.metadata["usage"] == {"tokens": 30}
+    assert (reply.code, reply.message, reply.tokens) == (
+        ErrorCode.AGENT_ERROR,
+        "interrupted: the capability responder is restarting",
+        30,
+    )
