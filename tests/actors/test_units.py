@@ -37,6 +37,7 @@ from volta.protocol import (
 )
 
 from ..mesh import FAST_RECONNECT, agent, client_context, node_spec, running_node, wait_until
+from .test_agents import Hangs
 
 
 class Failing:
@@ -88,6 +89,7 @@ async def test_a_refusal_and_a_malformed_task_count_the_same_on_both_paths(
     broken = {"id": "t", "spans": ["s"], "chain": ["a.b"]}
     spec = node_spec(nats_server.url, [agent("alpha", ["echo"])])
     codes = []
+    words = []
     async with running_node(spec) as node, open_bus(nats_server.url) as bus:
         for task in (looping, broken):
             question = Message(
@@ -104,8 +106,15 @@ async def test_a_refusal_and_a_malformed_task_count_the_same_on_both_paths(
             )
             reply = decode_capability_reply(raw.data)
             codes.append((answer.metadata["error"]["code"], reply.code))
+            words.append((answer.metadata["error"]["message"], reply.message))
         stats = node.agents["alpha"].statistics()
     assert codes == [("loop_detected", "loop_detected"), ("bad_request", "bad_request")]
+    # The malformed field is named as each transport carries the task.
+    invalid = "chain[0]: invalid agent id 'a.b': use 1-64 characters from A-Z a-z 0-9 _ -"
+    assert words == [
+        ("the task has already passed through 'alpha' (mallory -> alpha -> alpha)",) * 2,
+        (f"invalid message: metadata.task.{invalid}", f"task.{invalid}"),
+    ]
     assert stats.messages is not None
     assert stats.calls is not None
     assert (stats.messages.refused, stats.messages.malformed) == (1, 1)
@@ -344,3 +353,21 @@ async def test_a_unit_interrupted_by_its_agent_stopping_says_what_it_spent(
         "interrupted: the capability responder is restarting",
         30,
     )
+
+
+async def test_an_agents_task_timeout_bounds_work_that_came_without_a_task(
+    nats_server: NatsServer,
+) -> None:
+    """No task on the wire: the unit starts a task of its own, with the agent's
+    ``task_timeout`` as its deadline."""
+    spec = node_spec(nats_server.url, [agent("slow", handler=Hangs(), task_timeout=0.3)])
+    async with running_node(spec), open_bus(nats_server.url) as bus:
+        question = Message(sender="tester", to="slow", message="hi", type=MessageType.QUERY)
+        start = trio.current_time()
+        answer = (await bus.request("agent.slow.message", question, timeout=5)).decode()
+        elapsed = trio.current_time() - start
+    assert answer.metadata["error"] == {
+        "code": "deadline_exceeded",
+        "message": "the task's deadline passed while slow worked on it",
+    }
+    assert 0.3 <= elapsed < 1.5
