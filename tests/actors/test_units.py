@@ -371,3 +371,29 @@ async def test_an_agents_task_timeout_bounds_work_that_came_without_a_task(
         "message": "the task's deadline passed while slow worked on it",
     }
     assert 0.3 <= elapsed < 1.5
+
+
+class Allowance:
+    """Answers with the allowance of the unit it runs in."""
+
+    async def on_message(self, message: Message, context: AgentContext) -> str | None:
+        scope = context.task
+        assert scope is not None
+        return str(scope.budget.allowance)
+
+    async def on_capability(self, capability: str, input: Any, context: AgentContext) -> Any:
+        return None
+
+
+async def test_an_agents_budget_caps_what_a_task_from_the_wire_allows(
+    nats_server: NatsServer,
+) -> None:
+    """A task that names no budget, or more than the agent allows, gets the agent's
+    ``budget``; a smaller one keeps its own."""
+    spec = node_spec(nats_server.url, [agent("capped", handler=Allowance(), budget=100)])
+    async with running_node(spec), open_client(nats_server.url) as client:
+        allowances = [
+            (await client.ask("capped", "how much?", budget=budget, timeout=5)).message
+            for budget in (None, 1000, 100, 50)
+        ]
+    assert allowances == ["100", "100", "100", "50"]
