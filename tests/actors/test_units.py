@@ -16,6 +16,7 @@ import pytest
 import trio
 
 from volta.actors import AgentContext, AskFailed, CapabilityFailed, HandlerError, open_client
+from volta.actors._unit import Failed, TaskScope, UnitLimits, Units, UnitStatistics, Work, WorkKind
 from volta.bus import BusOptions, NatsServer, open_bus
 from volta.protocol import (
     CAPABILITY_REQUEST,
@@ -397,3 +398,41 @@ async def test_an_agents_budget_caps_what_a_task_from_the_wire_allows(
             for budget in (None, 1000, 100, 50)
         ]
     assert allowances == ["100", "100", "100", "50"]
+
+
+async def unwatched(kind: ProgressKind, detail: str, scope: TaskScope) -> None:
+    """Progress nobody hears."""
+
+
+async def test_a_malformed_task_beyond_the_error_answers_allowed_is_refused_quietly() -> None:
+    """``Units.run`` alone (no bus): a malformed task is refused before anything runs,
+    counted each time, and marked quiet (not to be answered) when the transport's
+    allowance of error answers says no; without an allowance to ask, always said."""
+    units = Units("alpha", UnitLimits(), unwatched)
+    broken = {"id": "t", "spans": ["s"], "chain": ["a.b"]}
+    work = Work.message("tester", "m1", "hi", broken, broadcast=False)
+
+    async def never_called() -> None:
+        raise AssertionError("the handler ran for a malformed task")
+
+    async def never_interrupted(failure: Failed) -> None:
+        raise AssertionError("interrupted")
+
+    outcomes = [
+        await units.run(work, never_called, interrupted=never_interrupted, admit_refusal=admit)
+        for admit in (lambda: True, lambda: False, None)
+    ]
+    invalid = "chain[0]: invalid agent id 'a.b': use 1-64 characters from A-Z a-z 0-9 _ -"
+    words = f"invalid message: metadata.task.{invalid}"
+    assert [
+        (outcome.code, outcome.message, outcome.quiet)
+        for outcome in outcomes
+        if isinstance(outcome, Failed)
+    ] == [
+        (ErrorCode.BAD_REQUEST, words, False),
+        (ErrorCode.BAD_REQUEST, words, True),
+        (ErrorCode.BAD_REQUEST, words, False),
+    ]
+    assert units.statistics(WorkKind.MESSAGE) == UnitStatistics(
+        received=3, answered=0, failed=0, handler_errors=0, refused=0, malformed=3, in_flight=0
+    )
