@@ -436,3 +436,14 @@ async def test_a_malformed_task_beyond_the_error_answers_allowed_is_refused_quie
     assert units.statistics(WorkKind.MESSAGE) == UnitStatistics(
         received=3, answered=0, failed=0, handler_errors=0, refused=0, malformed=3, in_flight=0
     )
+
+
+async def test_work_without_a_task_is_never_refused_even_from_the_agent_itself(
+    nats_server: NatsServer,
+) -> None:
+    """The refusals (loop, depth, deadline) are a task's rules: work without one starts
+    a task of its own, so a note an agent sends itself outside any unit is no loop."""
+    spec = node_spec(nats_server.url, [agent("alpha")])
+    async with running_node(spec), open_bus(nats_server.url) as bus:
+        answer = await client_context(bus, "alpha").ask("alpha", "note to self", timeout=5)
+    assert answer.message == "note to self"
