@@ -42,7 +42,7 @@ from volta.supervisor import (
     SupervisorSpec,
 )
 
-from ._announcer import Announcer, AnnounceRequests
+from ._announcer import Announcer, announce
 from ._calls import PendingAsks
 from ._cancel import TaskRegistry
 from ._capabilities import CapabilityResponder, EndpointCounters, Endpoints
@@ -410,7 +410,7 @@ class Agent:
         # What the children share, each handed only what it needs:
         self._asks = PendingAsks()
         self._announced = trio.Event()
-        self._announce_requests = AnnounceRequests()
+        self._running_bus: Bus | None = None  # the connection of the current run
         self._inbox = InboxRecord()
         self._endpoints = Endpoints()
         self._context: AgentContext | None = None
@@ -448,10 +448,16 @@ class Agent:
         """Whether it has announced itself (it is reachable)."""
         return self._announced.is_set()
 
-    def announce_again(self) -> None:
-        """Announce once more, soon (a directory called the roll); never blocks, and
-        several asks before the announcer wakes make one announce."""
-        self._announce_requests.request()
+    async def announce_again(self) -> None:
+        """Announce once more, now (a directory called the roll), if it is running and
+        has announced (one that has not yet announces when it starts).
+
+        Raises:
+            BusError: it could not be sent.
+        """
+        bus = self._running_bus
+        if bus is not None and self._announced.is_set():
+            await announce(bus, self.status(None), quietly=True)
 
     @property
     def restarts(self) -> int:
@@ -555,7 +561,7 @@ class Agent:
             starts.append(("capabilities", responder.run))
         heartbeat = Heartbeat(spec.id, self._heartbeat_interval, self.status, bus)
         starts.append(("heartbeat", heartbeat.run))
-        announcer = Announcer(self.status, self._announced, bus, self._announce_requests)
+        announcer = Announcer(self.status, self._announced, bus)
         starts.append(("announcer", announcer.run))
         timeout = self._supervision.shutdown_timeout
         return tuple(
@@ -586,11 +592,13 @@ class Agent:
                 on_event=self._on_event,
             )
             self._supervisor = supervisor
+            self._running_bus = bus
             self._started_at = trio.current_time()
             self.started_wall = datetime.now(UTC)
             try:
                 await supervisor.run(task_status=task_status)
             finally:
+                self._running_bus = None
                 await self._close_handler()
 
     async def _close_handler(self) -> None:

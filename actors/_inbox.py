@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -199,24 +199,16 @@ class Inbox:
         queue = inbox_queue(spec.id)
         buffer, max_bytes = spec.inbox_buffer, spec.inbox_max_bytes
         try:
-            async with AsyncExitStack() as stack:
-                direct = await stack.enter_async_context(
-                    self._bus.subscribe(
-                        agent_message(spec.id),
-                        queue=queue,
-                        max_messages=buffer,
-                        max_bytes=max_bytes,
-                    )
-                )
-                messages: PullSubscription | None = None
-                if self._durable is not None:
-                    messages = await stack.enter_async_context(self._open_durable())
-                everyone = await stack.enter_async_context(
-                    self._bus.subscribe(
-                        AGENT_BROADCAST, queue=queue, max_messages=buffer, max_bytes=max_bytes
-                    )
-                )
-                nursery = await stack.enter_async_context(open_nursery())
+            async with (
+                self._bus.subscribe(
+                    agent_message(spec.id), queue=queue, max_messages=buffer, max_bytes=max_bytes
+                ) as direct,
+                self._open_durable() if self._durable is not None else nullcontext() as messages,
+                self._bus.subscribe(
+                    AGENT_BROADCAST, queue=queue, max_messages=buffer, max_bytes=max_bytes
+                ) as everyone,
+                open_nursery() as nursery,
+            ):
                 self._record.subscriptions = (direct, everyone)
                 nursery.start_soon(self._read, direct, limiter, nursery)
                 nursery.start_soon(self._read, everyone, limiter, nursery)

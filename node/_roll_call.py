@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from volta.bus import Bus, Delivery, Subscription
+from volta.bus import Bus, BusError, Delivery, Subscription
 from volta.core import open_nursery
 from volta.protocol import AGENT_ROLL_CALL, ROLL_CALL_CODEC, ProtocolError, RollCall
 
@@ -66,6 +66,8 @@ class RollCallResponder:
         """Rounds of announces made (one may answer many calls)."""
         self.malformed = 0
         """Roll calls that did not decode (ignored)."""
+        self.failed = 0
+        """Announces that could not be sent."""
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Answer roll calls until cancelled."""
@@ -91,9 +93,12 @@ class RollCallResponder:
             await self._called.wait()
             await trio.sleep(random.uniform(0, self._spread))
             self._called = trio.Event()  # calls heard from here on need another round
-            for agent in self._agents():
-                if agent.announced:  # one that has not yet announces when it starts
-                    agent.announce_again()
+            for agent in list(self._agents()):
+                try:
+                    await agent.announce_again()  # (one not yet announced does at start)
+                except BusError as error:  # disconnected: it announces on reconnect
+                    self.failed += 1
+                    log.debug("agent %s could not answer the roll call: %s", agent.id, error)
             self.rounds += 1
             await trio.sleep(self._spread)
 

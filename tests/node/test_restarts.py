@@ -254,9 +254,9 @@ class Announcing:
         outer = self
 
         class One:
-            announced = True
+            id = f"stand-in-{n}"
 
-            def announce_again(self) -> None:
+            async def announce_again(self) -> None:
                 outer.asked[n] += 1
 
         return One()

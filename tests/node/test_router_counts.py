@@ -372,13 +372,23 @@ async def test_failures_inside_the_router_are_logged_once_then_summarised(
 async def test_an_answer_the_bus_cannot_send_is_logged_and_the_router_goes_on(
     nats_server: NatsServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A reply whose publish fails (the bus closed under it) is logged at INFO, counted
-    as routed, and raises nothing."""
+    """A reply whose publish fails (the bus closed under it) is logged at INFO once per
+    window, naming the error, the rest summarised; each is counted as routed, and
+    nothing is raised."""
     caplog.set_level(logging.INFO, logger="volta.node.router")
-    async with open_bus(nats_server.url) as bus:
+    async with open_bus(nats_server.url, report_interval=0.3) as bus:
         router = CapabilityRouter(listing("alpha", ["echo"]), bus)
-    delivery = Delivery(subject=CAPABILITY_REQUEST, data=body("echo"), reply="_INBOX.gone.1")
+    for n in range(3):
+        delivery = Delivery(subject=CAPABILITY_REQUEST, data=body("echo"), reply=f"_INBOX.gone.{n}")
+        await router._answer(delivery, CapabilityReply.success("fine", "alpha"))
+    await trio.sleep(0.35)  # the window ends: the next failure brings its summary
+    delivery = Delivery(subject=CAPABILITY_REQUEST, data=body("echo"), reply="_INBOX.gone.last")
     await router._answer(delivery, CapabilityReply.success("fine", "alpha"))
-    assert router.routed == 1
-    [line] = [record.getMessage() for record in caplog.records]
-    assert line.startswith("could not answer a capability request: ")
+    assert (router.routed, router.failed, router.errors) == (4, 0, 0)
+    lines = [(record.levelno, record.getMessage()) for record in caplog.records]
+    failure = (
+        logging.INFO,
+        "could not answer a capability request: the bus is closed: closed by its owner",
+    )
+    summary = (logging.INFO, "2 more answers that could not be sent on answer in the last 0 s")
+    assert lines == [failure, summary, failure]
