@@ -48,6 +48,7 @@ from ._handler import Handler as Handler
 from ._handler import HandlerError as HandlerError
 from ._handler import HandlerFactory as HandlerFactory
 from ._handler import HandlerRecipe as HandlerRecipe
+from ._journal import Journal as Journal
 from ._unit import DELEGATE_SHARE as DELEGATE_SHARE
 from ._unit import Budget as Budget
 from ._unit import Reservation as Reservation
@@ -61,6 +62,7 @@ __all__ = [
     "DurableInboxes",
     "DurableMode",
     "DurableSpec",
+    "Journal",
     "REPLY_HEADER",
     "AgentFault",
     "Budget",

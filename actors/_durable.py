@@ -56,12 +56,15 @@ from volta.core import validators
 from volta.protocol import (
     AGENT_HANDLED_ALL,
     AGENT_INBOX_ALL,
+    Message,
     ProtocolError,
     agent_handled,
     agent_inbox,
     decode_json,
     encode_json,
 )
+
+from ._journal import Journal, journal_stream, journal_subject
 
 log = logging.getLogger("volta.actors.durable")
 
@@ -180,6 +183,7 @@ class DurableInboxes:
             return None
         await JetStream(bus).ensure_stream(spec.stream_spec())
         await JetStream(bus).ensure_stream(spec.records_spec())
+        await JetStream(bus).ensure_stream(journal_stream(spec))
         log.info(
             "durable inboxes on stream %s (%s, %d replica(s))",
             spec.stream,
@@ -268,6 +272,17 @@ class DurableInboxes:
                     and all(type(number) is int for number in pair)
                 )
         return keys
+
+    async def journal(self, bus: Bus, agent_id: str, message: Message, *, read: bool) -> Journal:
+        """The journal of one message's unit (``_journal.py``); ``read``: the message was
+        delivered before, so its journal may hold work already done.
+
+        Raises:
+            BusError: it could not be read.
+        """
+        subject = journal_subject(agent_id, message.sender, message.id)
+        stream = journal_stream(self.spec).name
+        return await Journal.open(bus, stream, subject, self.publisher(bus), read=read)
 
     def publisher(self, bus: Bus) -> StreamPublisher:
         """Publishes into the stream on ``bus`` (PubAck awaited, sent again under its id)."""

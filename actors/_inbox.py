@@ -91,6 +91,7 @@ from ._durable import (
     reply_header,
 )
 from ._handler import AgentFault
+from ._journal import Journal
 from ._unit import Answered, Failed, Outcome, Units, Work
 
 if TYPE_CHECKING:
@@ -304,10 +305,14 @@ class Inbox:
         key = message_key(held)
         self._held[key] = held
         answered = False
+        journal: Journal | None = None
         self._context.route_replies(message, reply_to)
         try:
+            journal = await self._open_journal(message, read=held.redelivered)
             try:
-                await self._run_unit(message, reply_to, broadcast=False)
+                await self._run_unit(
+                    message, reply_to, broadcast=False, stored=True, journal=journal
+                )
             except AgentFault:
                 answered = True  # answered, then the fault crashes the inbox
                 raise
@@ -318,9 +323,28 @@ class Inbox:
             try:
                 with shutdown_scope():
                     await self._settle(held, key, answered=answered)
+                    if answered and journal is not None:
+                        await journal.close()
             finally:
                 # (Only now: what may run again after a crash is bounded by max_concurrency.)
                 limiter.release_on_behalf_of(token)
+
+    async def _open_journal(self, message: Message, *, read: bool) -> Journal | None:
+        """The journal of a stored message's unit (None if it cannot be read: the unit
+        then does all its work again)."""
+        assert self._durable is not None
+        try:
+            return await self._durable.journal(self._bus, self._spec.id, message, read=read)
+        except BusError as error:
+            self._log.warning(
+                "journal",
+                "journals that could not be read",
+                "agent %s could not read the journal of %s: %s",
+                self._spec.id,
+                message.id,
+                error,
+            )
+            return None
 
     async def _settle(self, held: StreamDelivery, key: MessageKey, *, answered: bool) -> None:
         """Ack an answered message once it is written down as handled (one record for
@@ -442,8 +466,22 @@ class Inbox:
             self._context.forget_replies(message)
             limiter.release_on_behalf_of(token)
 
-    async def _run_unit(self, message: Message, reply_to: str | None, broadcast: bool) -> None:
-        """Handle one message as a unit of its task, and answer how it went."""
+    async def _run_unit(
+        self,
+        message: Message,
+        reply_to: str | None,
+        broadcast: bool,
+        *,
+        stored: bool = False,
+        journal: Journal | None = None,
+    ) -> None:
+        """Handle one message as a unit of its task, and answer how it went.
+
+        Args:
+            stored: it came from the durable inbox: if the inbox stops first it is
+                delivered again, so it is not answered "interrupted".
+            journal: its journal (a stored message's).
+        """
         work = Work.message(
             message.sender,
             message.id,
@@ -459,12 +497,15 @@ class Inbox:
             return answer
 
         async def interrupted(failure: Failed) -> None:
-            if self._durable is None or broadcast:
+            if not stored:  # (a stored message is delivered again: its answer comes then)
                 await self._fail(message, reply_to, failure)
-            # (A stored message is delivered again instead: its answer comes then.)
 
         outcome = await self._units.run(
-            work, handle, interrupted=interrupted, admit_refusal=self._admit_error_reply
+            work,
+            handle,
+            interrupted=interrupted,
+            admit_refusal=self._admit_error_reply,
+            journal=journal,
         )
         await self._send(message, reply_to, outcome)
         if isinstance(outcome, Failed) and outcome.fault is not None:

@@ -65,6 +65,7 @@ from volta.protocol import (
 
 from ._cancel import RunningUnit, TaskRegistry
 from ._handler import AgentFault
+from ._journal import Journal
 
 log = logging.getLogger("volta.actors.unit")
 
@@ -193,6 +194,9 @@ class TaskScope:
     """Its tokens."""
     traced: bool = True
     """Whether its progress is published (``task.<id>.progress``)."""
+    journal: Journal | None = None
+    """What it already did, when its message may come again (``_journal.py``): a
+    brain takes model replies and tool results from there instead of again."""
 
     @property
     def chain(self) -> tuple[str, ...]:
@@ -412,6 +416,7 @@ class Units:
         interrupted: Callable[[Failed], Awaitable[None]],
         admit_refusal: Callable[[], bool] | None = None,
         timeout: float | None = None,
+        journal: Journal | None = None,
     ) -> Outcome:
         """Run one unit (see the module docstring).
 
@@ -424,6 +429,8 @@ class Units:
                 and the error answer); False: it is only counted (``quiet``). None:
                 always said.
             timeout: seconds the handler may take (``timeout`` when it does not finish).
+            journal: what the unit did before, if its message may come again; a
+                unit that did some of its work before says ``resumed`` as it starts.
         """
         counters = self._counters[work.kind]
         counters.received += 1
@@ -442,7 +449,11 @@ class Units:
             await self._progress(ProgressKind.REFUSED, refusal.message, scope)
             return Failed(refusal.code, refusal.message, refused=True)
         scope = TaskScope(
-            task, self._agent, Budget(task.budget), traced=from_wire or self._limits.trace
+            task,
+            self._agent,
+            Budget(task.budget),
+            traced=from_wire or self._limits.trace,
+            journal=journal,
         )
         counters.in_flight += 1
         try:
@@ -482,6 +493,10 @@ class Units:
         value: Any = None
         with self._running(scope) as (cancel_scope, running):
             await self._progress(ProgressKind.STARTED, work.summary, scope)
+            if scope.journal is not None and scope.journal.resumed:
+                await self._progress(
+                    ProgressKind.RESUMED, "from its journal: work done before is not redone", scope
+                )
             try:
                 with trio.move_on_after(math.inf if timeout is None else timeout) as bounded:
                     value = await handle()

@@ -47,6 +47,7 @@ from volta.actors import (
     BuildContext,
     CapabilityError,
     HandlerError,
+    Journal,
     TaskScope,
 )
 from volta.core import ConfigError, ConfigProblem, ConfigTypeError, open_nursery, validators
@@ -66,8 +67,23 @@ from volta.protocol import (
 )
 
 from ._memory import Memory, estimate_tokens
-from ._models import DEFAULT_MODEL, BrainFailure, Model, ModelReply
-from ._tools import DELEGATING, TOOLS, ToolBox, ToolCall, ToolResult
+from ._models import (
+    DEFAULT_MODEL,
+    BrainFailure,
+    Model,
+    ModelReply,
+    reply_from_journal,
+    reply_to_journal,
+)
+from ._tools import (
+    DELEGATING,
+    TOOLS,
+    ToolBox,
+    ToolCall,
+    ToolResult,
+    tool_result_from_journal,
+    tool_result_to_journal,
+)
 
 log = logging.getLogger("volta.brains")
 
@@ -461,21 +477,42 @@ class Brain:
             TaskRefused: the budget cannot cover another call.
         """
         messages = list(messages)
+        scope = context.task
+        journal = scope.journal if scope is not None else None
         for step in range(self.spec.max_steps):
             last_step = step == self.spec.max_steps - 1
-            params, estimate = self._params(messages, context, last_step)
-            await context.progress(ProgressKind.THINKING, f"model call {step + 1}")
-            reply = await self._call(params, context, estimate)
+            reply = self._recall(journal, step, scope)
+            if reply is None:
+                params, estimate = self._params(messages, context, last_step)
+                await context.progress(ProgressKind.THINKING, f"model call {step + 1}")
+                reply = await self._call(params, context, estimate)
+                if journal is not None:
+                    await journal.record_model(step, reply_to_journal(reply))
+            else:
+                await context.progress(
+                    ProgressKind.THINKING, f"model call {step + 1} (from the journal)"
+                )
             uses = reply.tool_uses
             if not uses or last_step:
                 return _final_text(reply)
             messages.append({"role": "assistant", "content": [dict(b) for b in reply.content]})
-            results = await self._run_tools(uses, context)
+            results = await self._run_tools(uses, context, step)
             messages.append({"role": "user", "content": [r.to_block() for r in results]})
         raise AssertionError("unreachable: the last step returns")  # pragma: no cover
 
+    def _recall(
+        self, journal: Journal | None, step: int, scope: TaskScope | None
+    ) -> ModelReply | None:
+        """The model reply of ``step`` from the unit's journal (it was paid for before
+        its node died): its tokens count against the budget again, no call is made."""
+        recorded = journal.model_reply(step) if journal is not None else None
+        reply = reply_from_journal(recorded) if recorded is not None else None
+        if reply is not None and scope is not None:
+            scope.budget.charge(reply.usage.total)
+        return reply
+
     async def _run_tools(
-        self, uses: Sequence[Mapping[str, Any]], context: AgentContext
+        self, uses: Sequence[Mapping[str, Any]], context: AgentContext, step: int = 0
     ) -> list[ToolResult]:
         """Run one turn's tool calls at the same time; their results in the same order.
 
@@ -508,10 +545,20 @@ class Brain:
         ]
         results: list[ToolResult | None] = [None] * len(calls)
 
+        journal = scope.journal if scope is not None else None
+
         async def run(index: int, call: ToolCall) -> None:
+            recorded = journal.tool_result(step, call.id) if journal is not None else None
+            recalled = tool_result_from_journal(call.id, recorded) if recorded else None
+            if recalled is not None:  # done before its node died: not again
+                results[index] = recalled
+                return
             self.stats.tool_calls += 1
             await context.progress(ProgressKind.TOOL_CALL, f"{call.name} {_brief(call.input)}")
-            results[index] = await self._tools.run(call, context)
+            result = await self._tools.run(call, context)
+            if journal is not None:
+                await journal.record_tool(step, call.id, tool_result_to_journal(result))
+            results[index] = result
 
         async with open_nursery() as nursery:
             for index, call in enumerate(calls):

@@ -100,6 +100,35 @@ class ModelReply:
         return [block for block in self.content if block.get("type") == "tool_use"]
 
 
+def reply_to_journal(reply: ModelReply) -> dict[str, Any]:
+    """A reply as a unit's journal keeps it (``volta.actors`` ``_journal.py``)."""
+    return {
+        "content": [dict(block) for block in reply.content],
+        "stop_reason": reply.stop_reason,
+        "usage": attrs.asdict(reply.usage),
+        "latency": reply.latency,
+    }
+
+
+def reply_from_journal(entry: Mapping[str, Any]) -> ModelReply | None:
+    """A reply written by :func:`reply_to_journal`; None if the entry is not one."""
+    content, usage = entry.get("content"), entry.get("usage")
+    stop_reason, latency = entry.get("stop_reason"), entry.get("latency")
+    if not isinstance(content, list) or not all(isinstance(b, dict) for b in content):
+        return None
+    if not isinstance(usage, dict) or not (stop_reason is None or isinstance(stop_reason, str)):
+        return None
+    try:
+        counts = Usage(**{key: value for key, value in usage.items() if key in _USAGE_KEYS})
+    except (TypeError, ValueError):
+        return None
+    seconds = float(latency) if isinstance(latency, int | float) else 0.0
+    return ModelReply(tuple(content), stop_reason, counts, seconds)
+
+
+_USAGE_KEYS = frozenset(field.name for field in attrs.fields(Usage))
+
+
 class Model(Protocol):
     """Something that answers Messages-API requests."""
 

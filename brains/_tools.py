@@ -141,6 +141,23 @@ class ToolResult:
         return block
 
 
+def tool_result_to_journal(result: ToolResult) -> dict[str, Any]:
+    """A tool call's result as a unit's journal keeps it."""
+    return {"text": result.text, "is_error": result.is_error}
+
+
+def tool_result_from_journal(
+    tool_use_id: str, entry: Mapping[str, Any] | None
+) -> ToolResult | None:
+    """A result written by :func:`tool_result_to_journal`; None if the entry is not one."""
+    if entry is None:
+        return None
+    text, is_error = entry.get("text"), entry.get("is_error")
+    if not isinstance(text, str) or not isinstance(is_error, bool):
+        return None
+    return ToolResult(tool_use_id, text, is_error)
+
+
 def bounded(text: str, max_chars: int) -> str:
     """``text`` cut to ``max_chars``, saying how much was left out."""
     if len(text) <= max_chars:

@@ -329,6 +329,14 @@ class JetStream:
             sequence = _integer(stored.get("seq")) + 1
         return payloads
 
+    async def purge(self, stream: str, subject: str) -> None:
+        """Remove every message the stream holds on ``subject``."""
+        await self._api(
+            f"purge {subject} in {stream}",
+            f"$JS.API.STREAM.PURGE.{stream}",
+            {"filter": subject},
+        )
+
     async def delete_stream(self, name: str) -> None:
         """Delete a stream and everything in it."""
         await self._api(f"delete stream {name}", f"$JS.API.STREAM.DELETE.{name}", None)

@@ -287,6 +287,8 @@ class ProgressKind(enum.Enum):
     """The agent would not start (loop, depth, deadline, budget)."""
     CANCELLED = "cancelled"
     """The unit was cancelled (``task.cancel``)."""
+    RESUMED = "resumed"
+    """The unit was started before (its node died): it goes on from its journal."""
 
 
 def _now() -> datetime:

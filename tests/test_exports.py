@@ -204,6 +204,7 @@ ACTORS = {
     "DurableInboxes",
     "DurableMode",
     "DurableSpec",
+    "Journal",
     "AgentContext",
     "AgentFault",
     "Budget",
