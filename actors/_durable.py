@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Protocol, TypeAlias
@@ -161,6 +162,10 @@ class DurableInboxes:
     def __init__(self, spec: DurableSpec) -> None:
         self.spec = spec
         self._known: OrderedDict[str, tuple[bool, float]] = OrderedDict()
+        self._journals = journal_stream(spec).name
+        self._publishers: weakref.WeakKeyDictionary[Bus, StreamPublisher] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @classmethod
     async def open(cls, bus: Bus, spec: DurableSpec) -> DurableInboxes | None:
@@ -281,12 +286,16 @@ class DurableInboxes:
             BusError: it could not be read.
         """
         subject = journal_subject(agent_id, message.sender, message.id)
-        stream = journal_stream(self.spec).name
-        return await Journal.open(bus, stream, subject, self.publisher(bus), read=read)
+        return await Journal.open(bus, self._journals, subject, self.publisher(bus), read=read)
 
     def publisher(self, bus: Bus) -> StreamPublisher:
-        """Publishes into the stream on ``bus`` (PubAck awaited, sent again under its id)."""
-        return StreamPublisher(bus, deadline=self.spec.duplicate_window / 2)
+        """Publishes into the stream on ``bus`` (PubAck awaited, sent again under its id);
+        one per connection."""
+        publisher = self._publishers.get(bus)
+        if publisher is None:
+            publisher = StreamPublisher(bus, deadline=self.spec.duplicate_window / 2)
+            self._publishers[bus] = publisher
+        return publisher
 
 
 def reply_header(headers: Mapping[str, str] | None) -> str | None:

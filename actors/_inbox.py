@@ -76,6 +76,7 @@ from volta.protocol import (
     encode_json,
     encode_message,
     inbox_queue,
+    is_answerable,
     message_attribution,
     usage_metadata,
 )
@@ -256,10 +257,10 @@ class Inbox:
                     await held.ack()  # its first ack was lost (a server restart)
                 continue
             reply = reply_header(held.headers)
-            delivery = attrs.evolve(held.delivery, reply=reply)
             try:
                 message = decode_message(held.data)
             except ProtocolError as error:
+                delivery = attrs.evolve(held.delivery, reply=reply)  # (not the ack subject)
                 messages.subscription.malformed(delivery, error)
                 await self._malformed(delivery, error)
                 handled.end(key, done=True)
@@ -271,7 +272,7 @@ class Inbox:
                 continue
             token = object()
             await limiter.acquire_on_behalf_of(token)
-            reply_to = reply if delivery.answerable else None
+            reply_to = reply if is_answerable(reply) else None
             nursery.start_soon(self._handle_held, held, message, reply_to, limiter, token)
 
     async def _load_records(self, handled: Handled) -> None:

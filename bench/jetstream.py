@@ -219,7 +219,9 @@ async def inbox(url: str, count: int, latency: int, durable: bool) -> dict[str, 
     from volta.protocol import Message, agent_inbox, agent_message, encode_message
 
     counter = _Counter(count)
-    stream = f"IN{uuid.uuid4().hex[:8]}"  # (and its records stream; both deleted at the end)
+    stream = (
+        f"IN{uuid.uuid4().hex[:8]}"  # (and its records and journal streams: deleted at the end)
+    )
     messages = [
         encode_message(Message(sender="bench", to="sink", message=PAYLOAD.decode()))
         for _ in range(count)
@@ -264,7 +266,7 @@ async def inbox(url: str, count: int, latency: int, durable: bool) -> dict[str, 
         nursery.cancel_scope.cancel()
     if durable:
         async with open_bus(url) as bus:
-            for name in (stream, f"{stream}_HANDLED"):
+            for name in (stream, f"{stream}_HANDLED", f"{stream}_JOURNAL"):
                 await JetStream(bus).delete_stream(name)
     return result
 
