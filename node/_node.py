@@ -207,6 +207,8 @@ class Node:
         """The directory child (its counters: malformed, clashes, errors), once running."""
         self.durable: DurableInboxes | None = None
         """The inbox stream, once running, when direct messages are durable."""
+        self.rebuilds = 0
+        """Times its connection closed for good and was built again."""
 
     def _emit(self, event: NodeEvent) -> None:
         self.events.emit(event)
@@ -294,12 +296,39 @@ class Node:
         """Claim the agents' ids, then run until cancelled (stopping in reverse order)
         or until the root escalates.
 
+        A connection the node opened itself that closes for good under it (nats-py
+        gives up after an error it does not retry, such as an authorization failure
+        on reconnect) is rebuilt: a new connection (waiting for NATS as at start),
+        the ids claimed again, the agents started again (:attr:`rebuilds`). Unless
+        ``nats.reconnect.max_attempts`` is set: whoever set it wants the node to end.
+
         Raises:
             IdentityConflict: every agent's id is taken (nothing was started).
             SupervisorEscalation: agents failed more often than the node's intensity allows.
             ConnectFailed: the node's connection could not be opened.
-            BusClosed: the node's connection gave up reconnecting (or was closed under it).
+            BusClosed: the node's connection gave up reconnecting after its
+                ``max_attempts``, or a connection given to the node was closed under it.
         """
+        status = _StartedOnce(task_status)
+        while True:
+            try:
+                await self._run_once(status)
+                return
+            except (BusClosed, BaseExceptionGroup) as error:
+                if not (_only_bus_closed(error) and self._rebuilds_its_connection()):
+                    raise
+                self.rebuilds += 1
+                log.warning(
+                    "node %s: the NATS connection closed for good (%s); building a new one",
+                    self.node_id,
+                    error,
+                )
+
+    def _rebuilds_its_connection(self) -> bool:
+        return self._bus is None and self.spec.nats.reconnect.max_attempts < 0
+
+    async def _run_once(self, task_status: _StartedOnce) -> None:
+        """One life of the node on one connection."""
         async with AsyncExitStack() as stack:
             bus = self._bus
             if bus is None:
@@ -352,3 +381,23 @@ class Node:
                         "node %s: NATS connection closed for good: %s", self.node_id, event.detail
                     )
                     raise BusClosed(f"the connection to NATS is closed: {event.detail}")
+
+
+class _StartedOnce:
+    """A task status that says started once, whichever life of the node gets there."""
+
+    def __init__(self, status: trio.TaskStatus[None]) -> None:
+        self._status = status
+        self._said = False
+
+    def started(self, value: None = None) -> None:
+        if not self._said:
+            self._said = True
+            self._status.started(value)
+
+
+def _only_bus_closed(error: BaseException) -> bool:
+    """Whether ``error`` is a BusClosed, or a group of nothing else."""
+    if isinstance(error, BaseExceptionGroup):
+        return all(_only_bus_closed(inner) for inner in error.exceptions)
+    return isinstance(error, BusClosed)

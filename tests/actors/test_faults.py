@@ -8,6 +8,7 @@ import json
 import attrs
 import pytest
 import trio
+import trio_asyncio
 
 from volta.actors import AskFailed
 from volta.bus import BusClosed, BusOptions, ConnectionEventKind, NatsServer, open_bus
@@ -227,3 +228,29 @@ async def test_a_bus_that_gives_up_ends_the_node(nats_server: NatsServer) -> Non
     # A child or two may fail on the closed bus before the node hears it closed; no storm.
     assert node.supervisor is not None
     assert node.supervisor.statistics().restarts <= len(node.agents)
+
+
+async def test_a_connection_closed_for_good_is_built_again(nats_server: NatsServer) -> None:
+    """With reconnects unlimited (the default) a connection can still close for good
+    (nats-py gives up after an authorization failure on reconnect): the node builds a
+    new one, claims its ids again and its agents answer again."""
+    spec = node_spec(nats_server.url, seed_agents())
+    async with running_node(spec) as node, open_bus(nats_server.url) as bus:
+        first = node.agents["alpha"]._running_bus
+        assert first is not None
+        # What nats-py does when it gives up: close its client (the bus hears "closed").
+        await trio_asyncio.aio_as_trio(first._client.close)()
+        await wait_until(lambda: node.rebuilds == 1, timeout=5)
+
+        def serving_again() -> bool:
+            agents = list(node.agents.values())
+            return len(agents) == 3 and all(
+                a._running_bus not in (None, first) and a.announced for a in agents
+            )
+
+        await wait_until(serving_again, timeout=5)
+        answer = await client_context(bus).ask("alpha", "still there?", timeout=5)
+        again = node.agents["alpha"]._running_bus
+    assert answer.message == "still there?"
+    assert again is not None
+    assert again is not first
