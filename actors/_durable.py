@@ -334,6 +334,11 @@ class Handled:
         self._handling.add(key)
         return True
 
+    def restart(self) -> None:
+        """A new run of the inbox: nothing is being handled (what a run that ended was
+        handling is delivered again, and handled then)."""
+        self._handling.clear()
+
     def was_done(self, key: MessageKey) -> bool:
         """Whether the message was handled already (its ack may be sent again)."""
         return key in self._done

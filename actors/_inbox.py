@@ -41,9 +41,10 @@ its supervisor to restart it; messages in flight then get ``agent_error
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import trio
@@ -101,6 +102,7 @@ if TYPE_CHECKING:
     from ._handler import Handler
 
 log = logging.getLogger("volta.actors.inbox")
+T = TypeVar("T")
 
 _REDELIVER_AFTER = 1.0  # seconds before a message the inbox could not finish comes again
 ERROR_REPLIES_PER_SECOND = 100.0
@@ -200,6 +202,8 @@ class Inbox:
         limiter = trio.CapacityLimiter(spec.max_concurrency)
         queue = inbox_queue(spec.id)
         buffer, max_bytes = spec.inbox_buffer, spec.inbox_max_bytes
+        if self._record.handled is not None:
+            self._record.handled.restart()  # (what an earlier run was at comes again)
         try:
             async with (
                 self._bus.subscribe(
@@ -216,7 +220,12 @@ class Inbox:
                 nursery.start_soon(self._read, everyone, limiter, nursery)
                 if messages is not None:
                     self._record.subscriptions += (messages.subscription,)
-                    nursery.start_soon(self._read_durable, messages, limiter, nursery)
+                    # (Bounded: the consumer delivers at most inbox_buffer unacked.)
+                    send, receive = trio.open_memory_channel[
+                        tuple[StreamDelivery, Message, str | None]
+                    ](math.inf)
+                    nursery.start_soon(self._read_durable, messages, send)
+                    nursery.start_soon(self._dispatch, receive, limiter, nursery)
                     nursery.start_soon(self._keep_in_progress)
                 if self._announced.is_set():
                     # A restart: ready means reachable, so wait until the server has the
@@ -242,7 +251,9 @@ class Inbox:
         return reading()
 
     async def _read_durable(
-        self, messages: PullSubscription, limiter: trio.CapacityLimiter, nursery: trio.Nursery
+        self,
+        messages: PullSubscription,
+        waiting: trio.MemorySendChannel[tuple[StreamDelivery, Message, str | None]],
     ) -> None:
         """Direct messages from the durable consumer: each handled once, acked after its
         unit (module docstring of ``_durable.py``)."""
@@ -270,10 +281,30 @@ class Inbox:
                 handled.end(key, done=True)
                 await held.ack()
                 continue
-            token = object()
-            await limiter.acquire_on_behalf_of(token)
+            # Held from now on (in-progress signals cover it while it waits for a slot);
+            # the dispatcher starts it when one is free, in arrival order.
+            self._held[key] = held
             reply_to = reply if is_answerable(reply) else None
-            nursery.start_soon(self._handle_held, held, message, reply_to, limiter, token)
+            waiting.send_nowait((held, message, reply_to))
+
+    async def _dispatch(
+        self,
+        waiting: trio.MemoryReceiveChannel[tuple[StreamDelivery, Message, str | None]],
+        limiter: trio.CapacityLimiter,
+        nursery: trio.Nursery,
+    ) -> None:
+        """Start each stored message's unit as a slot frees up; when the inbox stops,
+        leave those still waiting to be delivered again."""
+        try:
+            async for held, message, reply_to in waiting:
+                token = object()
+                await limiter.acquire_on_behalf_of(token)
+                nursery.start_soon(self._handle_held, held, message, reply_to, limiter, token)
+        finally:
+            with shutdown_scope():
+                for held, _message, _reply_to in _drain(waiting):
+                    await self._settle(held, message_key(held), answered=False)
+                    self._held.pop(message_key(held), None)
 
     async def _load_records(self, handled: Handled) -> None:
         """Read what earlier runs of this agent (anywhere) wrote down as handled."""
@@ -304,7 +335,6 @@ class Inbox:
         """One stored message as a unit: acked once answered; left to be delivered
         again (to another instance, or after a restart) if the inbox stops first."""
         key = message_key(held)
-        self._held[key] = held
         answered = False
         journal: Journal | None = None
         self._context.route_replies(message, reply_to)
@@ -596,6 +626,16 @@ class Inbox:
                     message.sender,
                     error,
                 )
+
+
+def _drain(channel: trio.MemoryReceiveChannel[T]) -> list[T]:
+    """What the channel holds now."""
+    items: list[T] = []
+    while True:
+        try:
+            items.append(channel.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            return items
 
 
 def _message(delivery: Delivery) -> Message:

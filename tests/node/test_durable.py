@@ -172,6 +172,47 @@ async def test_a_long_unit_says_it_is_in_progress_and_is_not_delivered_again(
     assert state.redelivered == 0
 
 
+async def test_messages_waiting_for_a_busy_agent_are_not_delivered_again(
+    js_server: NatsServer,
+) -> None:
+    """One at a time, 1.2 s each, ack_wait 1 s: the ones waiting for their turn are in
+    progress too (or each would come back while it waits); handled in arrival order."""
+
+    @attrs.define
+    class OneByOne:
+        seen: list[str] = attrs.Factory(list)
+
+        async def on_message(self, message: Message, context: AgentContext) -> str:
+            self.seen.append(message.message)
+            await trio.sleep(1.2)
+            return "ok"
+
+        async def on_capability(self, capability: str, input: Any, context: AgentContext) -> Any:
+            raise NotImplementedError
+
+    busy = OneByOne()
+    spec = node_spec(
+        js_server.url,
+        [agent("busy", handler=busy, max_concurrency=1)],
+        durable=DurableSpec(ack_wait=1.0),
+    )
+    async with (
+        running_node(spec) as node,
+        open_bus(js_server.url) as bus,
+        open_client(bus) as client,
+    ):
+        for n in range(3):
+            await client._context.send("busy", str(n))
+        await wait_until(lambda: len(busy.seen) == 3, timeout=10)
+        await trio.sleep(1.5)
+        state = await JetStream(bus).consumer_state(STREAM, "busy")
+        handled = node.agents["busy"]._inbox.handled
+    assert busy.seen == ["0", "1", "2"]
+    assert state.ack_pending == 0
+    assert handled is not None
+    assert handled.duplicates == 0  # nothing came back while it waited
+
+
 async def test_a_node_stopped_in_the_middle_of_a_unit_leaves_it_to_another_instance(
     js_server: NatsServer,
 ) -> None:
