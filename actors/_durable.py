@@ -173,8 +173,9 @@ class DurableInboxes:
 
         Raises:
             JetStreamUnavailable: ``mode: on`` and the server has no JetStream.
-            JetStreamError: the server refused the stream (another one captures
-                ``agent.*.message``, replicas above the cluster's size, ...).
+            JetStreamError: the server refused a stream (another one captures
+                ``agent.*.inbox``: a second ``durable.stream`` name on the same
+                server; replicas above the cluster's size, ...).
         """
         if spec.mode is DurableMode.OFF:
             log.info("direct messages on core NATS (durable inboxes are off)")
@@ -186,16 +187,15 @@ class DurableInboxes:
                 )
             log.info("direct messages on core NATS: the server has no JetStream")
             return None
-        await JetStream(bus).ensure_stream(spec.stream_spec())
-        await JetStream(bus).ensure_stream(spec.records_spec())
-        await JetStream(bus).ensure_stream(journal_stream(spec))
+        inboxes = cls(spec)
+        await inboxes.ensure_streams(bus)
         log.info(
             "durable inboxes on stream %s (%s, %d replica(s))",
             spec.stream,
             spec.storage.value,
             spec.replicas,
         )
-        return cls(spec)
+        return inboxes
 
     @classmethod
     async def find(cls, bus: Bus, spec: DurableSpec) -> DurableInboxes | None:
@@ -213,11 +213,32 @@ class DurableInboxes:
         return cls(spec)
 
     async def open_inbox(self, bus: Bus, agent_id: str, held: int) -> None:
-        """Make sure of an agent's consumer (every instance may call it)."""
-        await JetStream(bus).ensure_consumer(
-            self.spec.stream, self.spec.consumer_spec(agent_id, held)
-        )
+        """Make sure of an agent's consumer (every instance may call it), and of the
+        streams first if they are gone (someone deleted them while the node ran).
+
+        Raises:
+            JetStreamError, BusError: the server refused, or did not answer.
+        """
+        jetstream = JetStream(bus)
+        consumer = self.spec.consumer_spec(agent_id, held)
+        try:
+            await jetstream.ensure_consumer(self.spec.stream, consumer)
+        except JetStreamError as error:
+            if error.code != _NOT_FOUND:
+                raise
+            log.warning("stream %s is gone: making it again", self.spec.stream)
+            await self.ensure_streams(bus)
+            await jetstream.ensure_consumer(self.spec.stream, consumer)
         self._remember(agent_id, True, _KNOWN_FOR)
+
+    async def ensure_streams(self, bus: Bus) -> None:
+        """Make sure of the inbox, record and journal streams."""
+        for stream in (
+            self.spec.stream_spec(),
+            self.spec.records_spec(),
+            journal_stream(self.spec),
+        ):
+            await JetStream(bus).ensure_stream(stream)
 
     async def has_inbox(self, bus: Bus, agent_id: str) -> bool:
         """Whether messages to the agent go through the stream (it has a consumer);
@@ -278,14 +299,16 @@ class DurableInboxes:
                 )
         return keys
 
-    async def journal(self, bus: Bus, agent_id: str, message: Message, *, read: bool) -> Journal:
+    async def journal(
+        self, bus: Bus, agent_id: str, message: Message, stored: MessageKey, *, read: bool
+    ) -> Journal:
         """The journal of one message's unit (``_journal.py``); ``read``: the message was
         delivered before, so its journal may hold work already done.
 
         Raises:
             BusError: it could not be read.
         """
-        subject = journal_subject(agent_id, message.sender, message.id)
+        subject = journal_subject(agent_id, message.sender, message.id, stored)
         return await Journal.open(bus, self._journals, subject, self.publisher(bus), read=read)
 
     def publisher(self, bus: Bus) -> StreamPublisher:

@@ -339,7 +339,7 @@ class Inbox:
         journal: Journal | None = None
         self._context.route_replies(message, reply_to)
         try:
-            journal = await self._open_journal(message, read=held.redelivered)
+            journal = await self._open_journal(message, key, read=held.redelivered)
             try:
                 await self._run_unit(
                     message, reply_to, broadcast=False, stored=True, journal=journal
@@ -360,12 +360,14 @@ class Inbox:
                 # (Only now: what may run again after a crash is bounded by max_concurrency.)
                 limiter.release_on_behalf_of(token)
 
-    async def _open_journal(self, message: Message, *, read: bool) -> Journal | None:
+    async def _open_journal(
+        self, message: Message, stored: MessageKey, *, read: bool
+    ) -> Journal | None:
         """The journal of a stored message's unit (None if it cannot be read: the unit
         then does all its work again)."""
         assert self._durable is not None
         try:
-            return await self._durable.journal(self._bus, self._spec.id, message, read=read)
+            return await self._durable.journal(self._bus, self._spec.id, message, stored, read=read)
         except BusError as error:
             self._log.warning(
                 "journal",

@@ -2,8 +2,9 @@
 starting over when its message is delivered again (its node died in the middle).
 
 A unit that came through a durable inbox (``_durable.py``) has a journal: the
-subject ``agent.<id>.journal.<key>`` (the key a digest of the message's sender and
-id) in the stream ``<durable.stream>_JOURNAL``. What a handler does that costs
+subject ``agent.<id>.journal.<key>`` (the key a digest of the message's sender and id
+and of where and when the stream stored it) in the stream
+``<durable.stream>_JOURNAL``. What a handler does that costs
 something and must not be done twice is written there as it is done, each entry
 stored (PubAck) before the unit goes on: a brain writes each model reply and each
 tool result (``brains/_brain.py``). When the message comes again, the unit reads its
@@ -43,9 +44,16 @@ JOURNALS_ALL = "agent.*.journal.*"
 """What the journal stream captures: every agent's unit journals."""
 
 
-def journal_subject(agent_id: str, sender: str, message_id: str) -> str:
-    """The journal of one message to an agent: ``agent.<id>.journal.<digest>``."""
-    digest = hashlib.sha256(f"{sender}\0{message_id}".encode()).hexdigest()[:32]
+def journal_subject(agent_id: str, sender: str, message_id: str, stored: tuple[int, int]) -> str:
+    """The journal of one stored message to an agent: ``agent.<id>.journal.<digest>``.
+
+    The digest covers where and when the stream stored the message (``stored``: its
+    sequence and time in ns), not only what its sender chose: a sender cannot name the
+    journal of its own message before it is stored, and nobody can without reading the
+    stream. (Who may publish there at all is the permissions' job.)
+    """
+    text = f"{sender}\0{message_id}\0{stored[0]}\0{stored[1]}"
+    digest = hashlib.sha256(text.encode()).hexdigest()[:32]
     return f"agent.{validate_own_agent_id(agent_id)}.journal.{digest}"
 
 
@@ -116,10 +124,12 @@ class Journal:
         if type(step) is not int:
             return
         model, tool, result = entry.get("model"), entry.get("tool"), entry.get("result")
+        # The first entry of a step counts (the unit's own, written as it went); a later
+        # one for the same step is never taken over it.
         if isinstance(model, dict):
-            self._models[step] = model
+            self._models.setdefault(step, model)
         elif isinstance(tool, str) and isinstance(result, dict):
-            self._tools[step, tool] = result
+            self._tools.setdefault((step, tool), result)
 
     def model_reply(self, step: int) -> Mapping[str, Any] | None:
         """The model reply of ``step``, if the unit had it before."""

@@ -69,11 +69,11 @@ VOLTA_NAMESPACES = (
     "mcp.",
     "task.",
     "volta.",
-    "$SRV.",
-    "$SYS.",
-    "$JS.API.",
+    "$",
 )
-"""Subjects Volta never publishes an answer to: its own protocol's, and the server's APIs."""
+"""Subjects Volta never publishes an answer to: its own protocol's, and every subject of
+the server's own (``$SYS``, ``$JS`` with or without a domain, ``$KV``, ``$O``, ``$SRV``,
+...: an answer there could act on the server with the agent's rights)."""
 
 # A subject token may hold anything printable except the separators and wildcards.
 _TOKEN = re.compile(r"[^\s.*>]+")

@@ -20,8 +20,10 @@ from volta.actors import (
     AgentContext,
     AgentFault,
     AskFailed,
+    AskTimeout,
     DurableMode,
     DurableSpec,
+    Journal,
     open_client,
 )
 from volta.bus import (
@@ -482,3 +484,37 @@ async def test_node_and_server_killed_mid_stream_every_acked_message_is_answered
     # Run again: only units in flight or done but not yet written down (max_concurrency 8).
     assert len(lines) - count <= 16
     assert numbers == list(range(count))  # answered exactly once
+
+
+async def test_a_stream_deleted_under_a_running_node_is_made_again(js_server: NatsServer) -> None:
+    """An operator deletes VOLTA_INBOX: the agent's consumer goes with it, its inbox
+    restarts, makes the streams again, and asks through the stream work again."""
+    spec = node_spec(js_server.url, [agent("alpha")])
+    async with running_node(spec) as node, open_bus(js_server.url) as bus:
+        await JetStream(bus).delete_stream(STREAM)
+        await wait_until(lambda: node.agents["alpha"].restarts >= 1, timeout=10)
+        async with open_client(bus) as client:
+            with trio.fail_after(10):
+                while True:  # (until the consumer is back)
+                    try:
+                        answer = await client.ask("alpha", "back?", timeout=2)
+                        break
+                    except AskTimeout:
+                        continue
+        state = await JetStream(bus).consumer_state(STREAM, "alpha")
+        restarts = node.agents["alpha"].restarts
+    assert answer.message == "back?"
+    assert state.ack_pending == 0
+    assert restarts < 5  # made again at once, not a crash loop
+
+
+def test_the_first_journal_entry_of_a_step_counts() -> None:
+    """A later entry for the same step (a forgery, or a retry) never replaces the first."""
+    real = {"step": 0, "model": {"content": [{"type": "text", "text": "real"}]}}
+    forged = {"step": 0, "model": {"content": [{"type": "text", "text": "forged"}]}}
+    tool = {"step": 0, "tool": "t1", "result": {"text": "real", "is_error": False}}
+    forged_tool = {"step": 0, "tool": "t1", "result": {"text": "forged", "is_error": False}}
+    journal = Journal(None, "S", "agent.a.journal.x", None, [real, tool, forged, forged_tool])  # type: ignore[arg-type]
+    assert journal.model_reply(0) == real["model"]
+    assert journal.tool_result(0, "t1") == tool["result"]
+    assert journal.resumed

@@ -14,6 +14,7 @@ from volta.protocol import (
     agent_message,
     agent_status,
     capability_endpoint,
+    is_answerable,
     validate_agent_id,
     validate_subject,
 )
@@ -84,3 +85,28 @@ def test_capability_endpoints() -> None:
     for bad in ("", "a.b", "*", ">", "a b", "x" * 65):
         with pytest.raises(InvalidSubject, match="invalid capability name"):
             capability_endpoint(bad)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "agent.broadcast",
+        "agent.beta.inbox",
+        "task.t1.progress",
+        "$SYS.REQ.SERVER.PING",
+        "$JS.API.STREAM.DELETE.VOLTA_INBOX",
+        "$JS.hub.API.STREAM.DELETE.VOLTA_INBOX",  # the API under a domain
+        "$KV.config.key",  # a KV write
+        "$O.store.chunk",
+        "$JS.ACK.VOLTA_INBOX.beta.1.2.3.4.5",
+        "_INBOX.a*",
+        "_INBOX.has space",
+    ],
+)
+def test_no_answer_goes_to_volta_or_server_subjects(reply: str) -> None:
+    assert not is_answerable(reply)
+
+
+@pytest.mark.parametrize("reply", ["_INBOX.abc.1", "my-app.replies.7"])
+def test_a_client_inbox_is_answerable(reply: str) -> None:
+    assert is_answerable(reply)
