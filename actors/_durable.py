@@ -72,6 +72,9 @@ log = logging.getLogger("volta.actors.durable")
 REPLY_HEADER = "Volta-Reply"
 """The header of a stored message that says where its sender waits for the answer."""
 _NOT_FOUND = 404
+KEEP_RECORDS = 256
+"""Records of what it handled an agent keeps at most (each covers one batch of acks);
+trimmed every time as many more were written."""
 _KNOWN_FOR = 60.0  # seconds an agent found to have a durable inbox is taken to have it
 _UNKNOWN_FOR = 2.0  # ... and one found to have none
 
@@ -163,6 +166,8 @@ class DurableInboxes:
         self.spec = spec
         self._known: OrderedDict[str, tuple[bool, float]] = OrderedDict()
         self._journals = journal_stream(spec).name
+        self._records = spec.records_spec().name
+        self._records_written: dict[str, int] = {}
         self._publishers: weakref.WeakKeyDictionary[Bus, StreamPublisher] = (
             weakref.WeakKeyDictionary()
         )
@@ -273,7 +278,18 @@ class DurableInboxes:
         record = encode_json(pairs)
         first, last = pairs[0], pairs[-1]
         record_id = f"{agent_id}.{first[0]}.{first[1]}.{last[0]}.{len(pairs)}"
-        await self.publisher(bus).publish(agent_handled(agent_id), record, record_id)
+        subject = agent_handled(agent_id)
+        await self.publisher(bus).publish(subject, record, record_id)
+        written = self._records_written.get(agent_id, 0) + 1
+        self._records_written[agent_id] = written
+        if written % KEEP_RECORDS == 0:
+            # Records matter only for messages whose acks a server restart may have lost:
+            # the last few seconds'. The newest KEEP_RECORDS (many times that) stay; the
+            # rest would only slow the read after a restart (one request per record).
+            try:
+                await JetStream(bus).purge(self._records, subject, keep=KEEP_RECORDS)
+            except BusError as error:
+                log.debug("records of %s not trimmed: %s", agent_id, error)
 
     async def handled_before(self, bus: Bus, agent_id: str) -> list[MessageKey]:
         """What the agent's inboxes wrote down as handled (records not yet expired);
@@ -283,8 +299,7 @@ class DurableInboxes:
             BusError: the records could not be read.
         """
         keys: list[MessageKey] = []
-        stream = self.spec.records_spec().name
-        for payload in await JetStream(bus).stored(stream, agent_handled(agent_id)):
+        for payload in await JetStream(bus).stored(self._records, agent_handled(agent_id)):
             try:
                 pairs = decode_json(payload)
             except ProtocolError:

@@ -329,13 +329,12 @@ class JetStream:
             sequence = _integer(stored.get("seq")) + 1
         return payloads
 
-    async def purge(self, stream: str, subject: str) -> None:
-        """Remove every message the stream holds on ``subject``."""
-        await self._api(
-            f"purge {subject} in {stream}",
-            f"$JS.API.STREAM.PURGE.{stream}",
-            {"filter": subject},
-        )
+    async def purge(self, stream: str, subject: str, *, keep: int = 0) -> None:
+        """Remove the messages the stream holds on ``subject``, but the newest ``keep``."""
+        request: dict[str, Any] = {"filter": subject}
+        if keep:
+            request["keep"] = keep
+        await self._api(f"purge {subject} in {stream}", f"$JS.API.STREAM.PURGE.{stream}", request)
 
     async def delete_stream(self, name: str) -> None:
         """Delete a stream and everything in it."""

@@ -21,11 +21,13 @@ from volta.actors import (
     AgentFault,
     AskFailed,
     AskTimeout,
+    DurableInboxes,
     DurableMode,
     DurableSpec,
     Journal,
     open_client,
 )
+from volta.actors._durable import KEEP_RECORDS
 from volta.bus import (
     Bus,
     JetStream,
@@ -518,3 +520,21 @@ def test_the_first_journal_entry_of_a_step_counts() -> None:
     assert journal.model_reply(0) == real["model"]
     assert journal.tool_result(0, "t1") == tool["result"]
     assert journal.resumed
+
+
+async def test_records_of_what_was_handled_are_trimmed_to_the_newest(
+    js_server: NatsServer,
+) -> None:
+    """Records matter for the last seconds' acks only: an agent keeps its newest ones, so
+    reading them after a restart stays quick however long it ran."""
+    async with open_bus(js_server.url) as bus:
+        inboxes = await DurableInboxes.open(bus, DurableSpec())
+        assert inboxes is not None
+        for n in range(600):
+            await inboxes.record_handled(bus, "worker", [(n + 1, 1_000 + n)])
+        await inboxes.record_handled(bus, "other", [(1, 1)])
+        kept = await inboxes.handled_before(bus, "worker")
+        other = await inboxes.handled_before(bus, "other")
+    assert len(kept) <= 2 * KEEP_RECORDS
+    assert kept[-1] == (600, 1_599)  # the newest are the ones kept
+    assert other == [(1, 1)]  # (another agent's records are its own)
