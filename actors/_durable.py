@@ -65,7 +65,7 @@ from volta.protocol import (
     encode_json,
 )
 
-from ._journal import Journal, journal_stream, journal_subject
+from ._journal import JOURNALS_ALL, Journal, journal_subject
 
 log = logging.getLogger("volta.actors.durable")
 
@@ -124,24 +124,23 @@ class DurableSpec:
 
     def stream_spec(self) -> StreamSpec:
         """The inbox stream."""
-        return StreamSpec(
-            name=self.stream,
-            subjects=(AGENT_INBOX_ALL,),
-            storage=self.storage,
-            retention=Retention.INTEREST,
-            max_age=self.max_age,
-            max_bytes=self.max_bytes,
-            replicas=self.replicas,
-            duplicate_window=self.duplicate_window,
-        )
+        return self._stream(self.stream, AGENT_INBOX_ALL, Retention.INTEREST)
 
     def records_spec(self) -> StreamSpec:
         """The stream of the inboxes' records of what they handled."""
+        return self._stream(f"{self.stream}_HANDLED", AGENT_HANDLED_ALL, Retention.LIMITS)
+
+    def journal_spec(self) -> StreamSpec:
+        """The stream of the units' journals (``_journal.py``)."""
+        return self._stream(f"{self.stream}_JOURNAL", JOURNALS_ALL, Retention.LIMITS)
+
+    def _stream(self, name: str, subjects: str, retention: Retention) -> StreamSpec:
+        """One of the three streams: each with the storage, limits and replicas set here."""
         return StreamSpec(
-            name=f"{self.stream}_HANDLED",
-            subjects=(AGENT_HANDLED_ALL,),
+            name=name,
+            subjects=(subjects,),
             storage=self.storage,
-            retention=Retention.LIMITS,
+            retention=retention,
             max_age=self.max_age,
             max_bytes=self.max_bytes,
             replicas=self.replicas,
@@ -165,7 +164,7 @@ class DurableInboxes:
     def __init__(self, spec: DurableSpec) -> None:
         self.spec = spec
         self._known: OrderedDict[str, tuple[bool, float]] = OrderedDict()
-        self._journals = journal_stream(spec).name
+        self._journals = spec.journal_spec().name
         self._records = spec.records_spec().name
         self._records_written: dict[str, int] = {}
         self._publishers: weakref.WeakKeyDictionary[Bus, StreamPublisher] = (
@@ -241,7 +240,7 @@ class DurableInboxes:
         for stream in (
             self.spec.stream_spec(),
             self.spec.records_spec(),
-            journal_stream(self.spec),
+            self.spec.journal_spec(),
         ):
             await JetStream(bus).ensure_stream(stream)
 

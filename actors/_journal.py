@@ -29,7 +29,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from volta.bus import Bus, BusError, JetStream, Retention, StreamPublisher, StreamSpec
+from volta.bus import Bus, BusError, JetStream, StreamPublisher
 from volta.protocol import (
     PayloadEncodeError,
     ProtocolError,
@@ -55,20 +55,6 @@ def journal_subject(agent_id: str, sender: str, message_id: str, stored: tuple[i
     text = f"{sender}\0{message_id}\0{stored[0]}\0{stored[1]}"
     digest = hashlib.sha256(text.encode()).hexdigest()[:32]
     return f"agent.{validate_own_agent_id(agent_id)}.journal.{digest}"
-
-
-def journal_stream(spec: Any) -> StreamSpec:
-    """The journal stream of a :class:`~volta.actors.DurableSpec`."""
-    return StreamSpec(
-        name=f"{spec.stream}_JOURNAL",
-        subjects=(JOURNALS_ALL,),
-        storage=spec.storage,
-        retention=Retention.LIMITS,
-        max_age=spec.max_age,
-        max_bytes=spec.max_bytes,
-        replicas=spec.replicas,
-        duplicate_window=spec.duplicate_window,
-    )
 
 
 class Journal:
